@@ -1,0 +1,25 @@
+//! MiniTwit's write model: aggregates, commands, events and the rules between them.
+//!
+//! This crate does no I/O. Anything impure — the clock, identifiers, whether another user
+//! exists, password hashing — is decided outside and arrives in a command or through
+//! [`UserDirectory`], so every rule here can be tested with plain values.
+//!
+//! Layout:
+//! - [`user`]: the `User` aggregate, keyed by username, owning whom that user follows.
+//! - [`message`]: the `Message` aggregate, one per posted message, owning its flag state.
+//! - [`registration`]: the checks on registration input, shared by every front door.
+//! - [`directory`]: the port through which aggregates ask whether a username is registered.
+//! - [`upcasting`]: how stored events of older versions are read as the current version.
+
+#![forbid(unsafe_code)]
+
+pub mod directory;
+pub mod message;
+pub mod registration;
+pub mod upcasting;
+pub mod user;
+
+pub use directory::{Directory, DirectoryError, UserDirectory};
+pub use message::{Message, MessageCommand, MessageError, MessageEvent};
+pub use registration::{PasswordHash, RegistrationError};
+pub use user::{User, UserCommand, UserError, UserEvent};

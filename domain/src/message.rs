@@ -1,0 +1,263 @@
+//! The `Message` aggregate: one stream per posted message, holding its moderation state.
+//!
+//! Messages are their own aggregate so that posting never contends with, or lengthens, the
+//! author's stream; the aggregate id is a UUIDv7 chosen by the caller. Flagging is a command
+//! on the message, so a moderation decision is itself a fact in the log.
+
+use chrono::{DateTime, Utc};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+
+use crate::directory::{Directory, DirectoryError};
+
+/// What can be asked of a message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MessageCommand {
+    /// Publish `content` as `author`. Content is kept exactly as given (it is escaped only
+    /// when rendered as HTML); empty content is allowed, as in the original.
+    Post {
+        author: String,
+        content: String,
+        posted_at: DateTime<Utc>,
+    },
+    /// Hide the message from every timeline. Flagging a flagged message changes nothing.
+    Flag { flagged_at: DateTime<Utc> },
+    /// Show a flagged message again. Unflagging an unflagged message changes nothing.
+    Unflag { unflagged_at: DateTime<Utc> },
+}
+
+/// What happened to a message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum MessageEvent {
+    /// Carries the author and time so that timeline projectors need nothing else.
+    MessagePosted {
+        author: String,
+        content: String,
+        posted_at: DateTime<Utc>,
+    },
+    MessageFlagged {
+        flagged_at: DateTime<Utc>,
+    },
+    MessageUnflagged {
+        unflagged_at: DateTime<Utc>,
+    },
+}
+
+impl MessageEvent {
+    /// The current payload version of every message event.
+    pub const VERSION: &'static str = "1.0";
+}
+
+impl DomainEvent for MessageEvent {
+    fn event_type(&self) -> String {
+        match self {
+            Self::MessagePosted { .. } => "MessagePosted",
+            Self::MessageFlagged { .. } => "MessageFlagged",
+            Self::MessageUnflagged { .. } => "MessageUnflagged",
+        }
+        .to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        Self::VERSION.to_owned()
+    }
+}
+
+/// Why a message command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    /// The author has not registered.
+    #[error("unknown user {0:?}")]
+    UnknownAuthor(String),
+    /// This message id was already used for another post.
+    #[error("the message was already posted")]
+    AlreadyPosted,
+    /// No message was posted under this id.
+    #[error("no such message")]
+    UnknownMessage,
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
+}
+
+/// The state a message's commands are decided on.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    posted: bool,
+    flagged: bool,
+}
+
+impl Aggregate for Message {
+    const TYPE: &'static str = "message";
+    type Command = MessageCommand;
+    type Event = MessageEvent;
+    type Error = MessageError;
+    type Services = Directory;
+
+    async fn handle(
+        &mut self,
+        command: MessageCommand,
+        directory: &Directory,
+        sink: &EventSink<Self>,
+    ) -> Result<(), MessageError> {
+        let event = match command {
+            MessageCommand::Post {
+                author,
+                content,
+                posted_at,
+            } => {
+                if self.posted {
+                    return Err(MessageError::AlreadyPosted);
+                }
+                if !directory.is_registered(&author).await? {
+                    return Err(MessageError::UnknownAuthor(author));
+                }
+                MessageEvent::MessagePosted {
+                    author,
+                    content,
+                    posted_at,
+                }
+            }
+            MessageCommand::Flag { flagged_at } => {
+                if !self.posted {
+                    return Err(MessageError::UnknownMessage);
+                }
+                if self.flagged {
+                    return Ok(());
+                }
+                MessageEvent::MessageFlagged { flagged_at }
+            }
+            MessageCommand::Unflag { unflagged_at } => {
+                if !self.posted {
+                    return Err(MessageError::UnknownMessage);
+                }
+                if !self.flagged {
+                    return Ok(());
+                }
+                MessageEvent::MessageUnflagged { unflagged_at }
+            }
+        };
+        sink.write(event, self).await;
+        Ok(())
+    }
+
+    fn apply(&mut self, event: MessageEvent) {
+        match event {
+            MessageEvent::MessagePosted { .. } => self.posted = true,
+            MessageEvent::MessageFlagged { .. } => self.flagged = true,
+            MessageEvent::MessageUnflagged { .. } => self.flagged = false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use chrono::TimeZone;
+    use cqrs_es::test::TestFramework;
+
+    use super::*;
+    use crate::directory::UserDirectory;
+
+    struct OnlyAlice;
+
+    #[async_trait]
+    impl UserDirectory for OnlyAlice {
+        async fn is_registered(&self, username: &str) -> Result<bool, DirectoryError> {
+            Ok(username == "alice")
+        }
+    }
+
+    fn framework() -> TestFramework<Message> {
+        TestFramework::with(Arc::new(OnlyAlice) as Directory)
+    }
+
+    fn at() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap()
+    }
+
+    fn posted() -> MessageEvent {
+        MessageEvent::MessagePosted {
+            author: "alice".into(),
+            content: "<b>Blub!</b> æøå".into(),
+            posted_at: at(),
+        }
+    }
+
+    fn post(author: &str) -> MessageCommand {
+        MessageCommand::Post {
+            author: author.into(),
+            content: "<b>Blub!</b> æøå".into(),
+            posted_at: at(),
+        }
+    }
+
+    #[test]
+    fn a_registered_author_posts_raw_content() {
+        framework()
+            .given_no_previous_events()
+            .when(post("alice"))
+            .then_expect_events(vec![posted()]);
+    }
+
+    #[test]
+    fn an_unknown_author_cannot_post() {
+        framework()
+            .given_no_previous_events()
+            .when(post("mallory"))
+            .then_expect_error(MessageError::UnknownAuthor("mallory".into()));
+    }
+
+    #[test]
+    fn a_message_id_is_posted_once() {
+        framework()
+            .given(vec![posted()])
+            .when(post("alice"))
+            .then_expect_error(MessageError::AlreadyPosted);
+    }
+
+    #[test]
+    fn flagging_is_recorded_once_and_can_be_undone() {
+        let flagged = MessageEvent::MessageFlagged { flagged_at: at() };
+        framework()
+            .given(vec![posted()])
+            .when(MessageCommand::Flag { flagged_at: at() })
+            .then_expect_events(vec![flagged.clone()]);
+        framework()
+            .given(vec![posted(), flagged.clone()])
+            .when(MessageCommand::Flag { flagged_at: at() })
+            .then_expect_events(vec![]);
+        framework()
+            .given(vec![posted(), flagged])
+            .when(MessageCommand::Unflag { unflagged_at: at() })
+            .then_expect_events(vec![MessageEvent::MessageUnflagged { unflagged_at: at() }]);
+        framework()
+            .given(vec![posted()])
+            .when(MessageCommand::Unflag { unflagged_at: at() })
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn an_unknown_message_cannot_be_flagged() {
+        framework()
+            .given_no_previous_events()
+            .when(MessageCommand::Flag { flagged_at: at() })
+            .then_expect_error(MessageError::UnknownMessage);
+    }
+
+    #[test]
+    fn message_events_keep_their_wire_format() {
+        assert_eq!(
+            serde_json::to_value(posted()).unwrap(),
+            serde_json::json!({"MessagePosted": {
+                "author": "alice",
+                "content": "<b>Blub!</b> æøå",
+                "posted_at": "2026-11-25T12:00:00Z"
+            }})
+        );
+        assert_eq!(posted().event_type(), "MessagePosted");
+        assert_eq!(posted().event_version(), "1.0");
+    }
+}

@@ -1,0 +1,102 @@
+//! Registration input rules and the password-hash type.
+//!
+//! The checks run in the order the original MiniTwit ran them, and the first failure wins;
+//! their messages are the ones the simulator and the original's users see.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a registration was refused. The `Display` texts are part of the public contract.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistrationError {
+    #[error("You have to enter a username")]
+    MissingUsername,
+    #[error("You have to enter a valid email address")]
+    InvalidEmail,
+    #[error("You have to enter a password")]
+    MissingPassword,
+    #[error("The username is already taken")]
+    UsernameTaken,
+}
+
+/// Checks the parts of a registration that need nothing but the input itself.
+///
+/// Whether the username is taken is the aggregate's business (see [`crate::user`]); callers
+/// may check it earlier to avoid hashing a password for nothing.
+pub fn validate(username: &str, email: &str, password: &str) -> Result<(), RegistrationError> {
+    if username.is_empty() {
+        return Err(RegistrationError::MissingUsername);
+    }
+    validate_email(email)?;
+    if password.is_empty() {
+        return Err(RegistrationError::MissingPassword);
+    }
+    Ok(())
+}
+
+/// The original accepted any address containing `@`; so do we, to accept what it accepted.
+pub(crate) fn validate_email(email: &str) -> Result<(), RegistrationError> {
+    if email.contains('@') {
+        Ok(())
+    } else {
+        Err(RegistrationError::InvalidEmail)
+    }
+}
+
+/// A password hash in PHC string format (or a legacy format the server can verify).
+///
+/// A distinct type so a plain password cannot be passed where a hash belongs, and so that
+/// `Debug` output — and with it every log line — never shows the hash.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PasswordHash(String);
+
+impl PasswordHash {
+    /// Wraps an already computed hash.
+    pub fn new(hash: String) -> Self {
+        Self(hash)
+    }
+
+    /// The hash string, for verification.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasswordHash(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_failing_rule_wins() {
+        assert_eq!(validate("", "", ""), Err(RegistrationError::MissingUsername));
+        assert_eq!(validate("a", "", ""), Err(RegistrationError::InvalidEmail));
+        assert_eq!(validate("a", "no-at-sign", "x"), Err(RegistrationError::InvalidEmail));
+        assert_eq!(validate("a", "a@b", ""), Err(RegistrationError::MissingPassword));
+        assert_eq!(validate("Roger Histand", "r@h", "\\\"'{<"), Ok(()));
+    }
+
+    #[test]
+    fn messages_are_the_originals() {
+        assert_eq!(RegistrationError::MissingUsername.to_string(), "You have to enter a username");
+        assert_eq!(
+            RegistrationError::InvalidEmail.to_string(),
+            "You have to enter a valid email address"
+        );
+        assert_eq!(RegistrationError::MissingPassword.to_string(), "You have to enter a password");
+        assert_eq!(RegistrationError::UsernameTaken.to_string(), "The username is already taken");
+    }
+
+    #[test]
+    fn password_hash_is_redacted_in_debug_output() {
+        let hash = PasswordHash::new("$argon2id$v=19$secret".into());
+        assert!(!format!("{hash:?}").contains("secret"));
+    }
+}
