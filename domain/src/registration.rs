@@ -76,22 +76,40 @@ mod tests {
 
     #[test]
     fn first_failing_rule_wins() {
-        assert_eq!(validate("", "", ""), Err(RegistrationError::MissingUsername));
+        assert_eq!(
+            validate("", "", ""),
+            Err(RegistrationError::MissingUsername)
+        );
         assert_eq!(validate("a", "", ""), Err(RegistrationError::InvalidEmail));
-        assert_eq!(validate("a", "no-at-sign", "x"), Err(RegistrationError::InvalidEmail));
-        assert_eq!(validate("a", "a@b", ""), Err(RegistrationError::MissingPassword));
+        assert_eq!(
+            validate("a", "no-at-sign", "x"),
+            Err(RegistrationError::InvalidEmail)
+        );
+        assert_eq!(
+            validate("a", "a@b", ""),
+            Err(RegistrationError::MissingPassword)
+        );
         assert_eq!(validate("Roger Histand", "r@h", "\\\"'{<"), Ok(()));
     }
 
     #[test]
     fn messages_are_the_originals() {
-        assert_eq!(RegistrationError::MissingUsername.to_string(), "You have to enter a username");
+        assert_eq!(
+            RegistrationError::MissingUsername.to_string(),
+            "You have to enter a username"
+        );
         assert_eq!(
             RegistrationError::InvalidEmail.to_string(),
             "You have to enter a valid email address"
         );
-        assert_eq!(RegistrationError::MissingPassword.to_string(), "You have to enter a password");
-        assert_eq!(RegistrationError::UsernameTaken.to_string(), "The username is already taken");
+        assert_eq!(
+            RegistrationError::MissingPassword.to_string(),
+            "You have to enter a password"
+        );
+        assert_eq!(
+            RegistrationError::UsernameTaken.to_string(),
+            "The username is already taken"
+        );
     }
 
     #[test]

@@ -1,0 +1,34 @@
+//! The read side: catch-up projectors over the global event log, and the queries that read
+//! what they build.
+//!
+//! Layout:
+//! - [`log`]: positions in the global log and the rows read from it.
+//! - [`projector`]: the generic catch-up loop — below the transaction horizon, in
+//!   `(transaction_id, global_position)` order, one locked transaction per batch with a
+//!   compare-and-set checkpoint — and the [`Projection`] trait each view implements.
+//! - [`accounts`]: users and follows.
+//! - [`timeline`]: messages, shaped for the public, per-user and "my" timelines.
+//! - [`progress`]: every replica's view of how far each projection has got, kept current by
+//!   LISTEN/NOTIFY, so a request can wait until its own write is visible.
+//! - [`queries`]: the named read queries the HTTP layer calls.
+
+#![forbid(unsafe_code)]
+
+pub mod accounts;
+pub mod log;
+pub mod progress;
+pub mod projector;
+pub mod queries;
+pub mod timeline;
+
+use std::sync::Arc;
+
+pub use log::{LogPosition, StoredEvent};
+pub use progress::{Progress, ProgressListener};
+pub use projector::{Projection, Projector, ProjectorSettings};
+pub use queries::{ReadModels, TimelineEntry};
+
+/// Every projection the server runs, at its current version.
+pub fn all() -> Vec<Arc<dyn Projection>> {
+    vec![Arc::new(accounts::Accounts), Arc::new(timeline::Timeline)]
+}

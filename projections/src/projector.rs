@@ -1,0 +1,323 @@
+//! The catch-up projector: turns the global event log into view tables, exactly once.
+//!
+//! Each batch is one transaction that
+//! 1. takes a per-projection advisory transaction lock (`pg_try_advisory_xact_lock`), so that
+//!    with any number of replicas only one batch of a projection runs at a time — whoever
+//!    wins does the work, and a crashed holder releases it by dying;
+//! 2. reads the checkpoint `(last_tx, last_position)`;
+//! 3. reads the next events *below the transaction horizon*
+//!    (`transaction_id < pg_snapshot_xmin(pg_current_snapshot())`) in
+//!    `(transaction_id, global_position)` order — no transaction still running can add rows
+//!    there, so nothing can appear behind the checkpoint later;
+//! 4. applies them with idempotent SQL;
+//! 5. moves the checkpoint with a compare-and-set on its old value, rolling back if someone
+//!    else moved it (a fence against a stale worker).
+//!
+//! Views and checkpoint commit together, so every event takes effect exactly once. Each
+//! projection version owns a schema named `<projection>_v<version>`, which lets a new version
+//! be built beside the one serving reads.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use cqrs_es::persist::EventUpcaster;
+use sqlx::{PgConnection, PgPool, Row};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::log::{LogPosition, StoredEvent, EVENT_COLUMNS};
+use crate::progress::Progress;
+
+/// A view built from the log.
+#[async_trait]
+pub trait Projection: Send + Sync {
+    /// Stable name: part of checkpoint keys, lock keys and schema names. A plain identifier.
+    fn name(&self) -> &'static str;
+    /// The version the code builds and reads. Bump it when the tables' shape or meaning
+    /// changes; the new version is then built beside the old one.
+    fn version(&self) -> i32;
+    /// The aggregate types whose events this projection reads; others are not fetched.
+    fn aggregate_types(&self) -> &'static [&'static str];
+    /// Idempotent DDL creating this projection's tables inside `schema` (which exists).
+    fn create_tables_sql(&self, schema: &str) -> String;
+    /// Applies one event to the tables in `schema`. Must be idempotent: applying an event
+    /// twice leaves the tables as applying it once.
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        schema: &str,
+        event: &StoredEvent,
+        upcasters: &[Box<dyn EventUpcaster>],
+    ) -> anyhow::Result<()>;
+}
+
+/// The schema holding `projection`'s tables at `version`.
+pub fn schema_name(projection: &str, version: i32) -> String {
+    format!("{projection}_v{version}")
+}
+
+/// How a projector paces itself.
+#[derive(Debug, Clone, Copy)]
+pub struct ProjectorSettings {
+    /// Events per batch (and so per transaction).
+    pub batch_size: i64,
+    /// How often to look for events when no notification arrives. Notifications can arrive
+    /// while an older transaction still holds the horizon back, so polling is not optional.
+    pub poll_interval: Duration,
+    /// The pause after a failed batch before trying again.
+    pub retry_delay: Duration,
+}
+
+impl Default for ProjectorSettings {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            poll_interval: Duration::from_millis(500),
+            retry_delay: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What one batch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchOutcome {
+    /// Another worker holds this projection's lock.
+    Busy,
+    /// Nothing below the horizon past the checkpoint.
+    Idle,
+    /// `events` events applied; the checkpoint is now `through`. `full` means the batch was
+    /// cut at the size limit, so more may be waiting.
+    Applied {
+        events: usize,
+        through: LogPosition,
+        full: bool,
+    },
+}
+
+/// Runs one projection at one version.
+pub struct Projector {
+    pool: PgPool,
+    projection: Arc<dyn Projection>,
+    version: i32,
+    schema: String,
+    settings: ProjectorSettings,
+    upcasters: Vec<Box<dyn EventUpcaster>>,
+    progress: Option<Progress>,
+    wake: Arc<Notify>,
+}
+
+impl Projector {
+    /// A projector for `projection` at the version the code builds.
+    pub fn new(pool: PgPool, projection: Arc<dyn Projection>, settings: ProjectorSettings) -> Self {
+        let version = projection.version();
+        Self {
+            schema: schema_name(projection.name(), version),
+            pool,
+            projection,
+            version,
+            settings,
+            upcasters: domain::upcasting::upcasters(),
+            progress: None,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Builds into `version` instead (a scratch or replacement copy of the views).
+    pub fn at_version(mut self, version: i32) -> Self {
+        self.version = version;
+        self.schema = schema_name(self.projection.name(), version);
+        self
+    }
+
+    /// Reports every committed batch to `progress` and lets it wake this projector.
+    pub fn reporting_to(mut self, progress: &Progress) -> Self {
+        self.wake = progress.register_waker();
+        self.progress = Some(progress.clone());
+        self
+    }
+
+    /// The schema this projector writes.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// Creates the schema, tables and checkpoint row if missing. The first version of a
+    /// projection to be prepared becomes the active one.
+    pub async fn prepare(&self) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        // Concurrent CREATE ... IF NOT EXISTS from two replicas can still collide in the
+        // catalogs; a blocking lock makes the second wait and then find everything there.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(format!("prepare:{}", self.schema))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {}", self.schema))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::raw_sql(&self.projection.create_tables_sql(&self.schema))
+            .execute(&mut *tx)
+            .await
+            .with_context(|| format!("creating the tables of {}", self.schema))?;
+        sqlx::query(
+            "INSERT INTO projection_checkpoints (projection, version, state) \
+             SELECT $1, $2, CASE WHEN EXISTS (SELECT 1 FROM projection_checkpoints \
+                 WHERE projection = $1 AND state = 'active') THEN 'building' ELSE 'active' END \
+             ON CONFLICT (projection, version) DO NOTHING",
+        )
+        .bind(self.projection.name())
+        .bind(self.version)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Runs one batch.
+    #[tracing::instrument(name = "projection_batch", skip(self), fields(projection = %self.schema))]
+    pub async fn run_batch(&self) -> anyhow::Result<BatchOutcome> {
+        let started = std::time::Instant::now();
+        let mut tx = self.pool.begin().await?;
+        let locked: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(format!("projection:{}", self.schema))
+                .fetch_one(&mut *tx)
+                .await?;
+        if !locked {
+            return Ok(BatchOutcome::Busy);
+        }
+        let row = sqlx::query(
+            "SELECT last_tx::text::bigint AS last_tx, last_position FROM projection_checkpoints \
+             WHERE projection = $1 AND version = $2",
+        )
+        .bind(self.projection.name())
+        .bind(self.version)
+        .fetch_optional(&mut *tx)
+        .await?
+        .with_context(|| format!("no checkpoint row for {}; run prepare first", self.schema))?;
+        let checkpoint = LogPosition {
+            transaction_id: row.try_get("last_tx")?,
+            global_position: row.try_get("last_position")?,
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events \
+             WHERE (transaction_id, global_position) > ($1::bigint::text::xid8, $2) \
+               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+               AND aggregate_type = ANY($3) \
+             ORDER BY transaction_id, global_position \
+             LIMIT $4"
+        ))
+        .bind(checkpoint.transaction_id)
+        .bind(checkpoint.global_position)
+        .bind(self.projection.aggregate_types())
+        .bind(self.settings.batch_size)
+        .fetch_all(&mut *tx)
+        .await?;
+        let Some(last) = rows.last() else {
+            return Ok(BatchOutcome::Idle);
+        };
+        let through = StoredEvent::from_row(last)?.position;
+        for row in &rows {
+            let event = StoredEvent::from_row(row)?;
+            self.projection
+                .apply(&mut tx, &self.schema, &event, &self.upcasters)
+                .await
+                .with_context(|| {
+                    format!(
+                        "applying {} at position {} to {}",
+                        event.event_type, event.position.global_position, self.schema
+                    )
+                })?;
+        }
+        let moved = sqlx::query(
+            "UPDATE projection_checkpoints \
+             SET last_tx = $3::bigint::text::xid8, last_position = $4, last_error = NULL, \
+                 updated_at = now() \
+             WHERE projection = $1 AND version = $2 \
+               AND last_tx = $5::bigint::text::xid8 AND last_position = $6",
+        )
+        .bind(self.projection.name())
+        .bind(self.version)
+        .bind(through.transaction_id)
+        .bind(through.global_position)
+        .bind(checkpoint.transaction_id)
+        .bind(checkpoint.global_position)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        anyhow::ensure!(
+            moved == 1,
+            "the checkpoint of {} moved under us; batch discarded",
+            self.schema
+        );
+        tx.commit().await?;
+
+        let labels = [("projection", self.projection.name().to_owned())];
+        metrics::counter!("minitwit_projection_events_applied_total", &labels)
+            .increment(rows.len() as u64);
+        metrics::histogram!("minitwit_projection_batch_duration_seconds", &labels)
+            .record(started.elapsed().as_secs_f64());
+        if let Some(progress) = &self.progress {
+            progress.record(self.projection.name(), self.version, through);
+        }
+        Ok(BatchOutcome::Applied {
+            events: rows.len(),
+            through,
+            full: rows.len() as i64 >= self.settings.batch_size,
+        })
+    }
+
+    /// Applies batches until nothing is left below the horizon; returns the events applied.
+    /// Waits while another worker holds the lock, since that worker may stop at any time.
+    pub async fn catch_up(&self) -> anyhow::Result<u64> {
+        let mut applied = 0;
+        loop {
+            match self.run_batch().await? {
+                BatchOutcome::Applied { events, .. } => applied += events as u64,
+                BatchOutcome::Busy => tokio::time::sleep(Duration::from_millis(20)).await,
+                BatchOutcome::Idle => return Ok(applied),
+            }
+        }
+    }
+
+    /// Projects until `cancel` fires: drains the backlog, then sleeps until woken by a
+    /// notification or the poll interval. A failing batch is retried after a delay and its
+    /// error recorded on the checkpoint row; an event is never skipped.
+    pub async fn run(self, cancel: CancellationToken) {
+        tracing::info!(projection = %self.schema, "projector started");
+        loop {
+            let pause = match self.run_batch().await {
+                Ok(BatchOutcome::Applied { full: true, .. }) => continue,
+                Ok(_) => self.settings.poll_interval,
+                Err(err) => {
+                    tracing::error!(projection = %self.schema, error = format!("{err:#}"), "projection batch failed");
+                    metrics::counter!("minitwit_projection_errors_total", "projection" => self.projection.name())
+                        .increment(1);
+                    self.record_error(&err).await;
+                    self.settings.retry_delay
+                }
+            };
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+        tracing::info!(projection = %self.schema, "projector stopped");
+    }
+
+    async fn record_error(&self, err: &anyhow::Error) {
+        let result = sqlx::query(
+            "UPDATE projection_checkpoints SET last_error = $3 WHERE projection = $1 AND version = $2",
+        )
+        .bind(self.projection.name())
+        .bind(self.version)
+        .bind(format!("{err:#}"))
+        .execute(&self.pool)
+        .await;
+        if let Err(db_err) = result {
+            tracing::warn!(error = %db_err, "could not record the projection error");
+        }
+    }
+}
