@@ -5,11 +5,11 @@
 //! [`UserDirectory`], so every rule here can be tested with plain values.
 //!
 //! Layout:
-//! - [`user`]: the `User` aggregate, keyed by username, owning whom that user follows.
-//! - [`message`]: the `Message` aggregate, one per posted message, owning its flag state.
-//! - [`registration`]: the checks on registration input, shared by every front door.
-//! - [`directory`]: the port through which aggregates ask whether a username is registered.
-//! - [`upcasting`]: how stored events of older versions are read as the current version.
+//! - [`user`] — the `User` aggregate, keyed by username, owning whom that user follows.
+//! - [`message`] — the `Message` aggregate, one per posted message, owning its flag state.
+//! - [`registration`] — the checks on registration input, shared by every front door.
+//! - [`directory`] — the port through which aggregates ask whether a username is registered.
+//! - [`upcasting`] — how stored events of older versions are read as the current version.
 
 #![forbid(unsafe_code)]
 

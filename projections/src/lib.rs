@@ -2,15 +2,15 @@
 //! what they build.
 //!
 //! Layout:
-//! - [`log`]: positions in the global log and the rows read from it.
-//! - [`projector`]: the generic catch-up loop — below the transaction horizon, in
+//! - [`log`] — positions in the global log and the rows read from it.
+//! - [`projector`] — the generic catch-up loop — below the transaction horizon, in
 //!   `(transaction_id, global_position)` order, one locked transaction per batch with a
 //!   compare-and-set checkpoint — and the [`Projection`] trait each view implements.
-//! - [`accounts`]: users and follows.
-//! - [`timeline`]: messages, shaped for the public, per-user and "my" timelines.
-//! - [`progress`]: every replica's view of how far each projection has got, kept current by
+//! - [`accounts`] — users and follows.
+//! - [`timeline`] — messages, shaped for the public, per-user and "my" timelines.
+//! - [`progress`] — every replica's view of how far each projection has got, kept current by
 //!   LISTEN/NOTIFY, so a request can wait until its own write is visible.
-//! - [`queries`]: the named read queries the HTTP layer calls.
+//! - [`queries`] — the named read queries the HTTP layer calls.
 
 #![forbid(unsafe_code)]
 

@@ -1,0 +1,181 @@
+//! Executing commands: cqrs-es on postgres-es, with conflict retries and read-your-writes.
+//!
+//! cqrs-es runs in plain event-store mode with no inline queries: the views are built by the
+//! catch-up projectors instead (see the `projections` crate). After a command commits, this
+//! module finds the position of the stream's newest event and waits — boundedly — until every
+//! view fed by that stream has applied it, so a client that writes and then reads sees its
+//! write. Waiting on the stream's newest event rather than on "the event just written" also
+//! covers commands that wrote nothing (following someone already followed): the state they
+//! confirmed is visible too.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::{Aggregate, AggregateError, CqrsFramework};
+use domain::{Directory, Message, MessageCommand, MessageError, User, UserCommand, UserError};
+use postgres_es::PostgresEventRepository;
+use projections::{LogPosition, Progress};
+use rand::Rng;
+use sqlx::{PgPool, Row};
+
+use crate::directory::EventStoreDirectory;
+use crate::request_context::RequestContext;
+
+type Cqrs<A> = CqrsFramework<A, PersistedEventStore<PostgresEventRepository, A>>;
+
+/// Why a command did not go through.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError<E: std::error::Error> {
+    /// The aggregate refused it; nothing was written.
+    #[error(transparent)]
+    Rejected(E),
+    /// Other writers kept winning the race for the stream, through every retry.
+    #[error("the command kept conflicting with concurrent writes")]
+    Conflict,
+    /// The store failed.
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
+/// How commands are executed.
+#[derive(Debug, Clone, Copy)]
+pub struct CommandSettings {
+    /// Retries after an optimistic-concurrency conflict.
+    pub retries: u32,
+    /// The read-your-writes bound.
+    pub read_your_writes_timeout: Duration,
+}
+
+/// Sends commands to aggregates.
+pub struct CommandBus {
+    users: Cqrs<User>,
+    messages: Cqrs<Message>,
+    pool: PgPool,
+    progress: Progress,
+    settings: CommandSettings,
+}
+
+impl CommandBus {
+    /// A bus writing through `pool` and waiting on `progress`.
+    pub fn new(pool: PgPool, progress: Progress, settings: CommandSettings) -> Self {
+        let directory: Directory = Arc::new(EventStoreDirectory::new(pool.clone()));
+        Self {
+            users: framework(&pool, directory.clone()),
+            messages: framework(&pool, directory),
+            pool,
+            progress,
+            settings,
+        }
+    }
+
+    /// Executes `command` on the user `username`.
+    pub async fn user(
+        &self,
+        username: &str,
+        command: UserCommand,
+        context: &RequestContext,
+    ) -> Result<(), CommandError<UserError>> {
+        self.execute(&self.users, username, command, context).await
+    }
+
+    /// Executes `command` on the message `message_id`.
+    pub async fn message(
+        &self,
+        message_id: &str,
+        command: MessageCommand,
+        context: &RequestContext,
+    ) -> Result<(), CommandError<MessageError>> {
+        self.execute(&self.messages, message_id, command, context)
+            .await
+    }
+
+    #[tracing::instrument(name = "command", skip_all, fields(aggregate = A::TYPE, id = aggregate_id))]
+    async fn execute<A>(
+        &self,
+        cqrs: &Cqrs<A>,
+        aggregate_id: &str,
+        command: A::Command,
+        context: &RequestContext,
+    ) -> Result<(), CommandError<A::Error>>
+    where
+        A: Aggregate,
+        A::Command: Clone,
+    {
+        let mut attempt = 0;
+        loop {
+            let result = cqrs
+                .execute_with_metadata(aggregate_id, command.clone(), context.event_metadata())
+                .await;
+            match result {
+                Ok(()) => break,
+                Err(AggregateError::AggregateConflict) if attempt < self.settings.retries => {
+                    attempt += 1;
+                    metrics::counter!("minitwit_command_retries_total", "aggregate" => A::TYPE)
+                        .increment(1);
+                    // Jitter, so that the writers that collided do not collide again.
+                    let pause = rand::rng().random_range(1..=5 * u64::from(attempt));
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                }
+                Err(AggregateError::AggregateConflict) => return Err(CommandError::Conflict),
+                Err(AggregateError::UserError(refusal)) => {
+                    return Err(CommandError::Rejected(refusal))
+                }
+                Err(other) => {
+                    return Err(CommandError::Failed(anyhow::anyhow!(
+                        "executing a {} command: {other}",
+                        A::TYPE
+                    )))
+                }
+            }
+        }
+        self.await_views(A::TYPE, aggregate_id).await?;
+        Ok(())
+    }
+
+    /// Waits until the views include the newest event of the stream, within the bound.
+    async fn await_views(&self, aggregate_type: &str, aggregate_id: &str) -> anyhow::Result<()> {
+        let newest = sqlx::query(
+            "SELECT transaction_id::text::bigint AS transaction_id, global_position FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence DESC LIMIT 1",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = newest else {
+            return Ok(());
+        };
+        let position = LogPosition {
+            transaction_id: row.try_get("transaction_id")?,
+            global_position: row.try_get("global_position")?,
+        };
+        // The local projectors need not wait for the notification's round trip.
+        self.progress.wake_projectors();
+        let applied = self
+            .progress
+            .wait_until_applied(
+                aggregate_type,
+                position,
+                self.settings.read_your_writes_timeout,
+            )
+            .await?;
+        if !applied {
+            metrics::counter!("minitwit_read_your_writes_timeouts_total").increment(1);
+            tracing::warn!(
+                position = position.global_position,
+                "views did not catch up within the read-your-writes bound; answering anyway"
+            );
+        }
+        Ok(())
+    }
+}
+
+fn framework<A>(pool: &PgPool, directory: Directory) -> Cqrs<A>
+where
+    A: Aggregate<Services = Directory>,
+{
+    let store = PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone()))
+        .with_upcasters(domain::upcasting::upcasters());
+    CqrsFramework::new(store, Vec::new(), directory)
+}

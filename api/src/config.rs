@@ -1,0 +1,149 @@
+//! The server's configuration: flags, each also read from an environment variable.
+//!
+//! Secrets (the database URL, the simulator's password) may instead be read from a file named
+//! by a `*_FILE` variable, the convention of Docker and Compose secrets.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+
+/// Everything the server can be told at start-up.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "minitwit", version, about = "MiniTwit, event-sourced")]
+pub struct Config {
+    /// PostgreSQL connection URL. Without it (and without DATABASE_URL_FILE) the server runs
+    /// its own private PostgreSQL in the data directory.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// A file holding the PostgreSQL connection URL.
+    #[arg(long, env = "DATABASE_URL_FILE", conflicts_with = "database_url")]
+    pub database_url_file: Option<PathBuf>,
+
+    /// Where the embedded PostgreSQL keeps its data (used only without a database URL).
+    #[arg(long, env = "MINITWIT_DATA_DIR", default_value = ".minitwit")]
+    pub data_dir: PathBuf,
+
+    /// Address of the simulator API.
+    #[arg(long, env = "MINITWIT_API_ADDR", default_value = "127.0.0.1:5001")]
+    pub api_addr: SocketAddr,
+
+    /// The user name the simulator authenticates with.
+    #[arg(long, env = "MINITWIT_SIMULATOR_USER", default_value = "simulator")]
+    pub simulator_user: String,
+
+    /// The password the simulator authenticates with.
+    #[arg(
+        long,
+        env = "MINITWIT_SIMULATOR_PASSWORD",
+        default_value = "super_safe!",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pub simulator_password: String,
+
+    /// A file holding the simulator's password (overrides MINITWIT_SIMULATOR_PASSWORD).
+    #[arg(long, env = "MINITWIT_SIMULATOR_PASSWORD_FILE")]
+    pub simulator_password_file: Option<PathBuf>,
+
+    /// How long a write waits for the views to include it before answering anyway, in
+    /// milliseconds. Keep it under the simulator's 300 ms timeout.
+    #[arg(
+        long,
+        env = "MINITWIT_READ_YOUR_WRITES_TIMEOUT_MS",
+        default_value_t = 200
+    )]
+    pub read_your_writes_timeout_ms: u64,
+
+    /// The most messages one request may list, whatever its `no` says.
+    #[arg(long, env = "MINITWIT_MAX_MESSAGES", default_value_t = 10_000)]
+    pub max_messages: i64,
+
+    /// How many times a command that lost an optimistic-concurrency race is retried.
+    #[arg(long, env = "MINITWIT_COMMAND_RETRIES", default_value_t = 5)]
+    pub command_retries: u32,
+
+    /// Connections in the database pool.
+    #[arg(long, env = "MINITWIT_DB_POOL_SIZE", default_value_t = 20)]
+    pub db_pool_size: u32,
+
+    /// Password hashes computed at once. Each argon2id hash holds 19 MiB, so this bounds the
+    /// memory a burst of registrations can take. Defaults to the number of CPUs.
+    #[arg(long, env = "MINITWIT_HASH_CONCURRENCY")]
+    pub hash_concurrency: Option<usize>,
+
+    /// Events per projector batch.
+    #[arg(long, env = "MINITWIT_PROJECTOR_BATCH_SIZE", default_value_t = 500)]
+    pub projector_batch_size: i64,
+
+    /// How often projectors look for events when no notification arrives, in milliseconds.
+    #[arg(long, env = "MINITWIT_PROJECTOR_POLL_MS", default_value_t = 500)]
+    pub projector_poll_ms: u64,
+
+    /// Log format: `text` for people, `json` for log collectors.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+impl Config {
+    /// The database URL, if one was configured directly or through its file.
+    pub fn database_url(&self) -> anyhow::Result<Option<String>> {
+        match &self.database_url_file {
+            Some(path) => read_secret(path).map(Some),
+            None => Ok(self.database_url.clone()),
+        }
+    }
+
+    /// The simulator's password, from its file if one was given.
+    pub fn simulator_password(&self) -> anyhow::Result<String> {
+        match &self.simulator_password_file {
+            Some(path) => read_secret(path),
+            None => Ok(self.simulator_password.clone()),
+        }
+    }
+
+    /// The read-your-writes wait bound.
+    pub fn read_your_writes_timeout(&self) -> Duration {
+        Duration::from_millis(self.read_your_writes_timeout_ms)
+    }
+}
+
+/// Reads a secret file, dropping the line break editors and `echo` leave at its end.
+fn read_secret(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the secret file {}", path.display()))?;
+    Ok(text.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_course_conventions() {
+        let config = Config::try_parse_from(["minitwit"]).unwrap();
+        assert_eq!(config.api_addr.port(), 5001);
+        assert_eq!(config.simulator_user, "simulator");
+        assert_eq!(config.data_dir, PathBuf::from(".minitwit"));
+        assert_eq!(config.max_messages, 10_000);
+    }
+
+    #[test]
+    fn secrets_are_read_from_files_without_their_trailing_newline() {
+        let dir = std::env::temp_dir().join(format!("minitwit-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("password");
+        std::fs::write(&file, "s3cret \\\"'{<\n").unwrap();
+        let config = Config::try_parse_from([
+            "minitwit",
+            "--simulator-password-file",
+            file.to_str().unwrap(),
+        ])
+        .unwrap();
+        assert_eq!(config.simulator_password().unwrap(), "s3cret \\\"'{<");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,111 @@
+//! The API's errors, and the one place where each becomes an HTTP status.
+//!
+//! | variant        | status | body `error_msg`             |
+//! |----------------|--------|------------------------------|
+//! | `NotAuthorized`| 403    | the simulator's fixed text   |
+//! | `NotFound`     | 404    | what was not found           |
+//! | `BadRequest`   | 400    | what is wrong with the input |
+//! | `Conflict`     | 409    | the command lost every retry |
+//! | `Internal`     | 500    | a generic text; the cause is logged, never sent |
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use domain::{MessageError, UserError};
+use serde_json::json;
+
+use crate::commands::CommandError;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("You are not authorized to use this resource!")]
+    NotAuthorized,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("The request conflicted with concurrent changes; please retry")]
+    Conflict,
+    #[error("Internal server error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::NotAuthorized => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Conflict => StatusCode::CONFLICT,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The 404 for a username nobody registered.
+    pub fn unknown_user(username: &str) -> Self {
+        Self::NotFound(format!("Unknown user: {username}"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Self::Internal(cause) = &self {
+            tracing::error!(error = format!("{cause:#}"), "request failed");
+        }
+        let status = self.status();
+        let body = json!({"status": status.as_u16(), "error_msg": self.to_string()});
+        (status, Json(body)).into_response()
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(err: sqlx::Error) -> Self {
+        Self::Internal(err.into())
+    }
+}
+
+impl From<domain::DirectoryError> for ApiError {
+    fn from(err: domain::DirectoryError) -> Self {
+        Self::Internal(err.into())
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(err: anyhow::Error) -> Self {
+        Self::Internal(err)
+    }
+}
+
+impl From<CommandError<UserError>> for ApiError {
+    fn from(err: CommandError<UserError>) -> Self {
+        match err {
+            CommandError::Rejected(UserError::Registration(refusal)) => {
+                Self::BadRequest(refusal.to_string())
+            }
+            CommandError::Rejected(UserError::NotRegistered) => {
+                Self::NotFound("Unknown user".to_owned())
+            }
+            CommandError::Rejected(UserError::UnknownFollowee(name)) => Self::unknown_user(&name),
+            CommandError::Rejected(UserError::Directory(cause)) => cause.into(),
+            CommandError::Conflict => Self::Conflict,
+            CommandError::Failed(cause) => Self::Internal(cause),
+        }
+    }
+}
+
+impl From<CommandError<MessageError>> for ApiError {
+    fn from(err: CommandError<MessageError>) -> Self {
+        match err {
+            CommandError::Rejected(MessageError::UnknownAuthor(name)) => Self::unknown_user(&name),
+            CommandError::Rejected(MessageError::UnknownMessage) => {
+                Self::NotFound("Unknown message".to_owned())
+            }
+            CommandError::Rejected(MessageError::AlreadyPosted) | CommandError::Conflict => {
+                Self::Conflict
+            }
+            CommandError::Rejected(MessageError::Directory(cause)) => cause.into(),
+            CommandError::Failed(cause) => Self::Internal(cause),
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! The MiniTwit server: configuration, start-up, and the simulator API.
+//!
+//! Layout:
+//! - [`config`] — flags and environment variables (secrets also from `*_FILE`).
+//! - [`database`] — reaching PostgreSQL — a URL or the [`embedded_postgres`] cluster — and
+//!   applying the migrations.
+//! - [`commands`] — executing commands through cqrs-es, retrying conflicts, and waiting until
+//!   the views include each write (read your writes).
+//! - [`directory`] — the domain's user-directory port, answered from the event store.
+//! - [`passwords`] — argon2id hashing off the runtime, with bounded concurrency.
+//! - [`simulator`] — the simulator's JSON API.
+//! - [`error`] — the API's error type and its one mapping to HTTP statuses.
+//! - [`request_context`] — request ids and times, carried into event metadata.
+//! - [`startup`] — building the application and running it until a shutdown signal.
+//! - [`telemetry`] — logging.
+
+#![forbid(unsafe_code)]
+
+pub mod commands;
+pub mod config;
+pub mod database;
+pub mod directory;
+pub mod embedded_postgres;
+pub mod error;
+pub mod passwords;
+pub mod request_context;
+pub mod simulator;
+pub mod startup;
+pub mod telemetry;
+
+pub use config::Config;
+pub use startup::{shutdown_signal, Application};

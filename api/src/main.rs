@@ -1,0 +1,13 @@
+//! The `minitwit` binary: a thin shim over the `api` library, so tests and other binaries
+//! build the same application.
+
+use api::{shutdown_signal, Application, Config};
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    api::telemetry::init(&config.log_format);
+    let application = Application::build(config).await?;
+    application.run_until_stopped(shutdown_signal()).await
+}

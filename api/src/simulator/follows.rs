@@ -1,0 +1,64 @@
+//! `GET /fllws/<username>` and `POST /fllws/<username>`.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use domain::UserCommand;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{listing_limit, parse_body, user_lookup_then, SimulatorState};
+use crate::error::ApiError;
+use crate::request_context::RequestContext;
+
+pub(super) async fn list(
+    State(state): State<SimulatorState>,
+    Path(username): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    if !state.reads.user_exists(&username).await? {
+        return Err(ApiError::unknown_user(&username));
+    }
+    let limit = listing_limit(query.get("no").map(String::as_str), state.max_messages);
+    let follows = state.reads.followees(&username, limit).await?;
+    Ok(Json(json!({ "follows": follows })))
+}
+
+#[derive(Deserialize)]
+struct FollowChange {
+    follow: Option<String>,
+    unfollow: Option<String>,
+}
+
+pub(super) async fn change(
+    State(state): State<SimulatorState>,
+    Path(username): Path<String>,
+    context: RequestContext,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let parsed = parse_body::<FollowChange>(&body).and_then(|change| {
+        // `follow` wins when both are present.
+        match (change.follow, change.unfollow) {
+            (Some(followee), _) => Ok(UserCommand::Follow {
+                followee,
+                followed_at: context.received_at,
+            }),
+            (None, Some(followee)) => Ok(UserCommand::Unfollow {
+                followee,
+                unfollowed_at: context.received_at,
+            }),
+            (None, None) => Err(ApiError::BadRequest(
+                "The body must name a user to follow or unfollow".to_owned(),
+            )),
+        }
+    });
+    let command = match parsed {
+        Ok(command) => command,
+        Err(bad_body) => return Err(user_lookup_then(&state, &username, bad_body).await),
+    };
+    state.commands.user(&username, command, &context).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

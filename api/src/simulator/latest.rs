@@ -1,0 +1,89 @@
+//! The simulator's `latest` value: stored from every request, read by `GET /latest`.
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::Json;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+use super::SimulatorState;
+use crate::error::ApiError;
+
+/// Where `latest` lives: one row in Postgres, shared by every replica and kept across
+/// restarts, so the simulator can resume after a crash.
+#[derive(Clone)]
+pub struct LatestStore {
+    pool: PgPool,
+}
+
+impl LatestStore {
+    /// A store on `pool`.
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// The stored value, or -1 before the first.
+    pub async fn get(&self) -> Result<i64, sqlx::Error> {
+        let stored: Option<i64> = sqlx::query_scalar("SELECT latest FROM simulator_latest")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(stored.unwrap_or(-1))
+    }
+
+    /// Replaces the stored value.
+    pub async fn set(&self, latest: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO simulator_latest (singleton, latest) VALUES (true, $1) \
+             ON CONFLICT (singleton) DO UPDATE SET latest = EXCLUDED.latest, updated_at = now()",
+        )
+        .bind(latest)
+        .execute(&self.pool)
+        .await?;
+        metrics::gauge!("minitwit_latest_processed_id").set(latest as f64);
+        Ok(())
+    }
+}
+
+/// The value of a `latest` parameter worth storing: an integer other than -1.
+fn latest_to_store(raw: Option<&String>) -> Option<i64> {
+    raw?.parse::<i64>().ok().filter(|&latest| latest != -1)
+}
+
+/// Middleware: stores `latest` before anything else looks at the request.
+pub(super) async fn record(
+    State(state): State<SimulatorState>,
+    Query(query): Query<HashMap<String, String>>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if let Some(latest) = latest_to_store(query.get("latest")) {
+        state.latest.set(latest).await?;
+    }
+    Ok(next.run(request).await)
+}
+
+/// `GET /latest`.
+pub(super) async fn get(State(state): State<SimulatorState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({"latest": state.latest.get().await?})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_integers_other_than_minus_one_are_stored() {
+        let value = |s: &str| latest_to_store(Some(&s.to_owned()));
+        assert_eq!(value("42"), Some(42));
+        assert_eq!(value("+7"), Some(7));
+        assert_eq!(value("-5"), Some(-5));
+        assert_eq!(value("-1"), None);
+        assert_eq!(value("1.5"), None);
+        assert_eq!(value("abc"), None);
+        assert_eq!(value(""), None);
+        assert_eq!(latest_to_store(None), None);
+    }
+}

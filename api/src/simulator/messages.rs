@@ -1,0 +1,85 @@
+//! `GET /msgs`, `GET /msgs/<username>` and `POST /msgs/<username>`.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use domain::MessageCommand;
+use projections::TimelineEntry;
+use serde::{Deserialize, Serialize};
+
+use super::{listing_limit, parse_body, user_lookup_then, SimulatorState};
+use crate::error::ApiError;
+use crate::request_context::RequestContext;
+
+/// A message as the simulator sees it.
+#[derive(Serialize)]
+pub(super) struct MessageView {
+    content: String,
+    pub_date: i64,
+    user: String,
+}
+
+impl From<TimelineEntry> for MessageView {
+    fn from(entry: TimelineEntry) -> Self {
+        Self {
+            content: entry.content,
+            pub_date: entry.pub_date,
+            user: entry.author,
+        }
+    }
+}
+
+fn views(entries: Vec<TimelineEntry>) -> Json<Vec<MessageView>> {
+    Json(entries.into_iter().map(MessageView::from).collect())
+}
+
+pub(super) async fn list_all(
+    State(state): State<SimulatorState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Vec<MessageView>>, ApiError> {
+    let limit = listing_limit(query.get("no").map(String::as_str), state.max_messages);
+    Ok(views(state.reads.public_timeline(limit).await?))
+}
+
+pub(super) async fn list_by_author(
+    State(state): State<SimulatorState>,
+    Path(username): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Vec<MessageView>>, ApiError> {
+    if !state.reads.user_exists(&username).await? {
+        return Err(ApiError::unknown_user(&username));
+    }
+    let limit = listing_limit(query.get("no").map(String::as_str), state.max_messages);
+    Ok(views(state.reads.user_timeline(&username, limit).await?))
+}
+
+#[derive(Deserialize)]
+struct NewMessage {
+    content: String,
+}
+
+pub(super) async fn post(
+    State(state): State<SimulatorState>,
+    Path(username): Path<String>,
+    context: RequestContext,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let NewMessage { content } = match parse_body(&body) {
+        Ok(message) => message,
+        Err(bad_body) => return Err(user_lookup_then(&state, &username, bad_body).await),
+    };
+    let command = MessageCommand::Post {
+        author: username,
+        content,
+        posted_at: context.received_at,
+    };
+    let message_id = uuid::Uuid::now_v7().to_string();
+    state
+        .commands
+        .message(&message_id, command, &context)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

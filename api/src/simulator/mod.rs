@@ -1,0 +1,158 @@
+//! The simulator API: the JSON endpoints the course's simulator drives, exactly per
+//! `spec/simulator-api.md`.
+//!
+//! Every endpoint but `GET /latest` first stores the `latest` query parameter, then checks
+//! authorization, then looks the user up, then reads the body — in that order, as the
+//! simulator expects. Writes answer 204 only once the views include them.
+
+mod follows;
+mod latest;
+mod messages;
+mod register;
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use base64::Engine as _;
+use domain::UserDirectory as _;
+use projections::ReadModels;
+use serde::de::DeserializeOwned;
+
+use crate::commands::CommandBus;
+use crate::directory::EventStoreDirectory;
+use crate::error::ApiError;
+use crate::passwords::PasswordHasher;
+
+pub use latest::LatestStore;
+
+/// What the simulator's handlers share.
+#[derive(Clone)]
+pub struct SimulatorState {
+    pub commands: Arc<CommandBus>,
+    pub reads: ReadModels,
+    pub directory: EventStoreDirectory,
+    pub latest: LatestStore,
+    pub hasher: PasswordHasher,
+    /// The exact `Authorization` header value that grants access.
+    pub expected_authorization: Arc<str>,
+    /// The cap on `no`.
+    pub max_messages: i64,
+}
+
+impl SimulatorState {
+    /// The `Authorization` value for HTTP Basic credentials `user:password`.
+    pub fn basic_authorization(user: &str, password: &str) -> String {
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        format!("Basic {encoded}")
+    }
+}
+
+/// The simulator API's routes.
+pub fn router(state: SimulatorState) -> Router {
+    let protected = Router::new()
+        .route("/msgs", get(messages::list_all))
+        .route(
+            "/msgs/{username}",
+            get(messages::list_by_author).post(messages::post),
+        )
+        .route(
+            "/fllws/{username}",
+            get(follows::list).post(follows::change),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_simulator,
+        ));
+    let tracked = Router::new()
+        .route("/register", post(register::register))
+        .merge(protected)
+        // Outermost, so `latest` is stored even when authorization or validation fails.
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            latest::record,
+        ));
+    Router::new()
+        .route("/latest", get(latest::get))
+        .merge(tracked)
+        .with_state(state)
+}
+
+/// Lets through only requests carrying the simulator's exact credentials.
+async fn require_simulator(
+    State(state): State<SimulatorState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let authorized = request
+        .headers()
+        .get(AUTHORIZATION)
+        .is_some_and(|value| value.as_bytes() == state.expected_authorization.as_bytes());
+    if authorized {
+        Ok(next.run(request).await)
+    } else {
+        Err(ApiError::NotAuthorized)
+    }
+}
+
+/// How many entries a listing asked for with `no`: 100 when absent or not an integer, none
+/// for 0, as many as allowed when negative, and never more than `max`.
+fn listing_limit(no: Option<&str>, max: i64) -> i64 {
+    const DEFAULT: i64 = 100;
+    match no.map(|value| value.parse::<i64>()) {
+        Some(Ok(n)) if n < 0 => max,
+        Some(Ok(n)) => n.min(max),
+        Some(Err(_)) | None => DEFAULT.min(max),
+    }
+}
+
+/// The answer to a write whose body was bad. The user lookup comes before the body check,
+/// so an unknown user is a 404 even then; only a bad body pays for this extra lookup (a good
+/// one reaches the aggregate, which knows whether its user exists).
+async fn user_lookup_then(
+    state: &SimulatorState,
+    username: &str,
+    body_error: ApiError,
+) -> ApiError {
+    match state.directory.is_registered(username).await {
+        Ok(true) => body_error,
+        Ok(false) => ApiError::unknown_user(username),
+        Err(err) => err.into(),
+    }
+}
+
+/// Parses a JSON body; anything unreadable is a 400, never a 500.
+fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|err| ApiError::BadRequest(format!("Invalid request body: {err}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listing_limit_follows_the_spec() {
+        assert_eq!(listing_limit(None, 10_000), 100);
+        assert_eq!(listing_limit(Some("abc"), 10_000), 100);
+        assert_eq!(listing_limit(Some(""), 10_000), 100);
+        assert_eq!(listing_limit(Some("0"), 10_000), 0);
+        assert_eq!(listing_limit(Some("7"), 10_000), 7);
+        assert_eq!(listing_limit(Some("-1"), 10_000), 10_000);
+        assert_eq!(listing_limit(Some("99999999"), 10_000), 10_000);
+        assert_eq!(listing_limit(None, 50), 50);
+    }
+
+    #[test]
+    fn the_default_credentials_give_the_simulators_header() {
+        assert_eq!(
+            SimulatorState::basic_authorization("simulator", "super_safe!"),
+            "Basic c2ltdWxhdG9yOnN1cGVyX3NhZmUh"
+        );
+    }
+}

@@ -1,0 +1,196 @@
+//! Building and running the server: database, projectors, listeners, and a clean shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::{MatchedPath, Request};
+use axum::Router;
+use projections::{Progress, ProgressListener, Projector, ProjectorSettings, ReadModels};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::commands::{CommandBus, CommandSettings};
+use crate::config::Config;
+use crate::database::{self, Database};
+use crate::directory::EventStoreDirectory;
+use crate::embedded_postgres::EmbeddedPostgres;
+use crate::passwords::PasswordHasher;
+use crate::request_context::REQUEST_ID_HEADER;
+use crate::simulator::{self, LatestStore, SimulatorState};
+
+/// A built server, listening but not yet serving.
+pub struct Application {
+    api_listener: TcpListener,
+    api_router: Router,
+    pool: PgPool,
+    progress: Progress,
+    projectors: Vec<Projector>,
+    embedded: Option<EmbeddedPostgres>,
+}
+
+impl Application {
+    /// Connects to (or starts) the database, applies migrations, prepares the projections
+    /// and binds the listeners. Port 0 binds a free port; see [`Application::api_addr`].
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let Database { pool, embedded } = database::connect(&config).await?;
+        let projections = projections::all();
+        let progress = Progress::new(pool.clone(), &projections);
+        let settings = ProjectorSettings {
+            batch_size: config.projector_batch_size,
+            poll_interval: Duration::from_millis(config.projector_poll_ms),
+            ..ProjectorSettings::default()
+        };
+        let mut projectors = Vec::with_capacity(projections.len());
+        for projection in projections {
+            let projector =
+                Projector::new(pool.clone(), projection, settings).reporting_to(&progress);
+            projector.prepare().await?;
+            projectors.push(projector);
+        }
+        progress.refresh().await?;
+
+        let commands = CommandBus::new(
+            pool.clone(),
+            progress.clone(),
+            CommandSettings {
+                retries: config.command_retries,
+                read_your_writes_timeout: config.read_your_writes_timeout(),
+            },
+        );
+        let cpus = std::thread::available_parallelism().map_or(2, usize::from);
+        let state = SimulatorState {
+            commands: Arc::new(commands),
+            reads: ReadModels::new(pool.clone()),
+            directory: EventStoreDirectory::new(pool.clone()),
+            latest: LatestStore::new(pool.clone()),
+            hasher: PasswordHasher::new(config.hash_concurrency.unwrap_or(cpus)),
+            expected_authorization: SimulatorState::basic_authorization(
+                &config.simulator_user,
+                &config.simulator_password()?,
+            )
+            .into(),
+            max_messages: config.max_messages,
+        };
+        let api_router = with_http_layers(simulator::router(state));
+        let api_listener = TcpListener::bind(config.api_addr)
+            .await
+            .with_context(|| format!("binding the API address {}", config.api_addr))?;
+        Ok(Self {
+            api_listener,
+            api_router,
+            pool,
+            progress,
+            projectors,
+            embedded,
+        })
+    }
+
+    /// The address the simulator API listens on.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then drains requests in flight, stops the
+    /// projectors between batches, closes the pool and stops the embedded database if this
+    /// process started it.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let api_addr = self.api_addr();
+        let cancel = CancellationToken::new();
+        let mut background = JoinSet::new();
+        for projector in self.projectors {
+            background.spawn(projector.run(cancel.clone()));
+        }
+        let listener = ProgressListener::new(self.progress.clone());
+        let listener_cancel = cancel.clone();
+        background.spawn(async move {
+            // Without notifications everything still works, by polling; so this is logged,
+            // not fatal.
+            if let Err(err) = listener.run(listener_cancel).await {
+                tracing::error!(error = %err, "the notification listener stopped");
+            }
+        });
+        tracing::info!(address = %api_addr, "simulator API listening");
+
+        let served = axum::serve(self.api_listener, self.api_router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving the simulator API");
+        tracing::info!("requests drained; stopping background tasks");
+        cancel.cancel();
+        while let Some(joined) = background.join_next().await {
+            if let Err(err) = joined {
+                tracing::error!(error = %err, "a background task panicked");
+            }
+        }
+        self.pool.close().await;
+        if let Some(embedded) = self.embedded {
+            embedded.stop().await?;
+        }
+        served
+    }
+}
+
+/// Request ids (kept from the client or proxy if given, else generated, and echoed back) and
+/// one log line per request, labelled with the matched route template.
+fn with_http_layers(router: Router) -> Router {
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|request: &Request| {
+            let route = request
+                .extensions()
+                .get::<MatchedPath>()
+                .map_or("unmatched", MatchedPath::as_str);
+            let request_id = request
+                .headers()
+                .get(REQUEST_ID_HEADER)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or("");
+            tracing::info_span!("request", method = %request.method(), route, request_id)
+        })
+        .on_request(())
+        .on_response(DefaultOnResponse::new().level(Level::INFO));
+    router.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(trace)
+            .layer(PropagateRequestIdLayer::x_request_id()),
+    )
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = interrupt => tracing::info!("SIGINT received; shutting down"),
+        () = terminate => tracing::info!("SIGTERM received; shutting down"),
+    }
+}
