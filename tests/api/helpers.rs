@@ -1,0 +1,544 @@
+//! Test harness: a real PostgreSQL, a fresh database per test, and the real server.
+//!
+//! One embedded cluster serves the whole run (under Cargo's target tmp dir, with fsync off:
+//! it is thrown away). Each test gets its own database, so tests run in parallel without
+//! seeing each other. The server runs either in-process on a random port ([`spawn_app`]) or
+//! as the real `minitwit` binary in a child process ([`ServerProcess`]), for tests that kill
+//! and restart it or run several at once.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Once;
+use std::time::Duration;
+
+use api::embedded_postgres::{EmbeddedPostgres, EmbeddedPostgresOptions};
+use api::{Application, Config};
+use clap::Parser;
+use projections::{Projector, ProjectorSettings};
+use reqwest::StatusCode;
+use serde_json::Value;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use tokio::sync::{oneshot, OnceCell};
+
+/// The simulator's default `Authorization` header.
+pub const SIMULATOR_AUTH: &str = "Basic c2ltdWxhdG9yOnN1cGVyX3NhZmUh";
+
+static CLUSTER: OnceCell<EmbeddedPostgres> = OnceCell::const_new();
+static TRACING: Once = Once::new();
+
+/// Logs go to the test output only when `TEST_LOG` is set.
+fn init_tracing() {
+    TRACING.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            api::telemetry::init("text");
+        }
+    });
+}
+
+async fn cluster() -> &'static EmbeddedPostgres {
+    CLUSTER
+        .get_or_init(|| async {
+            let data_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("test-postgres/data");
+            let cluster = EmbeddedPostgres::start(EmbeddedPostgresOptions {
+                data_dir,
+                fast_unsafe: true,
+            })
+            .await
+            .expect("starting the test PostgreSQL");
+            drop_leftover_databases(&cluster).await;
+            cluster
+        })
+        .await
+}
+
+/// Databases of earlier runs are dropped at the first use in a run, so the throwaway
+/// cluster does not grow without bound. One still in use (another run at the same time)
+/// refuses and is left alone.
+async fn drop_leftover_databases(cluster: &EmbeddedPostgres) {
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(cluster.connect_options("postgres"))
+        .await
+        .expect("connecting to the test cluster");
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'test\\_%'")
+            .fetch_all(&admin)
+            .await
+            .expect("listing databases");
+    for name in names {
+        let _ = sqlx::query(&format!("DROP DATABASE \"{name}\""))
+            .execute(&admin)
+            .await;
+    }
+    admin.close().await;
+}
+
+/// A fresh, empty database of its own.
+pub struct TestDatabase {
+    /// A URL any process can connect with (unix socket).
+    pub url: String,
+    /// A pool for the test's own queries.
+    pub pool: PgPool,
+}
+
+impl TestDatabase {
+    /// Creates the database and applies the migrations.
+    pub async fn create() -> Self {
+        init_tracing();
+        let cluster = cluster().await;
+        let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+        cluster
+            .ensure_database(&name)
+            .await
+            .expect("creating a test database");
+        let options = cluster.connect_options(&name);
+        let socket = options
+            .get_socket()
+            .expect("the test cluster listens on a socket");
+        let url = format!(
+            "postgres://minitwit@localhost/{name}?host={}",
+            percent_encode(&socket.to_string_lossy())
+        );
+        let pool = PgPoolOptions::new()
+            .max_connections(5)
+            .connect_with(options)
+            .await
+            .expect("connecting to the test database");
+        api::database::migrate(&pool).await.expect("migrating");
+        Self { url, pool }
+    }
+}
+
+/// The configuration tests run the server with: a random port, quick polling, and a
+/// generous read-your-writes bound (a shared 2-core machine must not make reads stale).
+pub fn test_config(database_url: &str) -> Config {
+    Config::try_parse_from([
+        "minitwit",
+        "--database-url",
+        database_url,
+        "--api-addr",
+        "127.0.0.1:0",
+        "--read-your-writes-timeout-ms",
+        "10000",
+        "--projector-poll-ms",
+        "100",
+        "--db-pool-size",
+        "10",
+    ])
+    .expect("test configuration")
+}
+
+/// The real server, running in this process.
+pub struct TestApp {
+    pub base_url: String,
+    pub db: TestDatabase,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Starts the server on a fresh database.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_on(TestDatabase::create().await).await
+}
+
+/// Starts the server on `db`.
+pub async fn spawn_app_on(db: TestDatabase) -> TestApp {
+    let application = Application::build(test_config(&db.url))
+        .await
+        .expect("building the application");
+    let base_url = format!("http://{}", application.api_addr());
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(application.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        base_url,
+        db,
+        shutdown: Some(shutdown),
+        server,
+    }
+}
+
+impl TestApp {
+    /// A simulator-like client of this server.
+    pub fn client(&self) -> SimClient {
+        SimClient::new(&self.base_url)
+    }
+
+    /// Shuts the server down gracefully, returning its database.
+    pub async fn stop(mut self) -> TestDatabase {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        (&mut self.server)
+            .await
+            .expect("server task")
+            .expect("server ran cleanly");
+        self.db
+    }
+}
+
+/// The real `minitwit` binary in a child process.
+pub struct ServerProcess {
+    pub base_url: String,
+    child: tokio::process::Child,
+}
+
+impl ServerProcess {
+    /// Starts `minitwit` on `database_url` and waits until it answers.
+    pub async fn start(database_url: &str) -> Self {
+        let port = free_port();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_minitwit"))
+            .env("DATABASE_URL", database_url)
+            .env("MINITWIT_API_ADDR", format!("127.0.0.1:{port}"))
+            .env("MINITWIT_READ_YOUR_WRITES_TIMEOUT_MS", "10000")
+            .env("MINITWIT_PROJECTOR_POLL_MS", "100")
+            .env("MINITWIT_DB_POOL_SIZE", "10")
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_LOG").map_or("error".into(), |_| "info".to_owned()),
+            )
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawning minitwit");
+        let server = Self {
+            base_url: format!("http://127.0.0.1:{port}"),
+            child,
+        };
+        let client = server.client();
+        for _ in 0..300 {
+            if client.latest().await.is_ok() {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("minitwit did not start answering on port {port}");
+    }
+
+    /// A simulator-like client of this process.
+    pub fn client(&self) -> SimClient {
+        SimClient::new(&self.base_url)
+    }
+
+    /// Kills the process without warning, as a crash would.
+    pub async fn kill(mut self) {
+        self.child.kill().await.expect("killing minitwit");
+    }
+
+    /// Stops the process with SIGTERM and checks it exits cleanly.
+    pub async fn terminate(mut self) {
+        let pid = self.child.id().expect("a running child has a pid");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid fits")),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .expect("signalling minitwit");
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("minitwit stops within 30 s")
+            .expect("waiting for minitwit");
+        assert!(status.success(), "minitwit exited with {status}");
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("finding a free port")
+        .port()
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters (for path segments
+/// and query values).
+pub fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (byte as char).to_string()
+            }
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
+}
+
+/// A response: status and body (JSON when there is one).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+/// A client that talks to the API the way the simulator does: a new connection per
+/// request, with the simulator's credentials.
+#[derive(Clone)]
+pub struct SimClient {
+    base_url: String,
+    http: reqwest::Client,
+}
+
+impl SimClient {
+    /// A client of the server at `base_url`, with no timeout beyond reqwest's defaults.
+    pub fn new(base_url: &str) -> Self {
+        Self::with_timeout(base_url, Duration::from_secs(30))
+    }
+
+    /// A client whose every request (connect and response) must finish within `timeout`.
+    pub fn with_timeout(base_url: &str, timeout: Duration) -> Self {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .timeout(timeout)
+            .build()
+            .expect("building the HTTP client");
+        Self {
+            base_url: base_url.to_owned(),
+            http,
+        }
+    }
+
+    /// Sends a request; `path` is already encoded. `auth` adds the simulator's header.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        auth: bool,
+        body: Option<&str>,
+    ) -> reqwest::Result<Reply> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base_url))
+            .header("Connection", "close");
+        if auth {
+            request = request.header("Authorization", SIMULATOR_AUTH);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("Content-Type", "application/json")
+                .body(body.to_owned());
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let text = response.text().await?;
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Ok(Reply { status, body })
+    }
+
+    fn with_latest(path: String, latest: Option<i64>) -> String {
+        match latest {
+            Some(latest) if path.contains('?') => format!("{path}&latest={latest}"),
+            Some(latest) => format!("{path}?latest={latest}"),
+            None => path,
+        }
+    }
+
+    /// `GET /latest`'s value.
+    pub async fn latest(&self) -> reqwest::Result<i64> {
+        let reply = self
+            .send(reqwest::Method::GET, "/latest", false, None)
+            .await?;
+        Ok(reply.body["latest"].as_i64().expect("latest is a number"))
+    }
+
+    /// `POST /register`.
+    pub async fn register(
+        &self,
+        username: &str,
+        email: &str,
+        pwd: &str,
+        latest: Option<i64>,
+    ) -> reqwest::Result<Reply> {
+        let body = serde_json::json!({"username": username, "email": email, "pwd": pwd});
+        self.send(
+            reqwest::Method::POST,
+            &Self::with_latest("/register".into(), latest),
+            false,
+            Some(&body.to_string()),
+        )
+        .await
+    }
+
+    /// `POST /msgs/<user>`.
+    pub async fn tweet(
+        &self,
+        user: &str,
+        content: &str,
+        latest: Option<i64>,
+    ) -> reqwest::Result<Reply> {
+        let body = serde_json::json!({ "content": content });
+        let path = format!("/msgs/{}", percent_encode(user));
+        self.send(
+            reqwest::Method::POST,
+            &Self::with_latest(path, latest),
+            true,
+            Some(&body.to_string()),
+        )
+        .await
+    }
+
+    /// `POST /fllws/<user>` with `{"follow": target}`.
+    pub async fn follow(
+        &self,
+        user: &str,
+        target: &str,
+        latest: Option<i64>,
+    ) -> reqwest::Result<Reply> {
+        self.follow_change(user, "follow", target, latest).await
+    }
+
+    /// `POST /fllws/<user>` with `{"unfollow": target}`.
+    pub async fn unfollow(
+        &self,
+        user: &str,
+        target: &str,
+        latest: Option<i64>,
+    ) -> reqwest::Result<Reply> {
+        self.follow_change(user, "unfollow", target, latest).await
+    }
+
+    async fn follow_change(
+        &self,
+        user: &str,
+        key: &str,
+        target: &str,
+        latest: Option<i64>,
+    ) -> reqwest::Result<Reply> {
+        let body = serde_json::json!({ key: target });
+        let path = format!("/fllws/{}", percent_encode(user));
+        self.send(
+            reqwest::Method::POST,
+            &Self::with_latest(path, latest),
+            true,
+            Some(&body.to_string()),
+        )
+        .await
+    }
+
+    /// `GET /msgs` (with `no` if given).
+    pub async fn public_msgs(
+        &self,
+        no: Option<i64>,
+        latest: Option<i64>,
+    ) -> reqwest::Result<Reply> {
+        let path = no.map_or_else(|| "/msgs".to_owned(), |no| format!("/msgs?no={no}"));
+        self.send(
+            reqwest::Method::GET,
+            &Self::with_latest(path, latest),
+            true,
+            None,
+        )
+        .await
+    }
+
+    /// `GET /msgs/<user>` (with `no` if given).
+    pub async fn user_msgs(
+        &self,
+        user: &str,
+        no: Option<i64>,
+        latest: Option<i64>,
+    ) -> reqwest::Result<Reply> {
+        let mut path = format!("/msgs/{}", percent_encode(user));
+        if let Some(no) = no {
+            path = format!("{path}?no={no}");
+        }
+        self.send(
+            reqwest::Method::GET,
+            &Self::with_latest(path, latest),
+            true,
+            None,
+        )
+        .await
+    }
+
+    /// `GET /fllws/<user>` (with `no` if given).
+    pub async fn follows(
+        &self,
+        user: &str,
+        no: Option<i64>,
+        latest: Option<i64>,
+    ) -> reqwest::Result<Reply> {
+        let mut path = format!("/fllws/{}", percent_encode(user));
+        if let Some(no) = no {
+            path = format!("{path}?no={no}");
+        }
+        self.send(
+            reqwest::Method::GET,
+            &Self::with_latest(path, latest),
+            true,
+            None,
+        )
+        .await
+    }
+}
+
+/// The `(user, content)` pairs of a message listing, in order.
+pub fn authored(listing: &Value) -> Vec<(String, String)> {
+    listing
+        .as_array()
+        .expect("a message listing is an array")
+        .iter()
+        .map(|message| {
+            (
+                message["user"].as_str().expect("user").to_owned(),
+                message["content"].as_str().expect("content").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The names in a `{"follows": [...]}` body.
+pub fn follow_names(body: &Value) -> Vec<String> {
+    body["follows"]
+        .as_array()
+        .expect("follows is an array")
+        .iter()
+        .map(|name| name.as_str().expect("a name").to_owned())
+        .collect()
+}
+
+/// Rebuilds every projection from position zero into a scratch version, and asserts that
+/// each of its tables equals the serving version's, row for row (both ways of `EXCEPT ALL`).
+/// Call it once the writes are acknowledged, i.e. applied to the serving views.
+pub async fn assert_views_equal_a_rebuild(pool: &PgPool) {
+    const SCRATCH_VERSION: i32 = 9_000;
+    for projection in projections::all() {
+        let serving = projections::projector::schema_name(projection.name(), projection.version());
+        let scratch = Projector::new(pool.clone(), projection, ProjectorSettings::default())
+            .at_version(SCRATCH_VERSION);
+        scratch
+            .prepare()
+            .await
+            .expect("preparing the scratch views");
+        scratch
+            .catch_up()
+            .await
+            .expect("rebuilding the scratch views");
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1",
+        )
+        .bind(&serving)
+        .fetch_all(pool)
+        .await
+        .expect("listing view tables");
+        assert!(!tables.is_empty(), "{serving} has tables");
+        for table in tables {
+            let (rows, differing): (i64, i64) = sqlx::query_as(&format!(
+                "SELECT (SELECT count(*) FROM {serving}.{table}), \
+                        (SELECT count(*) FROM ((TABLE {serving}.{table} EXCEPT ALL TABLE {rebuilt}.{table}) \
+                         UNION ALL (TABLE {rebuilt}.{table} EXCEPT ALL TABLE {serving}.{table})) AS d)",
+                rebuilt = scratch.schema()
+            ))
+            .fetch_one(pool)
+            .await
+            .expect("comparing views");
+            assert_eq!(
+                differing, 0,
+                "{serving}.{table} ({rows} rows) differs from its rebuild"
+            );
+        }
+    }
+}
