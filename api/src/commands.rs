@@ -113,8 +113,9 @@ impl CommandBus {
                     attempt += 1;
                     metrics::counter!("minitwit_command_retries_total", "aggregate" => A::TYPE)
                         .increment(1);
-                    // Jitter, so that the writers that collided do not collide again.
-                    let pause = rand::rng().random_range(1..=5 * u64::from(attempt));
+                    // Exponential backoff with full jitter, so that the writers that collided
+                    // spread out instead of colliding again: up to 4, 8, 16, 32, 64 ms.
+                    let pause = rand::rng().random_range(1..=2_u64 << attempt.min(10));
                     tokio::time::sleep(Duration::from_millis(pause)).await;
                 }
                 Err(AggregateError::AggregateConflict) => return Err(CommandError::Conflict),

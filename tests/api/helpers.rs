@@ -188,9 +188,17 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `minitwit` on `database_url` and waits until it answers.
     pub async fn start(database_url: &str) -> Self {
+        Self::start_with(&[("DATABASE_URL", database_url)]).await
+    }
+
+    /// Starts `minitwit` with `env` added to the test settings (and no inherited
+    /// `DATABASE_URL`), and waits until it answers.
+    pub async fn start_with(env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_minitwit"))
-            .env("DATABASE_URL", database_url)
+            .env_remove("DATABASE_URL")
+            .env_remove("DATABASE_URL_FILE")
+            .envs(env.iter().copied())
             .env("MINITWIT_API_ADDR", format!("127.0.0.1:{port}"))
             .env("MINITWIT_READ_YOUR_WRITES_TIMEOUT_MS", "10000")
             .env("MINITWIT_PROJECTOR_POLL_MS", "100")
@@ -498,6 +506,42 @@ pub fn follow_names(body: &Value) -> Vec<String> {
         .iter()
         .map(|name| name.as_str().expect("a name").to_owned())
         .collect()
+}
+
+/// Appends a `MessagePosted` event for `author` straight into the log on `conn`, bypassing
+/// the command side — for tests that need control over transactions and volume.
+pub async fn append_message_event(
+    conn: &mut sqlx::PgConnection,
+    message_id: &str,
+    author: &str,
+    content: &str,
+) -> i64 {
+    let payload = serde_json::to_value(domain::MessageEvent::MessagePosted {
+        author: author.to_owned(),
+        content: content.to_owned(),
+        posted_at: chrono::Utc::now(),
+    })
+    .expect("serialising an event");
+    sqlx::query_scalar(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
+             payload, metadata) \
+         VALUES ('message', $1, 1, 'MessagePosted', '1.0', $2, '{}') RETURNING global_position",
+    )
+    .bind(message_id)
+    .bind(payload)
+    .fetch_one(conn)
+    .await
+    .expect("appending an event")
+}
+
+/// The timeline projection's checkpoint position.
+pub async fn timeline_checkpoint(pool: &PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT last_position FROM projection_checkpoints WHERE projection = 'timeline' AND version = 1",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("reading the timeline checkpoint")
 }
 
 /// Rebuilds every projection from position zero into a scratch version, and asserts that

@@ -2,5 +2,9 @@
 //!
 //! One binary for every module, so it links once. See [`helpers`] for the harness.
 
+mod concurrency;
+mod crash_restart;
 mod helpers;
+mod projection_ordering;
+mod replicas;
 mod simulator_api;

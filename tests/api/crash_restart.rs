@@ -1,0 +1,158 @@
+//! Crashes and restarts lose nothing and apply nothing twice.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use crate::helpers::{
+    assert_views_equal_a_rebuild, authored, follow_names, timeline_checkpoint, ServerProcess,
+    TestDatabase,
+};
+
+/// Forty batches: enough that the kill lands mid-stream.
+const BACKLOG: i64 = 20_000;
+
+/// A server killed (SIGKILL) while its projector works through a backlog leaves the views
+/// exactly at a batch boundary; the next server resumes from that checkpoint.
+#[tokio::test]
+async fn a_projector_killed_mid_stream_resumes_without_gap_or_duplicate() {
+    let db = TestDatabase::create().await;
+    // A backlog written straight into the log, as if the projector had been down.
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+         SELECT 'message', 'backlog-' || i, 1, 'MessagePosted', '1.0', \
+                json_build_object('MessagePosted', json_build_object( \
+                    'author', 'author ' || (i % 10), 'content', 'message ' || i, \
+                    'posted_at', '2026-11-25T12:00:00Z')), '{}' \
+         FROM generate_series(1, $1) AS i",
+    )
+    .bind(BACKLOG)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+
+    let server = ServerProcess::start(&db.url).await;
+    for _ in 0..2_000 {
+        if timeline_checkpoint(&db.pool).await > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.kill().await;
+
+    let checkpoint = timeline_checkpoint(&db.pool).await;
+    let (rows, beyond): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE position > $1) FROM timeline_v1.messages",
+    )
+    .bind(checkpoint)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(
+        checkpoint > 0 && rows < BACKLOG,
+        "killed mid-stream ({rows} of {BACKLOG} projected)"
+    );
+    assert_eq!(
+        beyond, 0,
+        "no row of an uncommitted batch survived the kill"
+    );
+    let committed: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE global_position <= $1")
+            .bind(checkpoint)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        rows, committed,
+        "every event up to the checkpoint is in the view, once"
+    );
+
+    let server = ServerProcess::start(&db.url).await;
+    for _ in 0..600 {
+        if timeline_checkpoint(&db.pool).await == BACKLOG {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (rows, distinct): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(DISTINCT message_id) FROM timeline_v1.messages")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (rows, distinct),
+        (BACKLOG, BACKLOG),
+        "all projected, none twice"
+    );
+    server.terminate().await;
+    assert_views_equal_a_rebuild(&db.pool).await;
+}
+
+/// Data and `latest` outlive a restart of the server process.
+#[tokio::test]
+async fn restarting_the_server_keeps_data_and_latest() {
+    let db = TestDatabase::create().await;
+    let server = ServerProcess::start(&db.url).await;
+    write_and_check_sample(&server).await;
+    server.terminate().await;
+
+    let server = ServerProcess::start(&db.url).await;
+    check_sample(&server).await;
+    server.terminate().await;
+}
+
+/// With no database URL the server runs its own PostgreSQL in its data directory; stopping
+/// it stops that PostgreSQL, and the next start finds everything again.
+#[tokio::test]
+async fn the_embedded_database_keeps_data_across_restarts() {
+    let data_dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("embedded-{}", uuid::Uuid::new_v4().simple()));
+    let data_dir_text = data_dir.to_str().unwrap().to_owned();
+    let server = ServerProcess::start_with(&[("MINITWIT_DATA_DIR", &data_dir_text)]).await;
+    write_and_check_sample(&server).await;
+    server.terminate().await;
+    assert!(
+        !data_dir.join("postgres/postmaster.pid").exists(),
+        "the server stopped the PostgreSQL it started"
+    );
+
+    let server = ServerProcess::start_with(&[("MINITWIT_DATA_DIR", &data_dir_text)]).await;
+    check_sample(&server).await;
+    server.terminate().await;
+    std::fs::remove_dir_all(&data_dir).unwrap();
+}
+
+async fn write_and_check_sample(server: &ServerProcess) {
+    let sim = server.client();
+    for name in ["Roger Histand", "b"] {
+        let reply = sim.register(name, "x@x", "x", None).await.unwrap();
+        assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    }
+    assert_eq!(
+        sim.tweet("Roger Histand", "still here?", None)
+            .await
+            .unwrap()
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        sim.follow("Roger Histand", "b", Some(42))
+            .await
+            .unwrap()
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    check_sample(server).await;
+}
+
+async fn check_sample(server: &ServerProcess) {
+    let sim = server.client();
+    assert_eq!(sim.latest().await.unwrap(), 42);
+    let messages = sim.user_msgs("Roger Histand", None, None).await.unwrap();
+    assert_eq!(
+        authored(&messages.body),
+        [("Roger Histand".to_owned(), "still here?".to_owned())]
+    );
+    let follows = sim.follows("Roger Histand", None, None).await.unwrap();
+    assert_eq!(follow_names(&follows.body), ["b"]);
+}
