@@ -15,7 +15,7 @@ const FOLLOWERS: usize = 4;
 
 /// Whether client `c` ends following its followee: half of each follower's clients do.
 fn ends_following(c: usize) -> bool {
-    (c / FOLLOWERS) % 2 == 0
+    (c / FOLLOWERS).is_multiple_of(2)
 }
 
 fn user(i: usize) -> String {
