@@ -41,6 +41,10 @@ impl Application {
     /// Connects to (or starts) the database, applies migrations, prepares the projections
     /// and binds the listeners. Port 0 binds a free port; see [`Application::api_addr`].
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // Bound first: a taken port then fails before an embedded database is started.
+        let api_listener = TcpListener::bind(config.api_addr)
+            .await
+            .with_context(|| format!("binding the API address {}", config.api_addr))?;
         let Database { pool, embedded } = database::connect(&config).await?;
         let projections = projections::all();
         let progress = Progress::new(pool.clone(), &projections);
@@ -81,9 +85,6 @@ impl Application {
             max_messages: config.max_messages,
         };
         let api_router = with_http_layers(simulator::router(state));
-        let api_listener = TcpListener::bind(config.api_addr)
-            .await
-            .with_context(|| format!("binding the API address {}", config.api_addr))?;
         Ok(Self {
             api_listener,
             api_router,

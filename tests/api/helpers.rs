@@ -432,14 +432,7 @@ impl SimClient {
         no: Option<i64>,
         latest: Option<i64>,
     ) -> reqwest::Result<Reply> {
-        let path = no.map_or_else(|| "/msgs".to_owned(), |no| format!("/msgs?no={no}"));
-        self.send(
-            reqwest::Method::GET,
-            &Self::with_latest(path, latest),
-            true,
-            None,
-        )
-        .await
+        self.listing("/msgs".to_owned(), no, latest).await
     }
 
     /// `GET /msgs/<user>` (with `no` if given).
@@ -449,17 +442,8 @@ impl SimClient {
         no: Option<i64>,
         latest: Option<i64>,
     ) -> reqwest::Result<Reply> {
-        let mut path = format!("/msgs/{}", percent_encode(user));
-        if let Some(no) = no {
-            path = format!("{path}?no={no}");
-        }
-        self.send(
-            reqwest::Method::GET,
-            &Self::with_latest(path, latest),
-            true,
-            None,
-        )
-        .await
+        self.listing(format!("/msgs/{}", percent_encode(user)), no, latest)
+            .await
     }
 
     /// `GET /fllws/<user>` (with `no` if given).
@@ -469,10 +453,20 @@ impl SimClient {
         no: Option<i64>,
         latest: Option<i64>,
     ) -> reqwest::Result<Reply> {
-        let mut path = format!("/fllws/{}", percent_encode(user));
-        if let Some(no) = no {
-            path = format!("{path}?no={no}");
-        }
+        self.listing(format!("/fllws/{}", percent_encode(user)), no, latest)
+            .await
+    }
+
+    async fn listing(
+        &self,
+        path: String,
+        no: Option<i64>,
+        latest: Option<i64>,
+    ) -> reqwest::Result<Reply> {
+        let path = match no {
+            Some(no) => format!("{path}?no={no}"),
+            None => path,
+        };
         self.send(
             reqwest::Method::GET,
             &Self::with_latest(path, latest),

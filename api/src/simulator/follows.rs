@@ -10,7 +10,7 @@ use domain::UserCommand;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{listing_limit, parse_body, user_lookup_then, SimulatorState};
+use super::{listing_limit_for, parse_body, user_lookup_then, SimulatorState};
 use crate::error::ApiError;
 use crate::request_context::RequestContext;
 
@@ -19,10 +19,7 @@ pub(super) async fn list(
     Path(username): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    if !state.reads.user_exists(&username).await? {
-        return Err(ApiError::unknown_user(&username));
-    }
-    let limit = listing_limit(query.get("no").map(String::as_str), state.max_messages);
+    let limit = listing_limit_for(&state, &username, &query).await?;
     let follows = state.reads.followees(&username, limit).await?;
     Ok(Json(json!({ "follows": follows })))
 }

@@ -10,7 +10,7 @@ use domain::MessageCommand;
 use projections::TimelineEntry;
 use serde::{Deserialize, Serialize};
 
-use super::{listing_limit, parse_body, user_lookup_then, SimulatorState};
+use super::{listing_limit, listing_limit_for, parse_body, user_lookup_then, SimulatorState};
 use crate::error::ApiError;
 use crate::request_context::RequestContext;
 
@@ -49,10 +49,7 @@ pub(super) async fn list_by_author(
     Path(username): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Vec<MessageView>>, ApiError> {
-    if !state.reads.user_exists(&username).await? {
-        return Err(ApiError::unknown_user(&username));
-    }
-    let limit = listing_limit(query.get("no").map(String::as_str), state.max_messages);
+    let limit = listing_limit_for(&state, &username, &query).await?;
     Ok(views(state.reads.user_timeline(&username, limit).await?))
 }
 

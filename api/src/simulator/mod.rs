@@ -10,6 +10,7 @@ mod latest;
 mod messages;
 mod register;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -98,6 +99,22 @@ async fn require_simulator(
     } else {
         Err(ApiError::NotAuthorized)
     }
+}
+
+/// The prologue of a listing of `username`'s things: the user must exist (404), and the
+/// query's `no` says how many to list.
+async fn listing_limit_for(
+    state: &SimulatorState,
+    username: &str,
+    query: &HashMap<String, String>,
+) -> Result<i64, ApiError> {
+    if !state.reads.user_exists(username).await? {
+        return Err(ApiError::unknown_user(username));
+    }
+    Ok(listing_limit(
+        query.get("no").map(String::as_str),
+        state.max_messages,
+    ))
 }
 
 /// How many entries a listing asked for with `no`: 100 when absent or not an integer, none
