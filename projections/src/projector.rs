@@ -68,6 +68,10 @@ pub struct ProjectorSettings {
     pub poll_interval: Duration,
     /// The pause after a failed batch before trying again.
     pub retry_delay: Duration,
+    /// How soon to look again when committed events wait above the horizon. Nothing
+    /// announces that the transaction holding the horizon back has ended (it may not even
+    /// be ours), so a short re-check is what keeps such a stall as short as that transaction.
+    pub blocked_recheck: Duration,
 }
 
 impl Default for ProjectorSettings {
@@ -76,6 +80,7 @@ impl Default for ProjectorSettings {
             batch_size: 500,
             poll_interval: Duration::from_millis(500),
             retry_delay: Duration::from_secs(1),
+            blocked_recheck: Duration::from_millis(5),
         }
     }
 }
@@ -85,15 +90,11 @@ impl Default for ProjectorSettings {
 pub enum BatchOutcome {
     /// Another worker holds this projection's lock.
     Busy,
-    /// Nothing below the horizon past the checkpoint.
-    Idle,
-    /// `events` events applied; the checkpoint is now `through`. `full` means the batch was
-    /// cut at the size limit, so more may be waiting.
-    Applied {
-        events: usize,
-        through: LogPosition,
-        full: bool,
-    },
+    /// Nothing below the horizon past the checkpoint. `waiting` says whether committed
+    /// events wait above it, held back by a transaction that is still open.
+    Idle { waiting: bool },
+    /// `events` events applied; the checkpoint moved to `through`.
+    Applied { events: usize, through: LogPosition },
 }
 
 /// Runs one projection at one version.
@@ -174,11 +175,42 @@ impl Projector {
         Ok(())
     }
 
-    /// Runs one batch.
+    /// Runs one batch: one transaction, committed if it applied events and rolled back
+    /// otherwise — explicitly, because a dropped sqlx transaction only queues its rollback,
+    /// and until that runs the pooled connection keeps holding the projection's lock, so the
+    /// next batch (on another connection) would find the projection "busy".
     #[tracing::instrument(name = "projection_batch", skip(self), fields(projection = %self.schema))]
     pub async fn run_batch(&self) -> anyhow::Result<BatchOutcome> {
         let started = std::time::Instant::now();
         let mut tx = self.pool.begin().await?;
+        let outcome = match self.batch_in(&mut tx).await {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                if let Err(rollback) = tx.rollback().await {
+                    tracing::warn!(error = %rollback, "rolling back a failed batch");
+                }
+                return Err(err);
+            }
+        };
+        let BatchOutcome::Applied { events, through } = outcome else {
+            tx.rollback().await?;
+            return Ok(outcome);
+        };
+        tx.commit().await?;
+
+        let labels = [("projection", self.projection.name().to_owned())];
+        metrics::counter!("minitwit_projection_events_applied_total", &labels)
+            .increment(events as u64);
+        metrics::histogram!("minitwit_projection_batch_duration_seconds", &labels)
+            .record(started.elapsed().as_secs_f64());
+        if let Some(progress) = &self.progress {
+            progress.record(self.projection.name(), self.version, through);
+        }
+        Ok(outcome)
+    }
+
+    /// The work of one batch inside `tx`; the caller commits or rolls back.
+    async fn batch_in(&self, tx: &mut PgConnection) -> anyhow::Result<BatchOutcome> {
         let locked: bool =
             sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))")
                 .bind(format!("projection:{}", self.schema))
@@ -215,13 +247,23 @@ impl Projector {
         .fetch_all(&mut *tx)
         .await?;
         let Some(last) = rows.last() else {
-            return Ok(BatchOutcome::Idle);
+            let waiting = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM events \
+                 WHERE (transaction_id, global_position) > ($1::bigint::text::xid8, $2) \
+                   AND aggregate_type = ANY($3))",
+            )
+            .bind(checkpoint.transaction_id)
+            .bind(checkpoint.global_position)
+            .bind(self.projection.aggregate_types())
+            .fetch_one(&mut *tx)
+            .await?;
+            return Ok(BatchOutcome::Idle { waiting });
         };
         let through = StoredEvent::from_row(last)?.position;
         for row in &rows {
             let event = StoredEvent::from_row(row)?;
             self.projection
-                .apply(&mut tx, &self.schema, &event, &self.upcasters)
+                .apply(&mut *tx, &self.schema, &event, &self.upcasters)
                 .await
                 .with_context(|| {
                     format!(
@@ -251,45 +293,43 @@ impl Projector {
             "the checkpoint of {} moved under us; batch discarded",
             self.schema
         );
-        tx.commit().await?;
-
-        let labels = [("projection", self.projection.name().to_owned())];
-        metrics::counter!("minitwit_projection_events_applied_total", &labels)
-            .increment(rows.len() as u64);
-        metrics::histogram!("minitwit_projection_batch_duration_seconds", &labels)
-            .record(started.elapsed().as_secs_f64());
-        if let Some(progress) = &self.progress {
-            progress.record(self.projection.name(), self.version, through);
-        }
         Ok(BatchOutcome::Applied {
             events: rows.len(),
             through,
-            full: rows.len() as i64 >= self.settings.batch_size,
         })
     }
 
-    /// Applies batches until nothing is left below the horizon; returns the events applied.
-    /// Waits while another worker holds the lock, since that worker may stop at any time.
+    /// Applies batches until every committed event is applied; returns how many were.
+    /// Waits while another worker holds the lock (it may stop at any time) and while
+    /// committed events wait above the horizon.
     pub async fn catch_up(&self) -> anyhow::Result<u64> {
         let mut applied = 0;
         loop {
             match self.run_batch().await? {
                 BatchOutcome::Applied { events, .. } => applied += events as u64,
-                BatchOutcome::Busy => tokio::time::sleep(Duration::from_millis(20)).await,
-                BatchOutcome::Idle => return Ok(applied),
+                BatchOutcome::Busy | BatchOutcome::Idle { waiting: true } => {
+                    tokio::time::sleep(self.settings.blocked_recheck).await;
+                }
+                BatchOutcome::Idle { waiting: false } => return Ok(applied),
             }
         }
     }
 
     /// Projects until `cancel` fires: drains the backlog, then sleeps until woken by a
-    /// notification or the poll interval. A failing batch is retried after a delay and its
-    /// error recorded on the checkpoint row; an event is never skipped.
+    /// notification or the poll interval — or only briefly while committed events wait
+    /// above the horizon. A failing batch is retried after a delay and its error recorded
+    /// on the checkpoint row; an event is never skipped.
     pub async fn run(self, cancel: CancellationToken) {
         tracing::info!(projection = %self.schema, "projector started");
         loop {
             let pause = match self.run_batch().await {
-                Ok(BatchOutcome::Applied { full: true, .. }) => continue,
-                Ok(_) => self.settings.poll_interval,
+                // A partial batch may have raced a commit: the next batch says whether to
+                // wait, and how long.
+                Ok(BatchOutcome::Applied { .. }) => continue,
+                Ok(BatchOutcome::Idle { waiting: true }) => self.settings.blocked_recheck,
+                Ok(BatchOutcome::Idle { waiting: false } | BatchOutcome::Busy) => {
+                    self.settings.poll_interval
+                }
                 Err(err) => {
                     tracing::error!(projection = %self.schema, error = format!("{err:#}"), "projection batch failed");
                     metrics::counter!("minitwit_projection_errors_total", "projection" => self.projection.name())

@@ -1,10 +1,15 @@
 //! The integration suite: the real server against a real PostgreSQL.
 //!
-//! One binary for every module, so it links once. See [`helpers`] for the harness.
+//! One binary for these modules, so it links once; their tests run in parallel, each on its
+//! own database. The timing-sensitive simulator replay is a separate binary (`tests/simulator`),
+//! which Cargo runs after this one: some tests here hold transactions open on purpose, and the
+//! transaction horizon is shared by every database of the test cluster.
+
+#[path = "../support/mod.rs"]
+mod helpers;
 
 mod concurrency;
 mod crash_restart;
-mod helpers;
 mod projection_ordering;
 mod replicas;
 mod simulator_api;

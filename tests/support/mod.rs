@@ -1,4 +1,5 @@
-//! Test harness: a real PostgreSQL, a fresh database per test, and the real server.
+//! Test harness, shared by the integration suites: a real PostgreSQL, a fresh database per
+//! test, and the real server.
 //!
 //! One embedded cluster serves the whole run (under Cargo's target tmp dir, with fsync off:
 //! it is thrown away). Each test gets its own database, so tests run in parallel without
@@ -142,9 +143,22 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_on(TestDatabase::create().await).await
 }
 
+/// Starts the server on a fresh database, with `configure` applied to the test settings.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    let db = TestDatabase::create().await;
+    let mut config = test_config(&db.url);
+    configure(&mut config);
+    start_app(db, config).await
+}
+
 /// Starts the server on `db`.
 pub async fn spawn_app_on(db: TestDatabase) -> TestApp {
-    let application = Application::build(test_config(&db.url))
+    let config = test_config(&db.url);
+    start_app(db, config).await
+}
+
+async fn start_app(db: TestDatabase, config: Config) -> TestApp {
+    let application = Application::build(config)
         .await
         .expect("building the application");
     let base_url = format!("http://{}", application.api_addr());
