@@ -130,7 +130,15 @@ impl CommandBus {
                 }
             }
         }
-        self.await_views(A::TYPE, aggregate_id).await?;
+        // The command is committed: from here on nothing may turn it into an error, or the
+        // client would retry a write that happened (and post a tweet twice).
+        if let Err(err) = self.await_views(A::TYPE, aggregate_id).await {
+            metrics::counter!("minitwit_read_your_writes_failures_total").increment(1);
+            tracing::warn!(
+                error = format!("{err:#}"),
+                "could not wait for the views; answering anyway"
+            );
+        }
         Ok(())
     }
 
