@@ -72,6 +72,25 @@ impl ReadModels {
             .await
     }
 
+    /// The newest `limit` messages of `user` and of everyone `user` follows ("my timeline").
+    /// Served by the per-author index: one short index range per followed author, merged.
+    pub async fn personal_timeline(
+        &self,
+        user: &str,
+        limit: i64,
+    ) -> Result<Vec<TimelineEntry>, sqlx::Error> {
+        let sql = format!(
+            "SELECT author, content, pub_date FROM {timeline}.messages \
+             WHERE NOT flagged AND (author = $1 OR author IN \
+                 (SELECT followee FROM {accounts}.follows WHERE follower = $1)) \
+             ORDER BY pub_date DESC, position DESC LIMIT $2",
+            timeline = self.timeline,
+            accounts = self.accounts
+        );
+        self.timeline_entries(sqlx::query(&sql).bind(user).bind(limit))
+            .await
+    }
+
     /// Whom `follower` follows, oldest follow first, at most `limit`.
     pub async fn followees(&self, follower: &str, limit: i64) -> Result<Vec<String>, sqlx::Error> {
         sqlx::query_scalar(&format!(

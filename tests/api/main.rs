@@ -11,5 +11,6 @@ mod helpers;
 mod concurrency;
 mod crash_restart;
 mod projection_ordering;
+mod read_models;
 mod replicas;
 mod simulator_api;

@@ -1,0 +1,110 @@
+//! The views serve all three timelines — public, one user's, and "me + whom I follow" —
+//! newest first, and a flagged message vanishes from every one of them until unflagged.
+
+use projections::ReadModels;
+use reqwest::StatusCode;
+
+use crate::helpers::spawn_app;
+
+fn contents(entries: Vec<projections::TimelineEntry>) -> Vec<String> {
+    entries.into_iter().map(|entry| entry.content).collect()
+}
+
+/// Appends a flag or unflag event to a message's stream, as moderation would.
+async fn moderate(pool: &sqlx::PgPool, content: &str, event: domain::MessageEvent) {
+    let payload = serde_json::to_value(&event).unwrap();
+    use cqrs_es::DomainEvent as _;
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+         SELECT 'message', aggregate_id, \
+                (SELECT max(sequence) + 1 FROM events e WHERE e.aggregate_type = 'message' AND e.aggregate_id = m.aggregate_id), \
+                $2, '1.0', $3, '{}' \
+         FROM events m WHERE event_type = 'MessagePosted' AND payload->'MessagePosted'->>'content' = $1",
+    )
+    .bind(content)
+    .bind(event.event_type())
+    .bind(payload)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn timelines_are_newest_first_and_leave_out_flagged_messages() {
+    let app = spawn_app().await;
+    let sim = app.client();
+    for name in ["me", "friend", "stranger"] {
+        sim.register(name, "x@x", "x", None).await.unwrap();
+    }
+    assert_eq!(
+        sim.follow("me", "friend", None).await.unwrap().status,
+        StatusCode::NO_CONTENT
+    );
+    for (author, content) in [
+        ("me", "mine"),
+        ("friend", "friend's"),
+        ("stranger", "stranger's"),
+        ("friend", "friend's later"),
+    ] {
+        assert_eq!(
+            sim.tweet(author, content, None).await.unwrap().status,
+            StatusCode::NO_CONTENT
+        );
+    }
+    let reads = ReadModels::new(app.db.pool.clone());
+    assert_eq!(
+        contents(reads.personal_timeline("me", 30).await.unwrap()),
+        ["friend's later", "friend's", "mine"]
+    );
+    assert_eq!(
+        contents(reads.user_timeline("friend", 30).await.unwrap()),
+        ["friend's later", "friend's"]
+    );
+    assert_eq!(
+        contents(reads.public_timeline(2).await.unwrap()),
+        ["friend's later", "stranger's"]
+    );
+
+    let now = chrono::Utc::now();
+    moderate(
+        &app.db.pool,
+        "friend's later",
+        domain::MessageEvent::MessageFlagged { flagged_at: now },
+    )
+    .await;
+    // The next acknowledged write is applied after the flag, so the views include it.
+    sim.tweet("stranger", "a later write", None).await.unwrap();
+    assert_eq!(
+        contents(reads.personal_timeline("me", 30).await.unwrap()),
+        ["friend's", "mine"]
+    );
+    assert_eq!(
+        contents(reads.user_timeline("friend", 30).await.unwrap()),
+        ["friend's"]
+    );
+    assert!(
+        !contents(reads.public_timeline(30).await.unwrap()).contains(&"friend's later".to_owned())
+    );
+    let api_listing = sim.user_msgs("friend", None, None).await.unwrap();
+    assert_eq!(
+        api_listing.body.as_array().unwrap().len(),
+        1,
+        "the API hides it too"
+    );
+
+    moderate(
+        &app.db.pool,
+        "friend's later",
+        domain::MessageEvent::MessageUnflagged { unflagged_at: now },
+    )
+    .await;
+    sim.tweet("stranger", "another later write", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        contents(reads.personal_timeline("me", 30).await.unwrap()),
+        ["friend's later", "friend's", "mine"],
+        "unflagging brings it back in place"
+    );
+    app.stop().await;
+}
