@@ -375,13 +375,7 @@ impl SimClient {
         latest: Option<i64>,
     ) -> reqwest::Result<Reply> {
         let body = serde_json::json!({"username": username, "email": email, "pwd": pwd});
-        self.send(
-            reqwest::Method::POST,
-            &Self::with_latest("/register".into(), latest),
-            false,
-            Some(&body.to_string()),
-        )
-        .await
+        self.post("/register".into(), false, body, latest).await
     }
 
     /// `POST /msgs/<user>`.
@@ -391,13 +385,12 @@ impl SimClient {
         content: &str,
         latest: Option<i64>,
     ) -> reqwest::Result<Reply> {
-        let body = serde_json::json!({ "content": content });
         let path = format!("/msgs/{}", percent_encode(user));
-        self.send(
-            reqwest::Method::POST,
-            &Self::with_latest(path, latest),
+        self.post(
+            path,
             true,
-            Some(&body.to_string()),
+            serde_json::json!({ "content": content }),
+            latest,
         )
         .await
     }
@@ -429,13 +422,24 @@ impl SimClient {
         target: &str,
         latest: Option<i64>,
     ) -> reqwest::Result<Reply> {
-        let body = serde_json::json!({ key: target });
         let path = format!("/fllws/{}", percent_encode(user));
+        self.post(path, true, serde_json::json!({ key: target }), latest)
+            .await
+    }
+
+    async fn post(
+        &self,
+        path: String,
+        auth: bool,
+        body: Value,
+        latest: Option<i64>,
+    ) -> reqwest::Result<Reply> {
+        let body = body.to_string();
         self.send(
             reqwest::Method::POST,
             &Self::with_latest(path, latest),
-            true,
-            Some(&body.to_string()),
+            auth,
+            Some(&body),
         )
         .await
     }
