@@ -460,7 +460,10 @@ impl Cluster {
              max_connections = {MAX_CONNECTIONS}\n\
              fsync = {durable}\n\
              synchronous_commit = {durable}\n\
-             full_page_writes = {durable}\n",
+             full_page_writes = {durable}\n\
+             # Projectors read below the oldest open writing transaction of the whole cluster:\n\
+             # a session forgotten inside a transaction would stall every view.\n\
+             idle_in_transaction_session_timeout = '60s'\n",
             conf_string(socket_dir),
         );
         let path = self.data_dir.join(SETTINGS_FILE);
