@@ -1,7 +1,7 @@
 //! A private PostgreSQL cluster run from the machine's installed PostgreSQL binaries.
 //!
 //! When MiniTwit is given no `DATABASE_URL` it runs its own cluster in a data directory
-//! (`.minitwit/pgdata` by default) and keeps it across restarts; the test suite uses the same
+//! (`.minitwit/postgres` by default) and keeps it across restarts; the test suite uses the same
 //! code for a throw-away cluster. This module owns finding the binaries, `initdb`, starting and
 //! stopping the server, and creating the application database. Nothing is downloaded: the
 //! server binaries of an installed PostgreSQL (Debian's `postgresql` package) are used.
