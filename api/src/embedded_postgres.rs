@@ -65,7 +65,7 @@ const VERSIONED_ROOT: &str = "/usr/lib/postgresql";
 /// Where and how to run the cluster.
 #[derive(Debug, Clone)]
 pub struct EmbeddedPostgresOptions {
-    /// The cluster's data directory (e.g. `.minitwit/pgdata`). Its parent also receives
+    /// The cluster's data directory (the server uses `.minitwit/postgres`). Its parent also receives
     /// `postgres.log` and `postgres.lock`, so it should belong to this one cluster.
     pub data_dir: PathBuf,
     /// Trade durability for speed (`fsync`, `synchronous_commit` and `full_page_writes` off):
