@@ -324,7 +324,9 @@ impl Projector {
         loop {
             let pause = match self.run_batch().await {
                 // A partial batch may have raced a commit: the next batch says whether to
-                // wait, and how long.
+                // wait, and how long. Shutdown is checked here too, or a long backlog would
+                // be drained to the end before the projector stopped.
+                Ok(BatchOutcome::Applied { .. }) if cancel.is_cancelled() => break,
                 Ok(BatchOutcome::Applied { .. }) => continue,
                 Ok(BatchOutcome::Idle { waiting: true }) => self.settings.blocked_recheck,
                 Ok(BatchOutcome::Idle { waiting: false } | BatchOutcome::Busy) => {

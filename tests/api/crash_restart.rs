@@ -1,6 +1,11 @@
 //! Crashes and restarts lose nothing and apply nothing twice.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use projections::timeline::Timeline;
+use projections::{Projector, ProjectorSettings};
+use tokio_util::sync::CancellationToken;
 
 use reqwest::StatusCode;
 
@@ -17,19 +22,7 @@ const BACKLOG: i64 = 20_000;
 #[tokio::test]
 async fn a_projector_killed_mid_stream_resumes_without_gap_or_duplicate() {
     let db = TestDatabase::create().await;
-    // A backlog written straight into the log, as if the projector had been down.
-    sqlx::query(
-        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
-         SELECT 'message', 'backlog-' || i, 1, 'MessagePosted', '1.0', \
-                json_build_object('MessagePosted', json_build_object( \
-                    'author', 'author ' || (i % 10), 'content', 'message ' || i, \
-                    'posted_at', '2026-11-25T12:00:00Z')), '{}' \
-         FROM generate_series(1, $1) AS i",
-    )
-    .bind(BACKLOG)
-    .execute(&db.pool)
-    .await
-    .unwrap();
+    append_backlog(&db).await;
 
     let server = ServerProcess::start(&db.url).await;
     for _ in 0..2_000 {
@@ -88,6 +81,31 @@ async fn a_projector_killed_mid_stream_resumes_without_gap_or_duplicate() {
     assert_views_equal_a_rebuild(&db.pool).await;
 }
 
+/// Shutdown stops a projector between batches, not at the end of its backlog.
+#[tokio::test]
+async fn a_cancelled_projector_stops_between_batches_of_a_backlog() {
+    let db = TestDatabase::create().await;
+    append_backlog(&db).await;
+    let settings = ProjectorSettings {
+        batch_size: 100,
+        ..ProjectorSettings::default()
+    };
+    let projector = Projector::new(db.pool.clone(), Arc::new(Timeline), settings);
+    projector.prepare().await.unwrap();
+    let cancel = CancellationToken::new();
+    let running = tokio::spawn(projector.run(cancel.clone()));
+    while timeline_checkpoint(&db.pool).await == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    cancel.cancel();
+    running.await.expect("the projector task");
+    let stopped_at = timeline_checkpoint(&db.pool).await;
+    assert!(
+        stopped_at < BACKLOG,
+        "stopped at {stopped_at}, not after all {BACKLOG} events"
+    );
+}
+
 /// Data and `latest` outlive a restart of the server process.
 #[tokio::test]
 async fn restarting_the_server_keeps_data_and_latest() {
@@ -120,6 +138,23 @@ async fn the_embedded_database_keeps_data_across_restarts() {
     check_sample(&server).await;
     server.terminate().await;
     std::fs::remove_dir_all(&data_dir).unwrap();
+}
+
+/// A backlog of `BACKLOG` messages written straight into the log, as if the projectors had
+/// been down.
+async fn append_backlog(db: &TestDatabase) {
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+         SELECT 'message', 'backlog-' || i, 1, 'MessagePosted', '1.0', \
+                json_build_object('MessagePosted', json_build_object( \
+                    'author', 'author ' || (i % 10), 'content', 'message ' || i, \
+                    'posted_at', '2026-11-25T12:00:00Z')), '{}' \
+         FROM generate_series(1, $1) AS i",
+    )
+    .bind(BACKLOG)
+    .execute(&db.pool)
+    .await
+    .unwrap();
 }
 
 async fn write_and_check_sample(server: &ServerProcess) {
