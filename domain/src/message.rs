@@ -10,6 +10,7 @@ use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::directory::{Directory, DirectoryError};
+use crate::registration;
 
 /// What can be asked of a message.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,6 +77,9 @@ pub enum MessageError {
     /// No message was posted under this id.
     #[error("no such message")]
     UnknownMessage,
+    /// PostgreSQL cannot store the NUL character in text.
+    #[error("A message cannot contain the NUL character")]
+    UnstorableContent,
     #[error(transparent)]
     Directory(#[from] DirectoryError),
 }
@@ -108,6 +112,9 @@ impl Aggregate for Message {
             } => {
                 if self.posted {
                     return Err(MessageError::AlreadyPosted);
+                }
+                if !registration::is_storable(&content) {
+                    return Err(MessageError::UnstorableContent);
                 }
                 if !directory.is_registered(&author).await? {
                     return Err(MessageError::UnknownAuthor(author));
@@ -208,6 +215,18 @@ mod tests {
             .given_no_previous_events()
             .when(post("mallory"))
             .then_expect_error(MessageError::UnknownAuthor("mallory".into()));
+    }
+
+    #[test]
+    fn content_postgres_cannot_store_is_refused() {
+        framework()
+            .given_no_previous_events()
+            .when(MessageCommand::Post {
+                author: "alice".into(),
+                content: "nul\0byte".into(),
+                posted_at: at(),
+            })
+            .then_expect_error(MessageError::UnstorableContent);
     }
 
     #[test]

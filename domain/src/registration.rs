@@ -12,10 +12,15 @@ use serde::{Deserialize, Serialize};
 pub enum RegistrationError {
     #[error("You have to enter a username")]
     MissingUsername,
+    /// PostgreSQL cannot store the NUL character in text, so no name may hold it.
+    #[error("A username cannot contain the NUL character")]
+    UnstorableUsername,
     #[error("You have to enter a valid email address")]
     InvalidEmail,
     #[error("You have to enter a password")]
     MissingPassword,
+    #[error("The two passwords do not match")]
+    PasswordsDiffer,
     #[error("The username is already taken")]
     UsernameTaken,
 }
@@ -25,9 +30,7 @@ pub enum RegistrationError {
 /// Whether the username is taken is the aggregate's business (see [`crate::user`]); callers
 /// may check it earlier to avoid hashing a password for nothing.
 pub fn validate(username: &str, email: &str, password: &str) -> Result<(), RegistrationError> {
-    if username.is_empty() {
-        return Err(RegistrationError::MissingUsername);
-    }
+    validate_username(username)?;
     validate_email(email)?;
     if password.is_empty() {
         return Err(RegistrationError::MissingPassword);
@@ -35,13 +38,46 @@ pub fn validate(username: &str, email: &str, password: &str) -> Result<(), Regis
     Ok(())
 }
 
-/// The original accepted any address containing `@`; so do we, to accept what it accepted.
+/// The browser form's checks: [`validate`], then that the password was typed the same twice
+/// (the form asks for it twice; the simulator's API does not).
+pub fn validate_with_repeat(
+    username: &str,
+    email: &str,
+    password: &str,
+    password_repeated: &str,
+) -> Result<(), RegistrationError> {
+    validate(username, email, password)?;
+    if password != password_repeated {
+        return Err(RegistrationError::PasswordsDiffer);
+    }
+    Ok(())
+}
+
+pub(crate) fn validate_username(username: &str) -> Result<(), RegistrationError> {
+    if username.is_empty() {
+        Err(RegistrationError::MissingUsername)
+    } else if !is_storable(username) {
+        Err(RegistrationError::UnstorableUsername)
+    } else {
+        Ok(())
+    }
+}
+
+/// The original accepted any address containing `@`; so do we, to accept what it accepted
+/// (but for NUL, which could not be stored).
 pub(crate) fn validate_email(email: &str) -> Result<(), RegistrationError> {
-    if email.contains('@') {
+    if email.contains('@') && is_storable(email) {
         Ok(())
     } else {
         Err(RegistrationError::InvalidEmail)
     }
+}
+
+/// Whether `text` can be stored as PostgreSQL text, which refuses only the NUL character.
+/// A name that cannot be stored cannot belong to anyone, so lookups of it can answer "no
+/// such user" without asking the database (which would fail on it).
+pub fn is_storable(text: &str) -> bool {
+    !text.contains('\0')
 }
 
 /// A password hash in PHC string format (or a legacy format the server can verify).
@@ -82,6 +118,14 @@ mod tests {
         );
         assert_eq!(validate("a", "", ""), Err(RegistrationError::InvalidEmail));
         assert_eq!(
+            validate("a\0b", "", ""),
+            Err(RegistrationError::UnstorableUsername)
+        );
+        assert_eq!(
+            validate("a", "a@b\0", "x"),
+            Err(RegistrationError::InvalidEmail)
+        );
+        assert_eq!(
             validate("a", "no-at-sign", "x"),
             Err(RegistrationError::InvalidEmail)
         );
@@ -90,6 +134,23 @@ mod tests {
             Err(RegistrationError::MissingPassword)
         );
         assert_eq!(validate("Roger Histand", "r@h", "\\\"'{<"), Ok(()));
+    }
+
+    #[test]
+    fn the_repeated_password_is_checked_after_the_password_itself() {
+        assert_eq!(
+            validate_with_repeat("a", "a@b", "", "x"),
+            Err(RegistrationError::MissingPassword)
+        );
+        assert_eq!(
+            validate_with_repeat("a", "a@b", "x", "y"),
+            Err(RegistrationError::PasswordsDiffer)
+        );
+        assert_eq!(
+            validate_with_repeat("", "a@b", "x", "y"),
+            Err(RegistrationError::MissingUsername)
+        );
+        assert_eq!(validate_with_repeat("a", "a@b", "x", "x"), Ok(()));
     }
 
     #[test]
@@ -105,6 +166,10 @@ mod tests {
         assert_eq!(
             RegistrationError::MissingPassword.to_string(),
             "You have to enter a password"
+        );
+        assert_eq!(
+            RegistrationError::PasswordsDiffer.to_string(),
+            "The two passwords do not match"
         );
         assert_eq!(
             RegistrationError::UsernameTaken.to_string(),

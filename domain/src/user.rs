@@ -36,6 +36,13 @@ pub enum UserCommand {
         followee: String,
         unfollowed_at: DateTime<Utc>,
     },
+    /// Replace the stored password hash with one in the current scheme. Sent after a
+    /// successful login with a hash from an older scheme (e.g. one migrated from werkzeug),
+    /// so that the old, weaker hash stops being the one that guards the account.
+    UpgradePasswordHash {
+        password_hash: PasswordHash,
+        upgraded_at: DateTime<Utc>,
+    },
 }
 
 /// What happened to a user. Stored names and versions never change; a changed payload gets
@@ -56,6 +63,10 @@ pub enum UserEvent {
         followee: String,
         unfollowed_at: DateTime<Utc>,
     },
+    PasswordHashUpgraded {
+        password_hash: PasswordHash,
+        upgraded_at: DateTime<Utc>,
+    },
 }
 
 impl UserEvent {
@@ -69,6 +80,7 @@ impl DomainEvent for UserEvent {
             Self::UserRegistered { .. } => "UserRegistered",
             Self::UserFollowed { .. } => "UserFollowed",
             Self::UserUnfollowed { .. } => "UserUnfollowed",
+            Self::PasswordHashUpgraded { .. } => "PasswordHashUpgraded",
         }
         .to_owned()
     }
@@ -137,9 +149,7 @@ impl Aggregate for User {
                 if self.username.is_some() {
                     return Err(RegistrationError::UsernameTaken.into());
                 }
-                if username.is_empty() {
-                    return Err(RegistrationError::MissingUsername.into());
-                }
+                registration::validate_username(&username)?;
                 registration::validate_email(&email)?;
                 let event = UserEvent::UserRegistered {
                     username,
@@ -187,6 +197,17 @@ impl Aggregate for User {
                 };
                 sink.write(event, self).await;
             }
+            UserCommand::UpgradePasswordHash {
+                password_hash,
+                upgraded_at,
+            } => {
+                self.require_registered()?;
+                let event = UserEvent::PasswordHashUpgraded {
+                    password_hash,
+                    upgraded_at,
+                };
+                sink.write(event, self).await;
+            }
         }
         Ok(())
     }
@@ -200,6 +221,8 @@ impl Aggregate for User {
             UserEvent::UserUnfollowed { followee, .. } => {
                 self.following.remove(&followee);
             }
+            // The hash is not needed to decide any command; the accounts view keeps it.
+            UserEvent::PasswordHashUpgraded { .. } => {}
         }
     }
 }
@@ -355,6 +378,33 @@ mod tests {
             .then_expect_events(vec![followed("a")]);
     }
 
+    #[test]
+    fn a_registered_user_can_upgrade_the_password_hash() {
+        let upgraded_at = at();
+        let password_hash = PasswordHash::new("$argon2id$new".into());
+        framework()
+            .given(vec![registered("a")])
+            .when(UserCommand::UpgradePasswordHash {
+                password_hash: password_hash.clone(),
+                upgraded_at,
+            })
+            .then_expect_events(vec![UserEvent::PasswordHashUpgraded {
+                password_hash,
+                upgraded_at,
+            }]);
+    }
+
+    #[test]
+    fn an_unregistered_user_has_no_password_to_upgrade() {
+        framework()
+            .given_no_previous_events()
+            .when(UserCommand::UpgradePasswordHash {
+                password_hash: PasswordHash::new("$argon2id$new".into()),
+                upgraded_at: at(),
+            })
+            .then_expect_error(UserError::NotRegistered);
+    }
+
     /// The stored JSON is a contract with every event already in the log: this pins it.
     #[test]
     fn user_events_keep_their_wire_format() {
@@ -373,6 +423,18 @@ mod tests {
             json,
             serde_json::json!({"UserFollowed": {"followee": "b", "followed_at": "2026-11-25T12:00:00Z"}})
         );
+        let upgraded = UserEvent::PasswordHashUpgraded {
+            password_hash: PasswordHash::new("$argon2id$y".into()),
+            upgraded_at: at(),
+        };
+        assert_eq!(
+            serde_json::to_value(&upgraded).unwrap(),
+            serde_json::json!({"PasswordHashUpgraded": {
+                "password_hash": "$argon2id$y",
+                "upgraded_at": "2026-11-25T12:00:00Z"
+            }})
+        );
+        assert_eq!(upgraded.event_type(), "PasswordHashUpgraded");
         assert_eq!(followed("b").event_type(), "UserFollowed");
         assert_eq!(followed("b").event_version(), "1.0");
     }
