@@ -1,7 +1,8 @@
 //! The accounts projection: who is registered, and who follows whom.
 //!
 //! Tables (in schema `accounts_v<version>`):
-//! - `users`: one row per registered user, with what login needs.
+//! - `users`: one row per registered user, with what login needs (the newest password
+//!   hash: a `PasswordHashUpgraded` replaces the registered one).
 //! - `follows`: one row per current follow; `position` is the log position of the follow,
 //!   which orders a user's follows oldest first.
 
@@ -110,6 +111,15 @@ impl Projection for Accounts {
                 .bind(user)
                 .bind(followee)
                 .bind(position)
+                .execute(conn)
+                .await?;
+            }
+            UserEvent::PasswordHashUpgraded { password_hash, .. } => {
+                sqlx::query(&format!(
+                    "UPDATE {schema}.users SET password_hash = $2 WHERE username = $1"
+                ))
+                .bind(user)
+                .bind(password_hash.as_str())
                 .execute(conn)
                 .await?;
             }

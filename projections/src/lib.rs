@@ -10,11 +10,13 @@
 //! - [`timeline`] — messages, shaped for the public, per-user and "my" timelines.
 //! - [`progress`] — every replica's view of how far each projection has got, kept current by
 //!   LISTEN/NOTIFY, so a request can wait until its own write is visible.
-//! - [`queries`] — the named read queries the HTTP layer calls.
+//! - [`queries`] — the named read queries the HTTP layer calls, and timeline paging.
+//! - [`live`] — the timeline changes each checkpoint move brings, broadcast to live pages.
 
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod live;
 pub mod log;
 pub mod progress;
 pub mod projector;
@@ -23,10 +25,13 @@ pub mod timeline;
 
 use std::sync::Arc;
 
+pub use live::{LiveFeed, LiveUpdate};
 pub use log::{LogPosition, StoredEvent};
 pub use progress::{Progress, ProgressListener};
 pub use projector::{Projection, Projector, ProjectorSettings};
-pub use queries::{ReadModels, TimelineEntry};
+pub use queries::{
+    Account, ReadModels, TimelineCursor, TimelineEntry, TimelineScope, TimelineWindow,
+};
 
 /// Every projection the server runs, at its current version.
 pub fn all() -> Vec<Arc<dyn Projection>> {

@@ -85,6 +85,15 @@ impl Progress {
         }
     }
 
+    /// Follows the checkpoint of the serving version of `projection` (as this process knows
+    /// it), or `None` for a projection this process does not track.
+    pub fn watch(&self, projection: &str) -> Option<watch::Receiver<LogPosition>> {
+        self.inner
+            .views
+            .get(projection)
+            .map(|view| view.checkpoint.subscribe())
+    }
+
     /// A handle that [`Progress::wake_projectors`] will notify.
     pub fn register_waker(&self) -> Arc<Notify> {
         let waker = Arc::new(Notify::new());

@@ -1,9 +1,17 @@
 //! The named read queries the HTTP layer calls, on the serving version of each view.
 //!
 //! Every timeline reads a partial index that leaves flagged messages out, newest first by
-//! `pub_date` and then by log position.
+//! `pub_date` and then by log position. That pair is also the keyset by which timelines are
+//! paged ([`TimelineCursor`]): a page is "the next 30 after this key", never an OFFSET, so
+//! messages posted while someone pages neither repeat nor go missing.
 
-use sqlx::{PgPool, Row};
+use std::fmt;
+use std::str::FromStr;
+
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+
+use domain::registration::is_storable;
 
 use crate::accounts::Accounts;
 use crate::projector::{schema_name, Projection};
@@ -12,10 +20,96 @@ use crate::timeline::Timeline;
 /// One message as timelines show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimelineEntry {
+    pub message_id: String,
     pub author: String,
+    /// The author's email (for the avatar); empty if the accounts view has not caught up
+    /// with the author's registration yet.
+    pub author_email: String,
     pub content: String,
     /// Unix time in seconds.
     pub pub_date: i64,
+    /// The message's position in the event log.
+    pub position: i64,
+}
+
+impl TimelineEntry {
+    /// This entry's place in every timeline that shows it.
+    pub fn cursor(&self) -> TimelineCursor {
+        TimelineCursor {
+            pub_date: self.pub_date,
+            position: self.position,
+        }
+    }
+}
+
+/// A message's sort key in the timelines: newest `pub_date` first, then the newest log
+/// position. Written `<pub_date>.<position>` in URLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TimelineCursor {
+    pub pub_date: i64,
+    pub position: i64,
+}
+
+impl TimelineCursor {
+    /// A cursor before every message: everything is newer than it.
+    pub const BEFORE_ALL: Self = Self {
+        pub_date: i64::MIN,
+        position: i64::MIN,
+    };
+}
+
+impl fmt::Display for TimelineCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.pub_date, self.position)
+    }
+}
+
+/// A cursor that is not `<integer>.<integer>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a timeline cursor is written <pub_date>.<position>")]
+pub struct InvalidCursor;
+
+impl FromStr for TimelineCursor {
+    type Err = InvalidCursor;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (pub_date, position) = text.split_once('.').ok_or(InvalidCursor)?;
+        Ok(Self {
+            pub_date: pub_date.parse().map_err(|_| InvalidCursor)?,
+            position: position.parse().map_err(|_| InvalidCursor)?,
+        })
+    }
+}
+
+/// Whose messages a timeline shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimelineScope<'a> {
+    /// Everyone's.
+    Public,
+    /// One author's.
+    Author(&'a str),
+    /// A user's own and those of everyone the user follows ("my timeline").
+    Personal(&'a str),
+}
+
+/// Which stretch of a timeline to read. Whatever the stretch, entries come back newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimelineWindow {
+    /// The newest entries.
+    Newest,
+    /// The entries just older than the cursor (the next page down).
+    OlderThan(TimelineCursor),
+    /// The entries just newer than the cursor (the page above, or what arrived since).
+    NewerThan(TimelineCursor),
+}
+
+/// What login needs to know about a user.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub username: String,
+    pub email: String,
+    /// The stored password hash (argon2id PHC, or a legacy format being phased out).
+    pub password_hash: String,
 }
 
 /// Read access to the projected views.
@@ -38,6 +132,9 @@ impl ReadModels {
 
     /// Whether `username` is a registered user.
     pub async fn user_exists(&self, username: &str) -> Result<bool, sqlx::Error> {
+        if !is_storable(username) {
+            return Ok(false);
+        }
         sqlx::query_scalar(&format!(
             "SELECT EXISTS (SELECT 1 FROM {}.users WHERE username = $1)",
             self.accounts
@@ -47,48 +144,38 @@ impl ReadModels {
         .await
     }
 
-    /// The newest `limit` messages of everyone.
-    pub async fn public_timeline(&self, limit: i64) -> Result<Vec<TimelineEntry>, sqlx::Error> {
-        let sql = format!(
-            "SELECT author, content, pub_date FROM {}.messages WHERE NOT flagged \
-             ORDER BY pub_date DESC, position DESC LIMIT $1",
-            self.timeline
-        );
-        self.timeline_entries(sqlx::query(&sql).bind(limit)).await
+    /// The account of `username`, if registered.
+    pub async fn account(&self, username: &str) -> Result<Option<Account>, sqlx::Error> {
+        if !is_storable(username) {
+            return Ok(None);
+        }
+        let row = sqlx::query(&format!(
+            "SELECT username, email, password_hash FROM {}.users WHERE username = $1",
+            self.accounts
+        ))
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(Account {
+                username: row.try_get("username")?,
+                email: row.try_get("email")?,
+                password_hash: row.try_get("password_hash")?,
+            })
+        })
+        .transpose()
     }
 
-    /// The newest `limit` messages of `author`.
-    pub async fn user_timeline(
-        &self,
-        author: &str,
-        limit: i64,
-    ) -> Result<Vec<TimelineEntry>, sqlx::Error> {
-        let sql = format!(
-            "SELECT author, content, pub_date FROM {}.messages WHERE author = $1 AND NOT flagged \
-             ORDER BY pub_date DESC, position DESC LIMIT $2",
-            self.timeline
-        );
-        self.timeline_entries(sqlx::query(&sql).bind(author).bind(limit))
-            .await
-    }
-
-    /// The newest `limit` messages of `user` and of everyone `user` follows ("my timeline").
-    /// Served by the per-author index: one short index range per followed author, merged.
-    pub async fn personal_timeline(
-        &self,
-        user: &str,
-        limit: i64,
-    ) -> Result<Vec<TimelineEntry>, sqlx::Error> {
-        let sql = format!(
-            "SELECT author, content, pub_date FROM {timeline}.messages \
-             WHERE NOT flagged AND (author = $1 OR author IN \
-                 (SELECT followee FROM {accounts}.follows WHERE follower = $1)) \
-             ORDER BY pub_date DESC, position DESC LIMIT $2",
-            timeline = self.timeline,
-            accounts = self.accounts
-        );
-        self.timeline_entries(sqlx::query(&sql).bind(user).bind(limit))
-            .await
+    /// Whether `follower` currently follows `followee`.
+    pub async fn is_following(&self, follower: &str, followee: &str) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar(&format!(
+            "SELECT EXISTS (SELECT 1 FROM {}.follows WHERE follower = $1 AND followee = $2)",
+            self.accounts
+        ))
+        .bind(follower)
+        .bind(followee)
+        .fetch_one(&self.pool)
+        .await
     }
 
     /// Whom `follower` follows, oldest follow first, at most `limit`.
@@ -103,21 +190,152 @@ impl ReadModels {
         .await
     }
 
-    async fn timeline_entries(
+    /// Up to `limit` entries of the timeline `scope` in `window`, newest first.
+    ///
+    /// Each scope reads its partial index: the public one in key order, an author's by
+    /// author, and "my" timeline as one short range of the per-author index for me and for
+    /// each author I follow, merged.
+    pub async fn timeline(
         &self,
-        query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+        scope: TimelineScope<'_>,
+        window: TimelineWindow,
+        limit: i64,
     ) -> Result<Vec<TimelineEntry>, sqlx::Error> {
-        query
+        let mut sql = self.entries_select();
+        sql.push(" WHERE NOT m.flagged");
+        match scope {
+            TimelineScope::Public => {}
+            TimelineScope::Author(author) => {
+                sql.push(" AND m.author = ").push_bind(author);
+            }
+            TimelineScope::Personal(user) => {
+                sql.push(" AND (m.author = ")
+                    .push_bind(user)
+                    .push(format_args!(
+                        " OR m.author IN (SELECT followee FROM {}.follows WHERE follower = ",
+                        self.accounts
+                    ))
+                    .push_bind(user)
+                    .push("))");
+            }
+        }
+        let (comparison, order) = match window {
+            TimelineWindow::Newest => (None, "DESC"),
+            TimelineWindow::OlderThan(cursor) => (Some(("<", cursor)), "DESC"),
+            TimelineWindow::NewerThan(cursor) => (Some((">", cursor)), "ASC"),
+        };
+        if let Some((operator, cursor)) = comparison {
+            sql.push(format_args!(" AND (m.pub_date, m.position) {operator} ("))
+                .push_bind(cursor.pub_date)
+                .push(", ")
+                .push_bind(cursor.position)
+                .push(")");
+        }
+        sql.push(format_args!(
+            " ORDER BY m.pub_date {order}, m.position {order} LIMIT "
+        ))
+        .push_bind(limit);
+        let mut entries = self.fetch_entries(sql).await?;
+        if order == "ASC" {
+            entries.reverse();
+        }
+        Ok(entries)
+    }
+
+    /// The visible (unflagged) messages among `message_ids`, newest first.
+    pub async fn entries_by_id(
+        &self,
+        message_ids: &[String],
+    ) -> Result<Vec<TimelineEntry>, sqlx::Error> {
+        let mut sql = self.entries_select();
+        sql.push(" WHERE NOT m.flagged AND m.message_id = ANY(")
+            .push_bind(message_ids)
+            .push(") ORDER BY m.pub_date DESC, m.position DESC");
+        self.fetch_entries(sql).await
+    }
+
+    /// The start of every entry query: messages with their author's email. A left join,
+    /// because the accounts view is projected separately and may briefly lag the timeline.
+    fn entries_select<'args>(&self) -> QueryBuilder<'args, Postgres> {
+        QueryBuilder::new(format!(
+            "SELECT m.message_id, m.author, coalesce(u.email, '') AS author_email, m.content, \
+                    m.pub_date, m.position \
+             FROM {timeline}.messages m LEFT JOIN {accounts}.users u ON u.username = m.author",
+            timeline = self.timeline,
+            accounts = self.accounts
+        ))
+    }
+
+    async fn fetch_entries(
+        &self,
+        mut sql: QueryBuilder<'_, Postgres>,
+    ) -> Result<Vec<TimelineEntry>, sqlx::Error> {
+        sql.build()
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(|row| {
-                Ok(TimelineEntry {
-                    author: row.try_get("author")?,
-                    content: row.try_get("content")?,
-                    pub_date: row.try_get("pub_date")?,
-                })
-            })
+            .map(entry_from_row)
             .collect()
+    }
+}
+
+fn entry_from_row(row: &PgRow) -> Result<TimelineEntry, sqlx::Error> {
+    Ok(TimelineEntry {
+        message_id: row.try_get("message_id")?,
+        author: row.try_get("author")?,
+        author_email: row.try_get("author_email")?,
+        content: row.try_get("content")?,
+        pub_date: row.try_get("pub_date")?,
+        position: row.try_get("position")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_through_their_url_form() {
+        let cursor = TimelineCursor {
+            pub_date: 1_764_000_000,
+            position: 42,
+        };
+        assert_eq!(cursor.to_string(), "1764000000.42");
+        assert_eq!("1764000000.42".parse(), Ok(cursor));
+        assert_eq!("-5.0".parse::<TimelineCursor>().unwrap().pub_date, -5);
+    }
+
+    #[test]
+    fn malformed_cursors_are_refused() {
+        for bad in [
+            "",
+            "12",
+            "12.",
+            ".3",
+            "a.b",
+            "1.2.3",
+            "1 .2",
+            "99999999999999999999.1",
+        ] {
+            assert_eq!(bad.parse::<TimelineCursor>(), Err(InvalidCursor), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cursors_order_as_timelines_do() {
+        let earlier = TimelineCursor {
+            pub_date: 10,
+            position: 99,
+        };
+        let later_second = TimelineCursor {
+            pub_date: 11,
+            position: 1,
+        };
+        let same_second_later_in_log = TimelineCursor {
+            pub_date: 10,
+            position: 100,
+        };
+        assert!(earlier < later_second);
+        assert!(earlier < same_second_later_in_log);
     }
 }
