@@ -76,6 +76,15 @@ impl CommandBus {
         command: UserCommand,
         context: &RequestContext,
     ) -> Result<(), CommandError<UserError>> {
+        if !domain::registration::is_storable(username) {
+            // No stream can have this id, and loading one would make the database fail.
+            return Err(CommandError::Rejected(match command {
+                UserCommand::Register { .. } => {
+                    UserError::Registration(domain::RegistrationError::UnstorableUsername)
+                }
+                _ => UserError::NotRegistered,
+            }));
+        }
         self.execute(&self.users, username, command, context).await
     }
 

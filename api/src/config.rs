@@ -10,6 +10,18 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 
+/// The shortest session-signing secret accepted: shorter ones could be guessed.
+const MIN_SESSION_KEY_CHARS: usize = 32;
+
+/// Where the pages' avatar pictures come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AvatarSource {
+    /// `https://www.gravatar.com/avatar/<md5>`, as the original.
+    Gravatar,
+    /// Identicons drawn by this server.
+    Local,
+}
+
 /// Everything the server can be told at start-up.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "minitwit", version, about = "MiniTwit, event-sourced")]
@@ -30,6 +42,41 @@ pub struct Config {
     /// Address of the simulator API.
     #[arg(long, env = "MINITWIT_API_ADDR", default_value = "127.0.0.1:5001")]
     pub api_addr: SocketAddr,
+
+    /// Address of the browser pages.
+    #[arg(long, env = "MINITWIT_WEB_ADDR", default_value = "127.0.0.1:5000")]
+    pub web_addr: SocketAddr,
+
+    /// The secret that signs session cookies (at least 32 characters). Every replica needs the
+    /// same one. Without it (and without MINITWIT_SESSION_KEY_FILE) a random key is generated
+    /// once and kept in the database, which every replica then shares.
+    #[arg(long, env = "MINITWIT_SESSION_KEY", hide_env_values = true)]
+    pub session_key: Option<String>,
+
+    /// A file holding the session-signing secret.
+    #[arg(
+        long,
+        env = "MINITWIT_SESSION_KEY_FILE",
+        conflicts_with = "session_key"
+    )]
+    pub session_key_file: Option<PathBuf>,
+
+    /// Where avatars come from: `gravatar` (the original's, which sends Gravatar the md5 of
+    /// each shown user's email) or `local` (identicons drawn by this server from the same
+    /// hash, for deployments without outside access or that keep those hashes to themselves).
+    #[arg(long, env = "MINITWIT_AVATARS", default_value = "gravatar", value_enum)]
+    pub avatars: AvatarSource,
+
+    /// Sign-in attempts allowed per minute, per client address and per username (each a
+    /// separate budget; bursts of this size are allowed). The simulator API is never limited.
+    #[arg(long, env = "MINITWIT_LOGIN_ATTEMPTS_PER_MINUTE", default_value_t = 10)]
+    pub login_attempts_per_minute: u32,
+
+    /// The request header holding the client's address, when a reverse proxy in front sets it
+    /// (e.g. `x-real-ip`). Without it the connection's peer address is used. Only set it
+    /// behind a proxy that overwrites the header, or clients could choose their own address.
+    #[arg(long, env = "MINITWIT_CLIENT_IP_HEADER")]
+    pub client_ip_header: Option<String>,
 
     /// The user name the simulator authenticates with.
     #[arg(long, env = "MINITWIT_SIMULATOR_USER", default_value = "simulator")]
@@ -105,6 +152,21 @@ impl Config {
         }
     }
 
+    /// The configured session-signing secret, from its file if one was given.
+    pub fn session_key(&self) -> anyhow::Result<Option<String>> {
+        let key = match &self.session_key_file {
+            Some(path) => Some(read_secret(path)?),
+            None => self.session_key.clone(),
+        };
+        if let Some(key) = &key {
+            anyhow::ensure!(
+                key.chars().count() >= MIN_SESSION_KEY_CHARS,
+                "the session key must be at least {MIN_SESSION_KEY_CHARS} characters long"
+            );
+        }
+        Ok(key)
+    }
+
     /// The read-your-writes wait bound.
     pub fn read_your_writes_timeout(&self) -> Duration {
         Duration::from_millis(self.read_your_writes_timeout_ms)
@@ -126,6 +188,8 @@ mod tests {
     fn defaults_follow_the_course_conventions() {
         let config = Config::try_parse_from(["minitwit"]).unwrap();
         assert_eq!(config.api_addr.port(), 5001);
+        assert_eq!(config.web_addr.port(), 5000);
+        assert_eq!(config.avatars, AvatarSource::Gravatar);
         assert_eq!(config.simulator_user, "simulator");
         assert_eq!(config.data_dir, PathBuf::from(".minitwit"));
         assert_eq!(config.max_messages, 10_000);
@@ -145,5 +209,15 @@ mod tests {
         .unwrap();
         assert_eq!(config.simulator_password().unwrap(), "s3cret \\\"'{<");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_short_session_key_is_refused() {
+        let short = Config::try_parse_from(["minitwit", "--session-key", "too short"]).unwrap();
+        let err = short.session_key().unwrap_err().to_string();
+        assert!(err.contains("at least 32 characters"), "{err}");
+        let long = "k".repeat(32);
+        let config = Config::try_parse_from(["minitwit", "--session-key", &long]).unwrap();
+        assert_eq!(config.session_key().unwrap(), Some(long));
     }
 }

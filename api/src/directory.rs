@@ -24,6 +24,9 @@ impl EventStoreDirectory {
 impl UserDirectory for EventStoreDirectory {
     async fn is_registered(&self, username: &str) -> Result<bool, DirectoryError> {
         use cqrs_es::Aggregate as _;
+        if !domain::registration::is_storable(username) {
+            return Ok(false);
+        }
         sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM events \
              WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = 1)",

@@ -101,6 +101,9 @@ impl From<CommandError<MessageError>> for ApiError {
             CommandError::Rejected(MessageError::UnknownMessage) => {
                 Self::NotFound("Unknown message".to_owned())
             }
+            CommandError::Rejected(refusal @ MessageError::UnstorableContent) => {
+                Self::BadRequest(refusal.to_string())
+            }
             CommandError::Rejected(MessageError::AlreadyPosted) | CommandError::Conflict => {
                 Self::Conflict
             }

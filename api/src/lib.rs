@@ -1,4 +1,4 @@
-//! The MiniTwit server: configuration, start-up, and the simulator API.
+//! The MiniTwit server: configuration, start-up, the simulator API and the browser pages.
 //!
 //! Layout:
 //! - [`config`] — flags and environment variables (secrets also from `*_FILE`).
@@ -7,8 +7,11 @@
 //! - [`commands`] — executing commands through cqrs-es, retrying conflicts, and waiting until
 //!   the views include each write (read your writes).
 //! - [`directory`] — the domain's user-directory port, answered from the event store.
-//! - [`passwords`] — argon2id hashing off the runtime, with bounded concurrency.
+//! - [`passwords`] — argon2id hashing and verification (also of werkzeug's legacy hashes)
+//!   off the runtime, with bounded concurrency.
+//! - [`users`] — registering and signing in, shared by both front doors.
 //! - [`simulator`] — the simulator's JSON API.
+//! - [`web`] — the browser pages, with sessions and live timelines.
 //! - [`error`] — the API's error type and its one mapping to HTTP statuses.
 //! - [`request_context`] — request ids and times, carried into event metadata.
 //! - [`startup`] — building the application and running it until a shutdown signal.
@@ -27,6 +30,8 @@ pub mod request_context;
 pub mod simulator;
 pub mod startup;
 pub mod telemetry;
+pub mod users;
+pub mod web;
 
 pub use config::Config;
 pub use startup::{shutdown_signal, Application};

@@ -1,4 +1,5 @@
-//! Building and running the server: database, projectors, listeners, and a clean shutdown.
+//! Building and running the server: database, projectors, both listeners (the simulator API
+//! and the browser pages), and a clean shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::extract::{MatchedPath, Request};
 use axum::Router;
-use projections::{Progress, ProgressListener, Projector, ProjectorSettings, ReadModels};
+use projections::{LiveFeed, Progress, ProgressListener, Projector, ProjectorSettings, ReadModels};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -16,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_sessions_sqlx_store::PostgresStore;
 use tracing::Level;
 
 use crate::commands::{CommandBus, CommandSettings};
@@ -26,25 +28,46 @@ use crate::embedded_postgres::EmbeddedPostgres;
 use crate::passwords::PasswordHasher;
 use crate::request_context::REQUEST_ID_HEADER;
 use crate::simulator::{self, LatestStore, SimulatorState};
+use crate::users::Users;
+use crate::web::rate_limit::LoginLimiter;
+use crate::web::{self, WebState};
 
 /// A built server, listening but not yet serving.
 pub struct Application {
     api_listener: TcpListener,
     api_router: Router,
+    web_listener: TcpListener,
+    web_router: Router,
     pool: PgPool,
     progress: Progress,
     projectors: Vec<Projector>,
+    live: LiveFeed,
+    sessions: PostgresStore,
+    login_limiter: Arc<LoginLimiter>,
+    /// Fires when shutdown begins; live streams end on it, so the listeners can drain.
+    stopping: CancellationToken,
     embedded: Option<EmbeddedPostgres>,
 }
 
 impl Application {
     /// Connects to (or starts) the database, applies migrations, prepares the projections
-    /// and binds the listeners. Port 0 binds a free port; see [`Application::api_addr`].
+    /// and binds the listeners. Port 0 binds a free port; see [`Application::api_addr`] and
+    /// [`Application::web_addr`].
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         // Bound first: a taken port then fails before an embedded database is started.
         let api_listener = TcpListener::bind(config.api_addr)
             .await
             .with_context(|| format!("binding the API address {}", config.api_addr))?;
+        let web_listener = TcpListener::bind(config.web_addr)
+            .await
+            .with_context(|| format!("binding the web address {}", config.web_addr))?;
+        let session_key = config.session_key()?;
+        let client_ip_header = config
+            .client_ip_header
+            .as_deref()
+            .map(axum::http::HeaderName::try_from)
+            .transpose()
+            .context("MINITWIT_CLIENT_IP_HEADER is not a header name")?;
         let Database { pool, embedded } = database::connect(&config).await?;
         let projections = projections::all();
         let progress = Progress::new(pool.clone(), &projections);
@@ -62,21 +85,25 @@ impl Application {
         }
         progress.refresh().await?;
 
-        let commands = CommandBus::new(
+        let commands = Arc::new(CommandBus::new(
             pool.clone(),
             progress.clone(),
             CommandSettings {
                 retries: config.command_retries,
                 read_your_writes_timeout: config.read_your_writes_timeout(),
             },
-        );
+        ));
+        let reads = ReadModels::new(pool.clone());
+        let directory = EventStoreDirectory::new(pool.clone());
         let cpus = std::thread::available_parallelism().map_or(2, usize::from);
-        let state = SimulatorState {
-            commands: Arc::new(commands),
-            reads: ReadModels::new(pool.clone()),
-            directory: EventStoreDirectory::new(pool.clone()),
+        let hasher = PasswordHasher::new(config.hash_concurrency.unwrap_or(cpus));
+        let users = Users::new(commands.clone(), directory.clone(), reads.clone(), hasher);
+        let simulator_state = SimulatorState {
+            commands: commands.clone(),
+            reads: reads.clone(),
+            directory,
             latest: LatestStore::new(pool.clone()),
-            hasher: PasswordHasher::new(config.hash_concurrency.unwrap_or(cpus)),
+            users: users.clone(),
             expected_authorization: SimulatorState::basic_authorization(
                 &config.simulator_user,
                 &config.simulator_password()?,
@@ -84,13 +111,36 @@ impl Application {
             .into(),
             max_messages: config.max_messages,
         };
-        let api_router = with_http_layers(simulator::router(state));
+        let api_router = with_http_layers(simulator::router(simulator_state));
+
+        let live = LiveFeed::new();
+        let login_limiter = Arc::new(LoginLimiter::new(config.login_attempts_per_minute));
+        let stopping = CancellationToken::new();
+        let sessions = web::session::store(pool.clone());
+        let key = web::session::signing_key(session_key.as_deref(), &pool).await?;
+        let web_state = WebState {
+            users,
+            commands,
+            reads,
+            live: live.clone(),
+            avatars: config.avatars,
+            login_limiter: login_limiter.clone(),
+            client_ip_header,
+            stopping: stopping.clone(),
+        };
+        let web_router = with_http_layers(web::router(web_state, sessions.clone(), key));
         Ok(Self {
             api_listener,
             api_router,
+            web_listener,
+            web_router,
             pool,
             progress,
             projectors,
+            live,
+            sessions,
+            login_limiter,
+            stopping,
             embedded,
         })
     }
@@ -102,19 +152,36 @@ impl Application {
             .expect("a bound listener has an address")
     }
 
-    /// Serves until `shutdown` completes, then drains requests in flight, stops the
-    /// projectors between batches, closes the pool and stops the embedded database if this
-    /// process started it.
+    /// The address the browser pages listen on.
+    pub fn web_addr(&self) -> SocketAddr {
+        self.web_listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes (or a listener fails), then drains requests in
+    /// flight, stops the projectors between batches, closes the pool and stops the embedded
+    /// database if this process started it.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let api_addr = self.api_addr();
+        let web_addr = self.web_addr();
         let cancel = CancellationToken::new();
         let mut background = JoinSet::new();
         for projector in self.projectors {
             background.spawn(projector.run(cancel.clone()));
         }
+        background.spawn(
+            self.live
+                .run(self.pool.clone(), self.progress.clone(), cancel.clone()),
+        );
+        background.spawn(web::housekeeping(
+            self.sessions,
+            self.login_limiter,
+            cancel.clone(),
+        ));
         let listener = ProgressListener::new(self.progress.clone());
         let listener_cancel = cancel.clone();
         background.spawn(async move {
@@ -125,11 +192,36 @@ impl Application {
             }
         });
         tracing::info!(address = %api_addr, "simulator API listening");
+        tracing::info!(address = %web_addr, "web pages listening");
 
-        let served = axum::serve(self.api_listener, self.api_router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving the simulator API");
+        let stopping = self.stopping;
+        let signalled = stopping.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            signalled.cancel();
+        });
+        // Whichever listener stops first (by the signal, or by failing) stops the other.
+        let api = async {
+            let served = axum::serve(self.api_listener, self.api_router)
+                .with_graceful_shutdown(stopping.clone().cancelled_owned())
+                .await
+                .context("serving the simulator API");
+            stopping.cancel();
+            served
+        };
+        let pages = async {
+            // The peer address is the rate limiter's key (unless a proxy header says better).
+            let service = self
+                .web_router
+                .into_make_service_with_connect_info::<SocketAddr>();
+            let served = axum::serve(self.web_listener, service)
+                .with_graceful_shutdown(stopping.clone().cancelled_owned())
+                .await
+                .context("serving the web pages");
+            stopping.cancel();
+            served
+        };
+        let (api_served, pages_served) = tokio::join!(api, pages);
         tracing::info!("requests drained; stopping background tasks");
         cancel.cancel();
         while let Some(joined) = background.join_next().await {
@@ -141,7 +233,7 @@ impl Application {
         if let Some(embedded) = self.embedded {
             embedded.stop().await?;
         }
-        served
+        api_served.and(pages_served)
     }
 }
 

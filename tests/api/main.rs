@@ -5,6 +5,8 @@
 //! which Cargo runs after this one: some tests here hold transactions open on purpose, and the
 //! transaction horizon is shared by every database of the test cluster.
 
+// The harness is shared with the other suites; this binary uses only part of it.
+#[allow(dead_code)]
 #[path = "../support/mod.rs"]
 mod helpers;
 

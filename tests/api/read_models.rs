@@ -1,13 +1,20 @@
 //! The views serve all three timelines — public, one user's, and "me + whom I follow" —
 //! newest first, and a flagged message vanishes from every one of them until unflagged.
 
-use projections::ReadModels;
+use projections::{ReadModels, TimelineScope, TimelineWindow};
 use reqwest::StatusCode;
 
 use crate::helpers::spawn_app;
 
-fn contents(entries: Vec<projections::TimelineEntry>) -> Vec<String> {
-    entries.into_iter().map(|entry| entry.content).collect()
+/// The contents of the newest `limit` entries of the timeline `scope`.
+async fn contents(reads: &ReadModels, scope: TimelineScope<'_>, limit: i64) -> Vec<String> {
+    reads
+        .timeline(scope, TimelineWindow::Newest, limit)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|entry| entry.content)
+        .collect()
 }
 
 /// Appends a flag or unflag event to a message's stream, as moderation would.
@@ -53,15 +60,15 @@ async fn timelines_are_newest_first_and_leave_out_flagged_messages() {
     }
     let reads = ReadModels::new(app.db.pool.clone());
     assert_eq!(
-        contents(reads.personal_timeline("me", 30).await.unwrap()),
+        contents(&reads, TimelineScope::Personal("me"), 30).await,
         ["friend's later", "friend's", "mine"]
     );
     assert_eq!(
-        contents(reads.user_timeline("friend", 30).await.unwrap()),
+        contents(&reads, TimelineScope::Author("friend"), 30).await,
         ["friend's later", "friend's"]
     );
     assert_eq!(
-        contents(reads.public_timeline(2).await.unwrap()),
+        contents(&reads, TimelineScope::Public, 2).await,
         ["friend's later", "stranger's"]
     );
 
@@ -75,16 +82,16 @@ async fn timelines_are_newest_first_and_leave_out_flagged_messages() {
     // The next acknowledged write is applied after the flag, so the views include it.
     sim.tweet("stranger", "a later write", None).await.unwrap();
     assert_eq!(
-        contents(reads.personal_timeline("me", 30).await.unwrap()),
+        contents(&reads, TimelineScope::Personal("me"), 30).await,
         ["friend's", "mine"]
     );
     assert_eq!(
-        contents(reads.user_timeline("friend", 30).await.unwrap()),
+        contents(&reads, TimelineScope::Author("friend"), 30).await,
         ["friend's"]
     );
-    assert!(
-        !contents(reads.public_timeline(30).await.unwrap()).contains(&"friend's later".to_owned())
-    );
+    assert!(!contents(&reads, TimelineScope::Public, 30)
+        .await
+        .contains(&"friend's later".to_owned()));
     let api_listing = sim.user_msgs("friend", None, None).await.unwrap();
     assert_eq!(
         api_listing.body.as_array().unwrap().len(),
@@ -102,7 +109,7 @@ async fn timelines_are_newest_first_and_leave_out_flagged_messages() {
         .await
         .unwrap();
     assert_eq!(
-        contents(reads.personal_timeline("me", 30).await.unwrap()),
+        contents(&reads, TimelineScope::Personal("me"), 30).await,
         ["friend's later", "friend's", "mine"],
         "unflagging brings it back in place"
     );

@@ -120,6 +120,8 @@ pub fn test_config(database_url: &str) -> Config {
         database_url,
         "--api-addr",
         "127.0.0.1:0",
+        "--web-addr",
+        "127.0.0.1:0",
         "--read-your-writes-timeout-ms",
         "10000",
         "--projector-poll-ms",
@@ -132,7 +134,10 @@ pub fn test_config(database_url: &str) -> Config {
 
 /// The real server, running in this process.
 pub struct TestApp {
+    /// The simulator API's root.
     pub base_url: String,
+    /// The browser pages' root.
+    pub web_url: String,
     pub db: TestDatabase,
     shutdown: Option<oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -162,12 +167,14 @@ async fn start_app(db: TestDatabase, config: Config) -> TestApp {
         .await
         .expect("building the application");
     let base_url = format!("http://{}", application.api_addr());
+    let web_url = format!("http://{}", application.web_addr());
     let (shutdown, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(application.run_until_stopped(async {
         let _ = stopped.await;
     }));
     TestApp {
         base_url,
+        web_url,
         db,
         shutdown: Some(shutdown),
         server,
@@ -195,7 +202,10 @@ impl TestApp {
 
 /// The real `minitwit` binary in a child process.
 pub struct ServerProcess {
+    /// The simulator API's root.
     pub base_url: String,
+    /// The browser pages' root.
+    pub web_url: String,
     child: tokio::process::Child,
 }
 
@@ -209,11 +219,13 @@ impl ServerProcess {
     /// `DATABASE_URL`), and waits until it answers.
     pub async fn start_with(env: &[(&str, &str)]) -> Self {
         let port = free_port();
+        let web_port = free_port();
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_minitwit"))
             .env_remove("DATABASE_URL")
             .env_remove("DATABASE_URL_FILE")
             .envs(env.iter().copied())
             .env("MINITWIT_API_ADDR", format!("127.0.0.1:{port}"))
+            .env("MINITWIT_WEB_ADDR", format!("127.0.0.1:{web_port}"))
             .env("MINITWIT_READ_YOUR_WRITES_TIMEOUT_MS", "10000")
             .env("MINITWIT_PROJECTOR_POLL_MS", "100")
             .env("MINITWIT_DB_POOL_SIZE", "10")
@@ -227,6 +239,7 @@ impl ServerProcess {
             .expect("spawning minitwit");
         let server = Self {
             base_url: format!("http://127.0.0.1:{port}"),
+            web_url: format!("http://127.0.0.1:{web_port}"),
             child,
         };
         let client = server.client();

@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use domain::MessageCommand;
-use projections::TimelineEntry;
+use projections::{TimelineEntry, TimelineScope, TimelineWindow};
 use serde::{Deserialize, Serialize};
 
 use super::{listing_limit, listing_limit_for, parse_body, user_lookup_then, SimulatorState};
@@ -41,7 +41,11 @@ pub(super) async fn list_all(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Vec<MessageView>>, ApiError> {
     let limit = listing_limit(query.get("no").map(String::as_str), state.max_messages);
-    Ok(views(state.reads.public_timeline(limit).await?))
+    let entries = state
+        .reads
+        .timeline(TimelineScope::Public, TimelineWindow::Newest, limit)
+        .await?;
+    Ok(views(entries))
 }
 
 pub(super) async fn list_by_author(
@@ -50,7 +54,15 @@ pub(super) async fn list_by_author(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Vec<MessageView>>, ApiError> {
     let limit = listing_limit_for(&state, &username, &query).await?;
-    Ok(views(state.reads.user_timeline(&username, limit).await?))
+    let entries = state
+        .reads
+        .timeline(
+            TimelineScope::Author(&username),
+            TimelineWindow::Newest,
+            limit,
+        )
+        .await?;
+    Ok(views(entries))
 }
 
 #[derive(Deserialize)]

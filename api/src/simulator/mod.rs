@@ -27,7 +27,7 @@ use serde::de::DeserializeOwned;
 use crate::commands::CommandBus;
 use crate::directory::EventStoreDirectory;
 use crate::error::ApiError;
-use crate::passwords::PasswordHasher;
+use crate::users::Users;
 
 pub use latest::LatestStore;
 
@@ -38,7 +38,7 @@ pub struct SimulatorState {
     pub reads: ReadModels,
     pub directory: EventStoreDirectory,
     pub latest: LatestStore,
-    pub hasher: PasswordHasher,
+    pub users: Users,
     /// The exact `Authorization` header value that grants access.
     pub expected_authorization: Arc<str>,
     /// The cap on `no`.

@@ -1,0 +1,95 @@
+//! What signed-in users do from the pages: post a message, follow and unfollow.
+//!
+//! Each is a command through the same bus as the simulator's API, so the browser and the API
+//! produce the same events, and each answers only once the views include it: the page the
+//! redirect lands on already shows the change.
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use domain::{MessageCommand, UserCommand};
+use serde::Deserialize;
+
+use super::error::WebError;
+use super::form::FormData;
+use super::pages::{redirect, user_href};
+use super::session::BrowserSession;
+use super::WebState;
+use crate::request_context::RequestContext;
+
+#[derive(Deserialize)]
+pub struct MessageForm {
+    #[serde(default)]
+    text: String,
+}
+
+/// `POST /add_message`: records a non-empty message; an empty one records nothing.
+pub async fn add_message(
+    State(state): State<WebState>,
+    session: BrowserSession,
+    context: RequestContext,
+    FormData(form): FormData<MessageForm>,
+) -> Result<Response, WebError> {
+    let author = session.require_user()?.to_owned();
+    if !form.text.is_empty() {
+        let command = MessageCommand::Post {
+            author,
+            content: form.text,
+            posted_at: context.received_at,
+        };
+        let message_id = uuid::Uuid::now_v7().to_string();
+        state
+            .commands
+            .message(&message_id, command, &context)
+            .await?;
+        session.flash("Your message was recorded").await?;
+    }
+    Ok(redirect("/"))
+}
+
+/// `GET|POST /{username}/follow`.
+pub async fn follow(
+    State(state): State<WebState>,
+    session: BrowserSession,
+    context: RequestContext,
+    Path(followee): Path<String>,
+) -> Result<Response, WebError> {
+    let command = UserCommand::Follow {
+        followee: followee.clone(),
+        followed_at: context.received_at,
+    };
+    let flash = format!("You are now following \"{followee}\"");
+    change_follow(&state, &session, &context, &followee, command, flash).await
+}
+
+/// `GET|POST /{username}/unfollow`.
+pub async fn unfollow(
+    State(state): State<WebState>,
+    session: BrowserSession,
+    context: RequestContext,
+    Path(followee): Path<String>,
+) -> Result<Response, WebError> {
+    let command = UserCommand::Unfollow {
+        followee: followee.clone(),
+        unfollowed_at: context.received_at,
+    };
+    let flash = format!("You are no longer following \"{followee}\"");
+    change_follow(&state, &session, &context, &followee, command, flash).await
+}
+
+/// Signed in (401), the other user exists (404), then the change; back to their page.
+async fn change_follow(
+    state: &WebState,
+    session: &BrowserSession,
+    context: &RequestContext,
+    followee: &str,
+    command: UserCommand,
+    flash: String,
+) -> Result<Response, WebError> {
+    let follower = session.require_user()?;
+    if !state.reads.user_exists(followee).await? {
+        return Err(WebError::unknown_user());
+    }
+    state.commands.user(follower, command, context).await?;
+    session.flash(flash).await?;
+    Ok(redirect(&user_href(followee)))
+}

@@ -1,0 +1,127 @@
+//! The browser pages' errors, and the one place where each becomes an HTTP status and a page.
+//!
+//! | variant          | status | page says                                   |
+//! |------------------|--------|---------------------------------------------|
+//! | `NotSignedIn`    | 401    | sign in first                               |
+//! | `CrossOrigin`    | 403    | the request came from another site          |
+//! | `NotFound`       | 404    | what was not found                          |
+//! | `BadRequest`     | 400    | what is wrong with the input                |
+//! | `Conflict`       | 409    | concurrent changes won every retry          |
+//! | `Internal`       | 500    | a generic text; the cause is logged, never shown |
+//!
+//! (The simulator's JSON errors are mapped in [`crate::error`].)
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use domain::{MessageError, UserError};
+
+use super::assets::ASSET_URLS;
+use super::pages::{render, Chrome, ErrorPage, Title, Visitor};
+use crate::commands::CommandError;
+
+/// Everything a page request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    #[error("You need to sign in to do that.")]
+    NotSignedIn,
+    #[error("This request came from another site, so it was refused.")]
+    CrossOrigin,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("Someone else changed this at the same moment; please try again.")]
+    Conflict,
+    #[error("Something went wrong on our side; please try again later.")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl WebError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::NotSignedIn => StatusCode::UNAUTHORIZED,
+            Self::CrossOrigin => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Conflict => StatusCode::CONFLICT,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The 404 of a username nobody registered.
+    pub fn unknown_user() -> Self {
+        Self::NotFound("There is no user by that name.".to_owned())
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        if let Self::Internal(cause) = &self {
+            tracing::error!(error = format!("{cause:#}"), "page request failed");
+        }
+        let status = self.status();
+        let page = ErrorPage {
+            chrome: Chrome {
+                visitor: Visitor::Unknown,
+                flashes: Vec::new(),
+                assets: &ASSET_URLS,
+            },
+            title: Title::fixed(status.canonical_reason().unwrap_or("Error")),
+            explanation: self.to_string(),
+        };
+        render(status, &page)
+    }
+}
+
+impl From<sqlx::Error> for WebError {
+    fn from(err: sqlx::Error) -> Self {
+        Self::Internal(err.into())
+    }
+}
+
+impl From<anyhow::Error> for WebError {
+    fn from(err: anyhow::Error) -> Self {
+        Self::Internal(err)
+    }
+}
+
+impl From<tower_sessions::session::Error> for WebError {
+    fn from(err: tower_sessions::session::Error) -> Self {
+        Self::Internal(err.into())
+    }
+}
+
+impl From<CommandError<UserError>> for WebError {
+    fn from(err: CommandError<UserError>) -> Self {
+        match err {
+            CommandError::Rejected(UserError::Registration(refusal)) => {
+                Self::BadRequest(refusal.to_string())
+            }
+            CommandError::Rejected(UserError::NotRegistered | UserError::UnknownFollowee(_)) => {
+                Self::unknown_user()
+            }
+            CommandError::Rejected(UserError::Directory(cause)) => Self::Internal(cause.into()),
+            CommandError::Conflict => Self::Conflict,
+            CommandError::Failed(cause) => Self::Internal(cause),
+        }
+    }
+}
+
+impl From<CommandError<MessageError>> for WebError {
+    fn from(err: CommandError<MessageError>) -> Self {
+        match err {
+            CommandError::Rejected(MessageError::UnknownAuthor(_)) => Self::unknown_user(),
+            CommandError::Rejected(MessageError::UnknownMessage) => {
+                Self::NotFound("There is no such message.".to_owned())
+            }
+            CommandError::Rejected(refusal @ MessageError::UnstorableContent) => {
+                Self::BadRequest(refusal.to_string())
+            }
+            CommandError::Rejected(MessageError::AlreadyPosted) | CommandError::Conflict => {
+                Self::Conflict
+            }
+            CommandError::Rejected(MessageError::Directory(cause)) => Self::Internal(cause.into()),
+            CommandError::Failed(cause) => Self::Internal(cause),
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! The browser side: the original MiniTwit's pages, served from the projected views on their
+//! own listener (`MINITWIT_WEB_ADDR`), exactly as `spec/web-ui.md` describes.
+//!
+//! Layout:
+//! - [`timelines`] — `/`, `/public`, `/{username}`, paged by keyset; their live streams in
+//!   [`live`].
+//! - [`account`] — sign up, sign in (rate-limited by [`rate_limit`]), sign out.
+//! - [`actions`] — posting, following and unfollowing: commands through the shared bus.
+//! - [`session`] — sessions in PostgreSQL behind signed cookies; flash messages.
+//! - [`cross_origin`] — refusing cross-site state changes (CSRF).
+//! - [`pages`] — templates and view models; [`assets`] and [`avatar`] — static files and
+//!   generated avatars; [`form`] — form bodies; [`error`] — error pages.
+//!
+//! Every response carries security headers (a script-free-inline CSP among them) and is
+//! compressed where that helps.
+
+pub mod account;
+pub mod actions;
+pub mod assets;
+pub mod avatar;
+pub mod cross_origin;
+pub mod error;
+pub mod form;
+pub mod live;
+pub mod pages;
+pub mod rate_limit;
+pub mod session;
+pub mod timelines;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::header::{
+    CONTENT_SECURITY_POLICY, REFERRER_POLICY, VARY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
+use axum::http::HeaderValue;
+use axum::middleware;
+use axum::routing::{get, post};
+use axum::Router;
+use projections::{LiveFeed, ReadModels};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+use tower_http::compression::CompressionLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_sessions::cookie::Key;
+use tower_sessions::ExpiredDeletion as _;
+use tower_sessions_sqlx_store::PostgresStore;
+
+use crate::commands::CommandBus;
+use crate::config::AvatarSource;
+use crate::users::Users;
+use error::WebError;
+use rate_limit::LoginLimiter;
+
+/// What the pages' handlers share.
+#[derive(Clone)]
+pub struct WebState {
+    pub users: Users,
+    pub commands: Arc<CommandBus>,
+    pub reads: ReadModels,
+    pub live: LiveFeed,
+    pub avatars: AvatarSource,
+    pub login_limiter: Arc<LoginLimiter>,
+    /// The header a trusted proxy puts the client's address in, if any.
+    pub client_ip_header: Option<axum::http::HeaderName>,
+    /// Fires when the server starts shutting down, so live streams end and let it drain.
+    pub stopping: CancellationToken,
+}
+
+/// Scripts and styles only from our own files; images also from Gravatar; nothing may frame
+/// the pages or take their forms elsewhere.
+const CONTENT_SECURITY_POLICY_VALUE: &str = "default-src 'self'; \
+     img-src 'self' https://www.gravatar.com; script-src 'self'; style-src 'self'; \
+     connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; \
+     object-src 'none'";
+
+/// The pages' routes, with sessions signed by `key` and kept in `store`.
+pub fn router(state: WebState, store: PostgresStore, key: Key) -> Router {
+    // The original changed state on GET here; those GETs keep working, but only same-site.
+    let state_changing_gets = Router::new()
+        .route("/logout", get(account::logout))
+        .route(
+            "/{username}/follow",
+            get(actions::follow).post(actions::follow),
+        )
+        .route(
+            "/{username}/unfollow",
+            get(actions::unfollow).post(actions::unfollow),
+        )
+        .route_layer(middleware::from_fn(cross_origin::protect_every_method));
+    Router::new()
+        .route("/", get(timelines::mine))
+        .route("/public", get(timelines::public))
+        .route("/login", get(account::login_form).post(account::login))
+        .route(
+            "/register",
+            get(account::register_form).post(account::register),
+        )
+        .route("/add_message", post(actions::add_message))
+        .route("/static/{name}", get(assets::file))
+        .route("/static/avatars/{file}", get(assets::avatar))
+        .route("/{username}", get(timelines::user))
+        .merge(state_changing_gets)
+        .fallback(|| async { WebError::NotFound("There is no such page.".to_owned()) })
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(CompressionLayer::new())
+                .layer(security_header(
+                    CONTENT_SECURITY_POLICY,
+                    CONTENT_SECURITY_POLICY_VALUE,
+                ))
+                .layer(security_header(X_CONTENT_TYPE_OPTIONS, "nosniff"))
+                .layer(security_header(REFERRER_POLICY, "same-origin"))
+                .layer(security_header(X_FRAME_OPTIONS, "DENY"))
+                // Timeline URLs answer pages or live streams by `Accept`.
+                .layer(SetResponseHeaderLayer::appending(
+                    VARY,
+                    HeaderValue::from_static("accept"),
+                ))
+                .layer(middleware::from_fn(cross_origin::protect_unsafe_methods))
+                .layer(middleware::from_fn(session::mark_secure_over_tls))
+                .layer(session::layer(store, key)),
+        )
+}
+
+fn security_header(
+    name: axum::http::HeaderName,
+    value: &'static str,
+) -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+}
+
+/// The pages' housekeeping, until `cancel` fires: deleting expired sessions and forgetting
+/// idle rate-limit keys, once a minute.
+pub async fn housekeeping(
+    store: PostgresStore,
+    limiter: Arc<LoginLimiter>,
+    cancel: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        if let Err(err) = store.delete_expired().await {
+            tracing::warn!(error = %err, "could not delete expired sessions");
+        }
+        limiter.forget_idle();
+    }
+}

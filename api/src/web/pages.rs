@@ -1,0 +1,297 @@
+//! The pages' templates and the view models they render.
+//!
+//! Templates live in `api/templates` and are compiled into the binary by askama, which checks
+//! every field they use at build time and HTML-escapes every expression with [`JinjaHtml`]
+//! (configured in `api/askama.toml`) unless marked `|safe` — which only our own constant
+//! texts are.
+
+use askama::Template;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use chrono::DateTime;
+use md5::{Digest as _, Md5};
+use projections::TimelineEntry;
+
+use super::assets::AssetUrls;
+use crate::config::AvatarSource;
+
+/// HTML escaping exactly as the original's Jinja2 (markupsafe) did it: `&amp;`, `&lt;`,
+/// `&gt;`, `&#34;`, `&#39;`. Users' pages and the original's test suite rely on these forms
+/// (`You are now following &#34;foo&#34;`, `&lt;test message 2&gt;`). Safe in text and in
+/// quoted attribute values alike.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JinjaHtml;
+
+impl askama::filters::Escaper for JinjaHtml {
+    fn write_escaped_str<W: std::fmt::Write>(&self, mut dest: W, text: &str) -> std::fmt::Result {
+        let mut unwritten = 0;
+        for (index, byte) in text.bytes().enumerate() {
+            let entity = match byte {
+                b'&' => "&amp;",
+                b'<' => "&lt;",
+                b'>' => "&gt;",
+                b'"' => "&#34;",
+                b'\'' => "&#39;",
+                _ => continue,
+            };
+            // Every special character is ASCII, so `index` is a character boundary.
+            dest.write_str(&text[unwritten..index])?;
+            dest.write_str(entity)?;
+            unwritten = index + 1;
+        }
+        dest.write_str(&text[unwritten..])
+    }
+}
+
+/// Who is looking at a page, as far as its navigation is concerned.
+pub enum Visitor {
+    SignedIn(String),
+    Anonymous,
+    /// Not known (an error page, which must not fail in turn looking it up): the navigation
+    /// offers only what suits everyone.
+    Unknown,
+}
+
+/// What every page around its body shows: navigation, flashes, assets.
+pub struct Chrome {
+    pub visitor: Visitor,
+    pub flashes: Vec<String>,
+    pub assets: &'static AssetUrls,
+}
+
+/// A page's title, shown in `<title>` and in its `h2`. `subject` (a username) is escaped;
+/// `text` is one of our constants, written as is — so `foo's Timeline` keeps its apostrophe
+/// the way the original's template had it.
+pub struct Title {
+    pub subject: Option<String>,
+    pub text: &'static str,
+}
+
+impl Title {
+    pub const PUBLIC: Self = Self::fixed("Public Timeline");
+    pub const MINE: Self = Self::fixed("My Timeline");
+    pub const SIGN_IN: Self = Self::fixed("Sign In");
+    pub const SIGN_UP: Self = Self::fixed("Sign Up");
+
+    pub const fn fixed(text: &'static str) -> Self {
+        Self {
+            subject: None,
+            text,
+        }
+    }
+
+    pub fn user_timeline(username: &str) -> Self {
+        Self {
+            subject: Some(username.to_owned()),
+            text: "'s Timeline",
+        }
+    }
+}
+
+/// The signed-in visitor's relation to the user whose timeline is shown.
+pub enum FollowStatus {
+    Yourself,
+    Following,
+    NotFollowing,
+}
+
+/// One message, ready to render.
+pub struct MessageView {
+    pub id: String,
+    pub author: String,
+    pub author_href: String,
+    pub avatar_url: String,
+    /// Where to fall back to if the avatar cannot be loaded (Gravatar unreachable).
+    pub avatar_fallback: Option<String>,
+    pub text: String,
+    /// `YYYY-MM-DD @ HH:MM` in UTC, as the original shows it.
+    pub date: String,
+    /// The same instant for machines (`<time datetime>`).
+    pub datetime: String,
+}
+
+impl MessageView {
+    pub fn new(entry: TimelineEntry, avatars: AvatarSource) -> Self {
+        let posted = DateTime::from_timestamp(entry.pub_date, 0).unwrap_or_default();
+        let hash = email_hash(&entry.author_email);
+        Self {
+            id: entry.message_id,
+            author_href: user_href(&entry.author),
+            avatar_url: avatar_url(&hash, avatars),
+            avatar_fallback: (avatars == AvatarSource::Gravatar)
+                .then(|| avatar_url(&hash, AvatarSource::Local)),
+            author: entry.author,
+            text: entry.content,
+            date: posted.format("%Y-%m-%d @ %H:%M").to_string(),
+            datetime: posted.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "timeline.html")]
+pub struct TimelinePage {
+    pub chrome: Chrome,
+    pub title: Title,
+    pub follow: Option<FollowStatus>,
+    /// The timeline's owner's page, for the follow buttons.
+    pub profile_href: String,
+    /// The signed-in user, on their own timeline: the box to post from.
+    pub twitbox: Option<String>,
+    pub messages: Vec<MessageView>,
+    /// On the newest page, the cursor after which live updates are wanted.
+    pub live_after: Option<String>,
+    pub newer_href: Option<String>,
+    pub older_href: Option<String>,
+}
+
+/// One message on its own, as live updates send it: the same markup as on the page.
+#[derive(Template)]
+#[template(path = "message.html")]
+pub struct MessageItem<'a> {
+    pub message: &'a MessageView,
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    pub chrome: Chrome,
+    pub title: Title,
+    pub error: Option<String>,
+    pub username: String,
+}
+
+#[derive(Template)]
+#[template(path = "register.html")]
+pub struct RegisterPage {
+    pub chrome: Chrome,
+    pub title: Title,
+    pub error: Option<String>,
+    pub username: String,
+    pub email: String,
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    pub chrome: Chrome,
+    pub title: Title,
+    pub explanation: String,
+}
+
+/// Renders `page` as an HTML response with `status`.
+pub fn render(status: StatusCode, page: &impl Template) -> Response {
+    match page.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(err) => {
+            // Templates are checked at compile time; what is left is a formatting failure
+            // inside a value, which is a bug worth a log line, not a page.
+            tracing::error!(error = %err, "rendering a page failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "Internal server error").into_response()
+        }
+    }
+}
+
+/// A `302 Found` to `location` (a path of ours), the status the original's redirects had.
+pub fn redirect(location: &str) -> Response {
+    match axum::http::HeaderValue::from_str(location) {
+        Ok(value) => (StatusCode::FOUND, [(axum::http::header::LOCATION, value)]).into_response(),
+        Err(_) => {
+            tracing::error!(location, "cannot redirect to an unencoded location");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// The path of `username`'s timeline, percent-encoded as one path segment.
+pub fn user_href(username: &str) -> String {
+    format!("/{}", encode_path_segment(username))
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters, so that any username
+/// (spaces, slashes, `?`, non-ASCII) stays one path segment.
+pub fn encode_path_segment(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+/// Gravatar's hash of an email: the md5 of the trimmed, lower-cased address, in hex.
+pub fn email_hash(email: &str) -> String {
+    hex::encode(Md5::digest(email.trim().to_lowercase().as_bytes()))
+}
+
+/// Where the 48 px avatar of the user whose email has `hash` comes from.
+fn avatar_url(hash: &str, avatars: AvatarSource) -> String {
+    match avatars {
+        AvatarSource::Gravatar => {
+            format!("https://www.gravatar.com/avatar/{hash}?d=identicon&s=48")
+        }
+        AvatarSource::Local => format!("/static/avatars/{hash}.svg"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_matches_jinja2() {
+        use askama::filters::Escaper as _;
+        let mut escaped = String::new();
+        JinjaHtml
+            .write_escaped_str(&mut escaped, "<a href=\"x\" title='y'>&amp;</a> é \u{202e}")
+            .unwrap();
+        assert_eq!(
+            escaped,
+            "&lt;a href=&#34;x&#34; title=&#39;y&#39;&gt;&amp;amp;&lt;/a&gt; é \u{202e}"
+        );
+    }
+
+    #[test]
+    fn gravatar_hashes_the_trimmed_lower_cased_email() {
+        // md5("myemailaddress@example.com"), Gravatar's documented example.
+        assert_eq!(
+            email_hash("  MyEmailAddress@example.com "),
+            "0bc83cb571cd1c50ba6f3e8a78ef1346"
+        );
+        let hash = email_hash("MyEmailAddress@example.com");
+        assert_eq!(
+            avatar_url(&hash, AvatarSource::Gravatar),
+            "https://www.gravatar.com/avatar/0bc83cb571cd1c50ba6f3e8a78ef1346?d=identicon&s=48"
+        );
+        assert_eq!(
+            avatar_url(&hash, AvatarSource::Local),
+            "/static/avatars/0bc83cb571cd1c50ba6f3e8a78ef1346.svg"
+        );
+    }
+
+    #[test]
+    fn usernames_become_one_path_segment() {
+        assert_eq!(user_href("Roger Histand"), "/Roger%20Histand");
+        assert_eq!(user_href("a/b?c#d"), "/a%2Fb%3Fc%23d");
+        assert_eq!(user_href("Åse"), "/%C3%85se");
+        assert_eq!(user_href("plain-name_1.x~"), "/plain-name_1.x~");
+    }
+
+    #[test]
+    fn dates_are_shown_as_the_original_did_in_utc() {
+        let entry = TimelineEntry {
+            message_id: "id".into(),
+            author: "a".into(),
+            author_email: "a@b".into(),
+            content: "hi".into(),
+            pub_date: 1_764_072_000, // 2025-11-25 12:00:00 UTC
+            position: 1,
+        };
+        let view = MessageView::new(entry, AvatarSource::Local);
+        assert_eq!(view.date, "2025-11-25 @ 12:00");
+        assert_eq!(view.datetime, "2025-11-25T12:00:00Z");
+    }
+}

@@ -1,0 +1,54 @@
+// Live timelines and avatar fallbacks; the pages work without this script, only less well.
+//
+// A timeline page's newest page carries `data-live="<cursor>"` on its message list. This
+// opens a server-sent event stream on the page's own URL (the server tells page and stream
+// apart by the Accept header EventSource sends), asking for what came after that cursor, and
+// puts each new message on top of the list — or takes a flagged one away. EventSource
+// reconnects by itself, and resumes after the last event it received.
+(function () {
+  "use strict";
+
+  // Gravatar may be unreachable (no outside access, a blocker): an avatar that fails to load
+  // is replaced by the server's own identicon of the same hash, so no image shows broken.
+  function watchAvatar(img) {
+    var fallback = img.getAttribute("data-fallback");
+    if (!fallback) return;
+    var useFallback = function () {
+      img.removeAttribute("data-fallback");
+      img.src = fallback;
+    };
+    if (img.complete && img.naturalWidth === 0) {
+      useFallback();
+    } else {
+      img.addEventListener("error", useFallback, { once: true });
+    }
+  }
+  document.querySelectorAll("img[data-fallback]").forEach(watchAvatar);
+
+  var list = document.querySelector("ul.messages[data-live]");
+  if (!list || !window.EventSource) return;
+
+  var url = new URL(window.location.href);
+  url.search = "";
+  url.hash = "";
+  url.searchParams.set("after", list.getAttribute("data-live"));
+  var source = new EventSource(url.toString());
+
+  source.addEventListener("posted", function (event) {
+    // The server rendered and escaped this item exactly as it renders the page's own.
+    var template = document.createElement("template");
+    template.innerHTML = event.data;
+    var item = template.content.firstElementChild;
+    if (!item || !item.id || document.getElementById(item.id)) return;
+    var placeholder = list.querySelector("li.empty");
+    if (placeholder) placeholder.remove();
+    item.classList.add("arrived");
+    list.prepend(item);
+    item.querySelectorAll("img[data-fallback]").forEach(watchAvatar);
+  });
+
+  source.addEventListener("hidden", function (event) {
+    var item = document.getElementById("m-" + event.data);
+    if (item) item.remove();
+  });
+})();

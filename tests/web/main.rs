@@ -1,0 +1,17 @@
+//! The browser pages' integration suite: the real server against a real PostgreSQL, driven
+//! over HTTP like a browser (and, in `end_to_end`, by a real headless Chromium).
+
+// The harness is shared with the other suites; this binary uses only part of it.
+#[allow(dead_code)]
+#[path = "../support/mod.rs"]
+mod helpers;
+#[allow(dead_code)]
+#[path = "../support/web_client.rs"]
+mod web_client;
+
+mod cross_site;
+mod escaping;
+mod original_suite;
+mod pages;
+mod sessions;
+mod sign_in;
