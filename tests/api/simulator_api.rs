@@ -239,6 +239,50 @@ async fn malformed_bodies_are_400_never_500() {
 }
 
 #[tokio::test]
+async fn the_nul_character_postgres_cannot_store_is_a_clear_4xx_never_a_500() {
+    let app = spawn_app().await;
+    let sim = app.client();
+    sim.register("a", "a@a", "x", None).await.unwrap();
+    let register = sim.register("nul\0name", "n@n", "x", None).await.unwrap();
+    assert_eq!(
+        register.body,
+        json!({"status": 400, "error_msg": "A username cannot contain the NUL character"})
+    );
+    let email = sim.register("b", "b@b\0", "x", None).await.unwrap();
+    assert_eq!(
+        email.body["error_msg"],
+        "You have to enter a valid email address"
+    );
+    let tweet = sim.tweet("a", "nul\0content", None).await.unwrap();
+    assert_eq!(
+        tweet.body,
+        json!({"status": 400, "error_msg": "A message cannot contain the NUL character"})
+    );
+    assert_eq!(
+        sim.follow("a", "nul\0name", None).await.unwrap().status,
+        StatusCode::NOT_FOUND
+    );
+    let user = "nul\0name";
+    assert_eq!(
+        sim.user_msgs(user, None, None).await.unwrap().status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        sim.follows(user, None, None).await.unwrap().status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        sim.tweet(user, "x", None).await.unwrap().status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        sim.follow(user, "a", None).await.unwrap().status,
+        StatusCode::NOT_FOUND
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn follows_are_idempotent_and_unfollowing_a_stranger_succeeds() {
     let app = spawn_app().await;
     let sim = app.client();

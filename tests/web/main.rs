@@ -2,6 +2,8 @@
 //! over HTTP like a browser (and, in `end_to_end`, by a real headless Chromium).
 
 // The harness is shared with the other suites; this binary uses only part of it.
+#[path = "../support/browser.rs"]
+mod browser;
 #[allow(dead_code)]
 #[path = "../support/mod.rs"]
 mod helpers;
@@ -9,9 +11,13 @@ mod helpers;
 #[path = "../support/web_client.rs"]
 mod web_client;
 
+mod assets;
 mod cross_site;
+mod end_to_end;
 mod escaping;
+mod live;
 mod original_suite;
 mod pages;
+mod paging;
 mod sessions;
 mod sign_in;
