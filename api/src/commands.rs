@@ -88,6 +88,22 @@ impl CommandBus {
         self.execute(&self.users, username, command, context).await
     }
 
+    /// Posts `content` as `author`: a new `Message` aggregate under a fresh time-ordered id.
+    pub async fn post_message(
+        &self,
+        author: String,
+        content: String,
+        context: &RequestContext,
+    ) -> Result<(), CommandError<MessageError>> {
+        let command = MessageCommand::Post {
+            author,
+            content,
+            posted_at: context.received_at,
+        };
+        let message_id = uuid::Uuid::now_v7().to_string();
+        self.message(&message_id, command, context).await
+    }
+
     /// Executes `command` on the message `message_id`.
     pub async fn message(
         &self,

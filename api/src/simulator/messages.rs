@@ -6,7 +6,6 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use domain::MessageCommand;
 use projections::{TimelineEntry, TimelineScope, TimelineWindow};
 use serde::{Deserialize, Serialize};
 
@@ -80,15 +79,9 @@ pub(super) async fn post(
         Ok(message) => message,
         Err(bad_body) => return Err(user_lookup_then(&state, &username, bad_body).await),
     };
-    let command = MessageCommand::Post {
-        author: username,
-        content,
-        posted_at: context.received_at,
-    };
-    let message_id = uuid::Uuid::now_v7().to_string();
     state
         .commands
-        .message(&message_id, command, &context)
+        .post_message(username, content, &context)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -6,7 +6,7 @@
 
 use axum::extract::{Path, State};
 use axum::response::Response;
-use domain::{MessageCommand, UserCommand};
+use domain::UserCommand;
 use serde::Deserialize;
 
 use super::error::WebError;
@@ -31,15 +31,9 @@ pub async fn add_message(
 ) -> Result<Response, WebError> {
     let author = session.require_user()?.to_owned();
     if !form.text.is_empty() {
-        let command = MessageCommand::Post {
-            author,
-            content: form.text,
-            posted_at: context.received_at,
-        };
-        let message_id = uuid::Uuid::now_v7().to_string();
         state
             .commands
-            .message(&message_id, command, &context)
+            .post_message(author, form.text, &context)
             .await?;
         session.flash("Your message was recorded").await?;
     }

@@ -150,3 +150,21 @@ pub async fn housekeeping(
         limiter.forget_idle();
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use axum::http::{HeaderMap, HeaderName, HeaderValue};
+
+    /// A header map of constant pairs, for the request-inspecting functions' tests.
+    pub(crate) fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(name, value)| {
+                (
+                    HeaderName::from_static(name),
+                    HeaderValue::from_static(value),
+                )
+            })
+            .collect()
+    }
+}

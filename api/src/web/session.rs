@@ -186,18 +186,7 @@ impl BrowserSession {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        pairs
-            .iter()
-            .map(|(name, value)| {
-                (
-                    axum::http::HeaderName::from_static(name),
-                    HeaderValue::from_static(value),
-                )
-            })
-            .collect()
-    }
+    use crate::web::tests::headers;
 
     #[test]
     fn tls_is_recognised_from_either_proxy_header() {
