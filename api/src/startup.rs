@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
+use tower_http::compression::CompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tower_sessions_sqlx_store::PostgresStore;
@@ -237,8 +238,9 @@ impl Application {
     }
 }
 
-/// Request ids (kept from the client or proxy if given, else generated, and echoed back) and
-/// one log line per request, labelled with the matched route template.
+/// Request ids (kept from the client or proxy if given, else generated, and echoed back), one
+/// log line per request, labelled with the matched route template, and compression for
+/// clients that accept it (bodies over 32 bytes; never images or event streams).
 fn with_http_layers(router: Router) -> Router {
     let trace = TraceLayer::new_for_http()
         .make_span_with(|request: &Request| {
@@ -259,7 +261,8 @@ fn with_http_layers(router: Router) -> Router {
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
             .layer(trace)
-            .layer(PropagateRequestIdLayer::x_request_id()),
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(CompressionLayer::new()),
     )
 }
 

@@ -53,7 +53,7 @@ async fn versioned_assets_are_immutable_and_others_revalidate() {
 }
 
 #[tokio::test]
-async fn pages_and_assets_are_compressed_for_clients_that_accept_it() {
+async fn responses_are_compressed_for_clients_that_accept_it() {
     let app = spawn_app().await;
     let page_url = format!("{}/public", app.web_url);
     let client = reqwest::Client::new();
@@ -68,6 +68,24 @@ async fn pages_and_assets_are_compressed_for_clients_that_accept_it() {
     }
     let plain = client.get(&page_url).send().await.unwrap();
     assert!(plain.headers().get("content-encoding").is_none());
+
+    // The simulator's listings too (its Python client accepts gzip).
+    let sim = app.client();
+    sim.register("poster", "p@x", "pw", None).await.unwrap();
+    for n in 0..20 {
+        sim.tweet("poster", &format!("message number {n}"), None)
+            .await
+            .unwrap();
+    }
+    let listing = client
+        .get(format!("{}/msgs", app.base_url))
+        .header("authorization", crate::helpers::SIMULATOR_AUTH)
+        .header("accept-encoding", "gzip, deflate")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listing.status(), StatusCode::OK);
+    assert_eq!(listing.headers()["content-encoding"], "gzip");
     app.stop().await;
 }
 

@@ -11,8 +11,8 @@
 //! - [`pages`] — templates and view models; [`assets`] and [`avatar`] — static files and
 //!   generated avatars; [`form`] — form bodies; [`error`] — error pages.
 //!
-//! Every response carries security headers (a script-free-inline CSP among them) and is
-//! compressed where that helps.
+//! Every response carries security headers (a CSP that allows no inline script among them);
+//! compression is added with the layers both listeners share (`startup`).
 
 pub mod account;
 pub mod actions;
@@ -40,7 +40,6 @@ use axum::Router;
 use projections::{LiveFeed, ReadModels};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
-use tower_http::compression::CompressionLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_sessions::cookie::Key;
 use tower_sessions::ExpiredDeletion as _;
@@ -105,7 +104,6 @@ pub fn router(state: WebState, store: PostgresStore, key: Key) -> Router {
         .with_state(state)
         .layer(
             ServiceBuilder::new()
-                .layer(CompressionLayer::new())
                 .layer(security_header(
                     CONTENT_SECURITY_POLICY,
                     CONTENT_SECURITY_POLICY_VALUE,
