@@ -31,9 +31,6 @@
 //! Every helper that waits has a deadline and panics, naming what it waited for, the current
 //! URL and an excerpt of the page, rather than hanging; every WebDriver command has one too.
 
-// Shared by every integration suite, and no suite uses every helper.
-#![allow(dead_code)]
-
 use std::future::Future;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -110,7 +107,6 @@ pub struct Browser {
     driver: tokio::process::Child,
     driver_port: u16,
     profile: PathBuf,
-    viewport: Viewport,
     closed: bool,
 }
 
@@ -125,18 +121,8 @@ impl Browser {
         Self::start_with_viewport(Viewport::PHONE).await
     }
 
-    /// Starts a desktop browser whose page area is `width` × `height` CSS pixels.
-    pub async fn start_with_window(width: u32, height: u32) -> Browser {
-        Self::start_with_viewport(Viewport {
-            width,
-            height,
-            phone: false,
-        })
-        .await
-    }
-
     /// Starts a browser whose page area is `viewport`.
-    pub async fn start_with_viewport(viewport: Viewport) -> Browser {
+    async fn start_with_viewport(viewport: Viewport) -> Browser {
         let chromium = find_binary("MINITWIT_CHROMIUM", "/usr/bin/chromium");
         let chromedriver = find_binary("MINITWIT_CHROMEDRIVER", "/usr/bin/chromedriver");
         let profile = new_profile_path();
@@ -201,7 +187,6 @@ impl Browser {
             driver,
             driver_port,
             profile,
-            viewport,
             closed: false,
         };
         // A fresh window shows Chromium's new-tab page, whose scripts have nothing to do
@@ -213,11 +198,6 @@ impl Browser {
     /// The WebDriver client, for anything the helpers here do not cover.
     pub fn client(&self) -> &Client {
         &self.client
-    }
-
-    /// The page area this browser was started with.
-    pub fn viewport(&self) -> Viewport {
-        self.viewport
     }
 
     /// Loads `url` and waits for the page's `load` event.
