@@ -9,7 +9,9 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::extract::{MatchedPath, Request};
 use axum::Router;
-use projections::{LiveFeed, Progress, ProgressListener, Projector, ProjectorSettings, ReadModels};
+use projections::{
+    LiveFeed, Progress, ProgressListener, ProjectorSettings, ReadModels, Supervisor,
+};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -41,7 +43,7 @@ pub struct Application {
     web_router: Router,
     pool: PgPool,
     progress: Progress,
-    projectors: Vec<Projector>,
+    supervisor: Supervisor,
     live: LiveFeed,
     sessions: PostgresStore,
     login_limiter: Arc<LoginLimiter>,
@@ -77,14 +79,8 @@ impl Application {
             poll_interval: Duration::from_millis(config.projector_poll_ms),
             ..ProjectorSettings::default()
         };
-        let mut projectors = Vec::with_capacity(projections.len());
-        for projection in projections {
-            let projector =
-                Projector::new(pool.clone(), projection, settings).reporting_to(&progress);
-            projector.prepare().await?;
-            projectors.push(projector);
-        }
-        progress.refresh().await?;
+        let supervisor = Supervisor::new(pool.clone(), progress.clone(), settings, projections);
+        supervisor.prepare().await?;
 
         let commands = Arc::new(CommandBus::new(
             pool.clone(),
@@ -94,7 +90,7 @@ impl Application {
                 read_your_writes_timeout: config.read_your_writes_timeout(),
             },
         ));
-        let reads = ReadModels::new(pool.clone());
+        let reads = ReadModels::new(pool.clone(), progress.clone());
         let directory = EventStoreDirectory::new(pool.clone());
         let cpus = std::thread::available_parallelism().map_or(2, usize::from);
         let hasher = PasswordHasher::new(config.hash_concurrency.unwrap_or(cpus));
@@ -137,7 +133,7 @@ impl Application {
             web_router,
             pool,
             progress,
-            projectors,
+            supervisor,
             live,
             sessions,
             login_limiter,
@@ -171,9 +167,7 @@ impl Application {
         let web_addr = self.web_addr();
         let cancel = CancellationToken::new();
         let mut background = JoinSet::new();
-        for projector in self.projectors {
-            background.spawn(projector.run(cancel.clone()));
-        }
+        background.spawn(self.supervisor.run(cancel.clone()));
         background.spawn(
             self.live
                 .run(self.pool.clone(), self.progress.clone(), cancel.clone()),

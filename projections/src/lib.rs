@@ -8,8 +8,10 @@
 //!   compare-and-set checkpoint — and the [`Projection`] trait each view implements.
 //! - [`accounts`] — users and follows.
 //! - [`timeline`] — messages, shaped for the public, per-user and "my" timelines.
-//! - [`progress`] — every replica's view of how far each projection has got, kept current by
-//!   LISTEN/NOTIFY, so a request can wait until its own write is visible.
+//! - [`progress`] — every replica's view of which version of each projection it reads and how
+//!   far each has got, kept current by LISTEN/NOTIFY, so a request can wait until its own
+//!   write is visible.
+//! - [`supervisor`] — a server's projectors, on the active versions, moving to rebuilt ones.
 //! - [`queries`] — the named read queries the HTTP layer calls, and timeline paging.
 //! - [`live`] — the timeline changes each checkpoint move brings, broadcast to live pages.
 
@@ -21,6 +23,7 @@ pub mod log;
 pub mod progress;
 pub mod projector;
 pub mod queries;
+pub mod supervisor;
 pub mod timeline;
 
 use std::sync::Arc;
@@ -28,10 +31,11 @@ use std::sync::Arc;
 pub use live::{LiveFeed, LiveUpdate};
 pub use log::{LogPosition, StoredEvent};
 pub use progress::{Progress, ProgressListener};
-pub use projector::{Projection, Projector, ProjectorSettings};
+pub use projector::{Projection, Projector, ProjectorSettings, VersionState};
 pub use queries::{
     Account, ReadModels, TimelineCursor, TimelineEntry, TimelineScope, TimelineWindow,
 };
+pub use supervisor::Supervisor;
 
 /// Every projection the server runs, at its current version.
 pub fn all() -> Vec<Arc<dyn Projection>> {

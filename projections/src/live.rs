@@ -2,7 +2,8 @@
 //! this process is watching.
 //!
 //! Whichever replica's projector applies a batch, every replica learns that the timeline's
-//! checkpoint moved (see [`crate::progress`]). The feed follows that checkpoint: for the
+//! checkpoint moved (see [`crate::progress`]). The feed follows the checkpoint of the version
+//! this process reads: for the
 //! stretch of the log between where it was and where the checkpoint now is, it reads which
 //! messages were posted or flagged and broadcasts them — posted ones as the view now shows
 //! them. So a live page shows exactly what a reload would show, on every replica, and nothing
@@ -69,7 +70,7 @@ impl LiveFeed {
             tracing::error!("the timeline projection is not tracked; no live updates");
             return;
         };
-        let reads = ReadModels::new(pool.clone());
+        let reads = ReadModels::new(pool.clone(), progress.clone());
         let mut announced = *checkpoint.borrow_and_update();
         loop {
             let target = *checkpoint.borrow_and_update();

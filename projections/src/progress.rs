@@ -1,14 +1,21 @@
-//! Every replica's knowledge of how far each projection has got, and the wait for it.
+//! Every replica's knowledge of which version of each projection it serves, how far each
+//! version it keeps up has got, and the wait for that.
+//!
+//! A projection can have several versions side by side (blue/green rebuilds, see
+//! [`crate::supervisor`]). Per projection this process
+//! - **reads** one version — the one its queries use ([`Progress::schema`]);
+//! - **tracks** one or, while it moves to a newly activated version, two: the versions whose
+//!   projectors it runs and whose checkpoints a write waits for.
 //!
 //! A write must not be acknowledged before the views that serve reads include it (read your
-//! writes), whichever replica's projector applies it. Each replica keeps one `watch` channel
-//! per projection holding its checkpoint; it is fed by this replica's own projectors after
-//! each commit and, for every replica, by the `minitwit_projection_progress` notification the
-//! checkpoint table sends on update. A waiter also re-reads the checkpoint now and then, so a
-//! notification lost to a dropped connection costs latency, never correctness.
+//! writes), whichever replica's projector applies it. Each tracked version has a `watch`
+//! channel holding its checkpoint, fed by this replica's own projectors after each commit and,
+//! for every replica, by the `minitwit_projection_progress` notification the checkpoint table
+//! sends on update. A waiter also re-reads the checkpoint now and then, so a notification lost
+//! to a dropped connection costs latency, never correctness.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use sqlx::postgres::PgListener;
@@ -18,12 +25,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::log::LogPosition;
-use crate::projector::Projection;
+use crate::projector::{schema_name, Projection};
 
 /// The channel on which committed events are announced.
 pub const EVENTS_CHANNEL: &str = "minitwit_events";
 /// The channel on which checkpoint moves are announced (`projection:version:tx:position`).
 pub const PROGRESS_CHANNEL: &str = "minitwit_projection_progress";
+/// The channel on which version state changes are announced (`projection:version:state`).
+pub const STATE_CHANNEL: &str = "minitwit_projection_state";
 
 /// How often a waiter re-reads a checkpoint from the database when no notification came.
 const RECHECK_INTERVAL: Duration = Duration::from_millis(100);
@@ -36,62 +45,182 @@ pub struct Progress {
 
 struct Inner {
     pool: PgPool,
-    views: HashMap<&'static str, TrackedView>,
+    projections: HashMap<&'static str, TrackedProjection>,
     wakers: Mutex<Vec<Arc<Notify>>>,
+    /// Bumped on every announced state change, so supervisors look at the active versions.
+    states_changed: watch::Sender<u64>,
 }
 
-struct TrackedView {
-    version: i32,
+struct TrackedProjection {
     aggregate_types: &'static [&'static str],
-    checkpoint: watch::Sender<LogPosition>,
+    versions: Mutex<Versions>,
+    /// The checkpoint of the version being read: what live pages follow. Only moves forward,
+    /// across version changes too (a version is read only once it has caught up).
+    serving: watch::Sender<LogPosition>,
+}
+
+struct Versions {
+    reading: i32,
+    tracked: BTreeMap<i32, watch::Sender<LogPosition>>,
 }
 
 impl Progress {
-    /// Tracks the serving version of each of `projections`.
+    /// Tracks and reads version `version()` of each of `projections` until told otherwise
+    /// (see [`Progress::start_tracking`] and [`Progress::read_version`]).
     pub fn new(pool: PgPool, projections: &[Arc<dyn Projection>]) -> Self {
-        let views = projections
+        let projections = projections
             .iter()
             .map(|projection| {
-                let view = TrackedView {
-                    version: projection.version(),
+                let version = projection.version();
+                let tracked = TrackedProjection {
                     aggregate_types: projection.aggregate_types(),
-                    checkpoint: watch::Sender::new(LogPosition::default()),
+                    versions: Mutex::new(Versions {
+                        reading: version,
+                        tracked: BTreeMap::from([(version, watch::Sender::default())]),
+                    }),
+                    serving: watch::Sender::default(),
                 };
-                (projection.name(), view)
+                (projection.name(), tracked)
             })
             .collect();
         Self {
             inner: Arc::new(Inner {
                 pool,
-                views,
+                projections,
                 wakers: Mutex::new(Vec::new()),
+                states_changed: watch::Sender::new(0),
             }),
         }
     }
 
-    /// Notes that `projection` at `version` has applied everything up to `position`.
-    /// Checkpoints only move forward, so an older report is ignored.
-    pub fn record(&self, projection: &str, version: i32, position: LogPosition) {
-        if let Some(view) = self.inner.views.get(projection) {
-            if view.version == version {
-                view.checkpoint.send_if_modified(|current| {
-                    let newer = position > *current;
-                    if newer {
-                        *current = position;
-                    }
-                    newer
-                });
+    /// A tracker of `projections` that reads their versions active in the database (or their
+    /// code's versions, where none is active yet), with checkpoints loaded.
+    pub async fn of_active_versions(
+        pool: PgPool,
+        projections: &[Arc<dyn Projection>],
+    ) -> Result<Self, sqlx::Error> {
+        let progress = Self::new(pool, projections);
+        for projection in projections {
+            if let Some(active) = progress.active_version(projection.name()).await? {
+                progress.start_tracking(projection.name(), active);
+                progress.read_version(projection.name(), active);
+                progress.stop_tracking_all_but(projection.name(), active);
             }
+        }
+        progress.refresh().await?;
+        Ok(progress)
+    }
+
+    fn projection(&self, name: &str) -> &TrackedProjection {
+        self.inner
+            .projections
+            .get(name)
+            .unwrap_or_else(|| panic!("projection {name} is not tracked"))
+    }
+
+    fn versions(&self, name: &str) -> MutexGuard<'_, Versions> {
+        self.projection(name)
+            .versions
+            .lock()
+            .expect("projection versions poisoned")
+    }
+
+    /// The version of `projection` this process reads.
+    pub fn reading_version(&self, projection: &str) -> i32 {
+        self.versions(projection).reading
+    }
+
+    /// The schema this process reads `projection` from.
+    pub fn schema(&self, projection: &str) -> String {
+        schema_name(projection, self.reading_version(projection))
+    }
+
+    /// The versions of `projection` this process keeps up and waits for.
+    pub fn tracked_versions(&self, projection: &str) -> Vec<i32> {
+        self.versions(projection).tracked.keys().copied().collect()
+    }
+
+    /// From now on, writes also wait for `version` of `projection` (a version being moved to).
+    pub fn start_tracking(&self, projection: &str, version: i32) {
+        self.versions(projection)
+            .tracked
+            .entry(version)
+            .or_insert_with(watch::Sender::default);
+    }
+
+    /// Keeps only `version` of `projection` tracked (the one now read).
+    pub fn stop_tracking_all_but(&self, projection: &str, version: i32) {
+        self.versions(projection)
+            .tracked
+            .retain(|&tracked, _| tracked == version);
+    }
+
+    /// Reads `version` of `projection` from now on. It must be tracked and caught up.
+    pub fn read_version(&self, projection: &str, version: i32) {
+        let tracked = self.projection(projection);
+        let checkpoint = {
+            let mut versions = self.versions(projection);
+            versions.reading = version;
+            versions
+                .tracked
+                .get(&version)
+                .map(|sender| *sender.borrow())
+        };
+        if let Some(position) = checkpoint {
+            advance(&tracked.serving, position);
         }
     }
 
-    /// Follows the checkpoint of the serving version of `projection` (as this process knows
-    /// it), or `None` for a projection this process does not track.
+    /// The checkpoint of `version` of `projection`, if tracked.
+    pub fn checkpoint(&self, projection: &str, version: i32) -> Option<LogPosition> {
+        self.versions(projection)
+            .tracked
+            .get(&version)
+            .map(|sender| *sender.borrow())
+    }
+
+    /// Follows `version` of `projection`'s checkpoint, if tracked.
+    pub fn watch_version(
+        &self,
+        projection: &str,
+        version: i32,
+    ) -> Option<watch::Receiver<LogPosition>> {
+        self.versions(projection)
+            .tracked
+            .get(&version)
+            .map(watch::Sender::subscribe)
+    }
+
+    /// Follows the checkpoint of whichever version of `projection` is being read, or `None`
+    /// for a projection this process does not track.
     pub fn watch(&self, projection: &str) -> Option<watch::Receiver<LogPosition>> {
         self.inner
-            .views
+            .projections
             .get(projection)
-            .map(|view| view.checkpoint.subscribe())
+            .map(|tracked| tracked.serving.subscribe())
+    }
+
+    /// Notes that `projection` at `version` has applied everything up to `position`.
+    /// Checkpoints only move forward, so an older report is ignored, as is one about a
+    /// version this process does not track.
+    pub fn record(&self, projection: &str, version: i32, position: LogPosition) {
+        let Some(tracked) = self.inner.projections.get(projection) else {
+            return;
+        };
+        let reading = {
+            let versions = tracked
+                .versions
+                .lock()
+                .expect("projection versions poisoned");
+            let Some(sender) = versions.tracked.get(&version) else {
+                return;
+            };
+            advance(sender, position);
+            versions.reading == version
+        };
+        if reading {
+            advance(&tracked.serving, position);
+        }
     }
 
     /// A handle that [`Progress::wake_projectors`] will notify.
@@ -118,16 +247,36 @@ impl Progress {
         }
     }
 
+    /// Changes whenever a version's state changes somewhere (a notification arrived).
+    pub fn watch_states(&self) -> watch::Receiver<u64> {
+        self.inner.states_changed.subscribe()
+    }
+
+    fn announce_state_change(&self) {
+        self.inner.states_changed.send_modify(|count| *count += 1);
+    }
+
+    /// The active version of `projection` in the database, if any.
+    pub async fn active_version(&self, projection: &str) -> Result<Option<i32>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT version FROM projection_checkpoints WHERE projection = $1 AND state = 'active'",
+        )
+        .bind(projection)
+        .fetch_optional(&self.inner.pool)
+        .await
+    }
+
     /// Re-reads every tracked checkpoint from the database.
     pub async fn refresh(&self) -> Result<(), sqlx::Error> {
-        for name in self.inner.views.keys() {
-            self.refresh_one(name).await?;
+        for name in self.inner.projections.keys() {
+            for version in self.tracked_versions(name) {
+                self.refresh_one(name, version).await?;
+            }
         }
         Ok(())
     }
 
-    async fn refresh_one(&self, projection: &'static str) -> Result<(), sqlx::Error> {
-        let version = self.inner.views[projection].version;
+    async fn refresh_one(&self, projection: &str, version: i32) -> Result<(), sqlx::Error> {
         let row = sqlx::query(
             "SELECT last_tx::text::bigint AS last_tx, last_position FROM projection_checkpoints \
              WHERE projection = $1 AND version = $2",
@@ -146,8 +295,8 @@ impl Progress {
         Ok(())
     }
 
-    /// Waits until every view fed by `aggregate_type` has applied the event at `position`,
-    /// or `timeout` passes. Returns whether it got there.
+    /// Waits until every tracked version of every view fed by `aggregate_type` has applied
+    /// the event at `position`, or `timeout` passes. Returns whether it got there.
     pub async fn wait_until_applied(
         &self,
         aggregate_type: &str,
@@ -155,27 +304,42 @@ impl Progress {
         timeout: Duration,
     ) -> Result<bool, sqlx::Error> {
         let deadline = Instant::now() + timeout;
-        for (name, view) in &self.inner.views {
-            if !view.aggregate_types.contains(&aggregate_type) {
+        for (name, projection) in &self.inner.projections {
+            if !projection.aggregate_types.contains(&aggregate_type) {
                 continue;
             }
-            let mut checkpoint = view.checkpoint.subscribe();
-            while *checkpoint.borrow_and_update() < position {
-                let now = Instant::now();
-                if now >= deadline {
-                    return Ok(false);
-                }
-                let pause = RECHECK_INTERVAL.min(deadline - now);
-                if tokio::time::timeout(pause, checkpoint.changed())
-                    .await
-                    .is_err()
-                {
-                    self.refresh_one(name).await?;
+            for version in self.tracked_versions(name) {
+                let Some(mut checkpoint) = self.watch_version(name, version) else {
+                    continue; // stopped being tracked meanwhile
+                };
+                while *checkpoint.borrow_and_update() < position {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Ok(false);
+                    }
+                    let pause = RECHECK_INTERVAL.min(deadline - now);
+                    match tokio::time::timeout(pause, checkpoint.changed()).await {
+                        Ok(Ok(())) => {}
+                        // The version stopped being tracked: nothing to wait for any more.
+                        Ok(Err(_)) => break,
+                        Err(_) => self.refresh_one(name, version).await?,
+                    }
                 }
             }
         }
         Ok(true)
     }
+}
+
+/// Moves `sender`'s checkpoint forward to `position`; never back.
+fn advance(sender: &watch::Sender<LogPosition>, position: LogPosition) {
+    sender.send_if_modified(|current| {
+        let newer = position > *current;
+        if newer {
+            *current = position;
+        }
+        newer
+    });
 }
 
 /// Listens for the log's notifications and turns them into wake-ups and progress.
@@ -194,7 +358,7 @@ impl ProgressListener {
     pub async fn run(self, cancel: CancellationToken) -> Result<(), sqlx::Error> {
         let mut listener = PgListener::connect_with(&self.progress.inner.pool).await?;
         listener
-            .listen_all([EVENTS_CHANNEL, PROGRESS_CHANNEL])
+            .listen_all([EVENTS_CHANNEL, PROGRESS_CHANNEL, STATE_CHANNEL])
             .await?;
         loop {
             let received = tokio::select! {
@@ -222,31 +386,54 @@ impl ProgressListener {
     }
 
     fn handle(&self, channel: &str, payload: &str) {
-        if channel == EVENTS_CHANNEL {
-            self.progress.wake_projectors();
-            return;
-        }
-        let mut parts = payload.splitn(3, ':');
-        let parsed = match (parts.next(), parts.next(), parts.next()) {
-            (Some(projection), Some(version), Some(rest)) => version
-                .parse()
-                .ok()
-                .zip(LogPosition::parse(rest))
-                .map(|(version, position)| (projection, version, position)),
-            _ => None,
-        };
-        match parsed {
-            Some((projection, version, position)) => {
-                self.progress.record(projection, version, position)
-            }
-            None => tracing::warn!(payload, "unreadable progress notification"),
+        match channel {
+            EVENTS_CHANNEL => self.progress.wake_projectors(),
+            STATE_CHANNEL => self.progress.announce_state_change(),
+            _ => match parse_progress(payload) {
+                Some((projection, version, position)) => {
+                    self.progress.record(projection, version, position)
+                }
+                None => tracing::warn!(payload, "unreadable progress notification"),
+            },
         }
     }
 
     async fn catch_up_after_gap(&self) {
         self.progress.wake_projectors();
+        self.progress.announce_state_change();
         if let Err(err) = self.progress.refresh().await {
             tracing::warn!(error = %err, "could not re-read projection checkpoints");
         }
+    }
+}
+
+/// Reads a progress notification: `projection:version:tx:position`.
+fn parse_progress(payload: &str) -> Option<(&str, i32, LogPosition)> {
+    let mut parts = payload.splitn(3, ':');
+    let projection = parts.next()?;
+    let version = parts.next()?.parse().ok()?;
+    let position = LogPosition::parse(parts.next()?)?;
+    Some((projection, version, position))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_notifications_parse() {
+        assert_eq!(
+            parse_progress("timeline:2:812:45"),
+            Some((
+                "timeline",
+                2,
+                LogPosition {
+                    transaction_id: 812,
+                    global_position: 45
+                }
+            ))
+        );
+        assert_eq!(parse_progress("timeline:x:812:45"), None);
+        assert_eq!(parse_progress("timeline:2:812"), None);
     }
 }

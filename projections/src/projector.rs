@@ -58,6 +58,36 @@ pub fn schema_name(projection: &str, version: i32) -> String {
     format!("{projection}_v{version}")
 }
 
+/// The text whose hash keys the advisory lock of the projection version in `schema`: every
+/// batch takes it, and so does anything that must see that version hold still.
+pub fn lock_name(schema: &str) -> String {
+    format!("projection:{schema}")
+}
+
+/// What a version is for (the `state` column of `projection_checkpoints`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionState {
+    /// Being built from the start of the log; becomes active when caught up.
+    Building,
+    /// Served and kept up by the servers.
+    Active,
+    /// Replaced by a newer version; nobody keeps it up.
+    Retired,
+    /// Built only to be compared with the active version, then dropped.
+    Scratch,
+}
+
+impl VersionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Building => "building",
+            Self::Active => "active",
+            Self::Retired => "retired",
+            Self::Scratch => "scratch",
+        }
+    }
+}
+
 /// How a projector paces itself.
 #[derive(Debug, Clone, Copy)]
 pub struct ProjectorSettings {
@@ -107,6 +137,8 @@ pub struct Projector {
     upcasters: Vec<Box<dyn EventUpcaster>>,
     progress: Option<Progress>,
     wake: Arc<Notify>,
+    /// Where to stop: events after it are left alone (see [`Projector::up_to`]).
+    until: Option<LogPosition>,
 }
 
 impl Projector {
@@ -122,7 +154,15 @@ impl Projector {
             upcasters: domain::upcasting::upcasters(),
             progress: None,
             wake: Arc::new(Notify::new()),
+            until: None,
         }
+    }
+
+    /// Applies nothing after `position`: the version then stands exactly at `position` once
+    /// caught up (how `verify` compares a rebuild with a live version at the same point).
+    pub fn up_to(mut self, position: LogPosition) -> Self {
+        self.until = Some(position);
+        self
     }
 
     /// Builds into `version` instead (a scratch or replacement copy of the views).
@@ -144,9 +184,24 @@ impl Projector {
         &self.schema
     }
 
+    /// The version this projector writes.
+    pub fn version(&self) -> i32 {
+        self.version
+    }
+
+    /// The projection this projector runs.
+    pub fn projection(&self) -> &Arc<dyn Projection> {
+        &self.projection
+    }
+
     /// Creates the schema, tables and checkpoint row if missing. The first version of a
-    /// projection to be prepared becomes the active one.
+    /// projection to be prepared becomes the active one; later ones are `building`.
     pub async fn prepare(&self) -> anyhow::Result<()> {
+        self.prepare_as(VersionState::Building).await
+    }
+
+    /// Like [`Projector::prepare`], with `state` for a new version other than the first.
+    pub async fn prepare_as(&self, state: VersionState) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
         // Concurrent CREATE ... IF NOT EXISTS from two replicas can still collide in the
         // catalogs; a blocking lock makes the second wait and then find everything there.
@@ -164,11 +219,12 @@ impl Projector {
         sqlx::query(
             "INSERT INTO projection_checkpoints (projection, version, state) \
              SELECT $1, $2, CASE WHEN EXISTS (SELECT 1 FROM projection_checkpoints \
-                 WHERE projection = $1 AND state = 'active') THEN 'building' ELSE 'active' END \
+                 WHERE projection = $1 AND state = 'active') THEN $3 ELSE 'active' END \
              ON CONFLICT (projection, version) DO NOTHING",
         )
         .bind(self.projection.name())
         .bind(self.version)
+        .bind(state.as_str())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -183,7 +239,7 @@ impl Projector {
     pub async fn run_batch(&self) -> anyhow::Result<BatchOutcome> {
         let started = std::time::Instant::now();
         let mut tx = self.pool.begin().await?;
-        let outcome = match self.batch_in(&mut tx).await {
+        let outcome = match self.batch_within(&mut tx).await {
             Ok(outcome) => outcome,
             Err(err) => {
                 if let Err(rollback) = tx.rollback().await {
@@ -197,7 +253,12 @@ impl Projector {
             return Ok(outcome);
         };
         tx.commit().await?;
+        self.record_applied(events, through, started);
+        Ok(outcome)
+    }
 
+    /// Counts a committed batch and reports it to this process's progress.
+    fn record_applied(&self, events: usize, through: LogPosition, started: std::time::Instant) {
         let labels = [("projection", self.projection.name().to_owned())];
         metrics::counter!("minitwit_projection_events_applied_total", &labels)
             .increment(events as u64);
@@ -206,14 +267,15 @@ impl Projector {
         if let Some(progress) = &self.progress {
             progress.record(self.projection.name(), self.version, through);
         }
-        Ok(outcome)
     }
 
-    /// The work of one batch inside `tx`; the caller commits or rolls back.
-    async fn batch_in(&self, tx: &mut PgConnection) -> anyhow::Result<BatchOutcome> {
+    /// The work of one batch inside the caller's transaction `tx`, which commits or rolls
+    /// back. Takes this version's lock for the rest of `tx` (re-entrant: a caller may hold it
+    /// already).
+    pub async fn batch_within(&self, tx: &mut PgConnection) -> anyhow::Result<BatchOutcome> {
         let locked: bool =
             sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))")
-                .bind(format!("projection:{}", self.schema))
+                .bind(lock_name(&self.schema))
                 .fetch_one(&mut *tx)
                 .await?;
         if !locked {
@@ -232,9 +294,15 @@ impl Projector {
             transaction_id: row.try_get("last_tx")?,
             global_position: row.try_get("last_position")?,
         };
+        // Without an end, the end is beyond every possible position.
+        let until = self.until.unwrap_or(LogPosition {
+            transaction_id: i64::MAX,
+            global_position: i64::MAX,
+        });
         let rows = sqlx::query(&format!(
             "SELECT {EVENT_COLUMNS} FROM events \
              WHERE (transaction_id, global_position) > ($1::bigint::text::xid8, $2) \
+               AND (transaction_id, global_position) <= ($5::bigint::text::xid8, $6) \
                AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
                AND aggregate_type = ANY($3) \
              ORDER BY transaction_id, global_position \
@@ -244,17 +312,22 @@ impl Projector {
         .bind(checkpoint.global_position)
         .bind(self.projection.aggregate_types())
         .bind(self.settings.batch_size)
+        .bind(until.transaction_id)
+        .bind(until.global_position)
         .fetch_all(&mut *tx)
         .await?;
         let Some(last) = rows.last() else {
             let waiting = sqlx::query_scalar(
                 "SELECT EXISTS (SELECT 1 FROM events \
                  WHERE (transaction_id, global_position) > ($1::bigint::text::xid8, $2) \
+                   AND (transaction_id, global_position) <= ($4::bigint::text::xid8, $5) \
                    AND aggregate_type = ANY($3))",
             )
             .bind(checkpoint.transaction_id)
             .bind(checkpoint.global_position)
             .bind(self.projection.aggregate_types())
+            .bind(until.transaction_id)
+            .bind(until.global_position)
             .fetch_one(&mut *tx)
             .await?;
             return Ok(BatchOutcome::Idle { waiting });

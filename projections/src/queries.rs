@@ -1,4 +1,5 @@
-//! The named read queries the HTTP layer calls, on the serving version of each view.
+//! The named read queries the HTTP layer calls, on the version of each view this process
+//! reads (see [`crate::progress`]).
 //!
 //! Every timeline reads a partial index that leaves flagged messages out, newest first by
 //! `pub_date` and then by log position. That pair is also the keyset by which timelines are
@@ -14,7 +15,8 @@ use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 use domain::registration::is_storable;
 
 use crate::accounts::Accounts;
-use crate::projector::{schema_name, Projection};
+use crate::progress::Progress;
+use crate::projector::Projection;
 use crate::timeline::Timeline;
 
 /// One message as timelines show it.
@@ -116,18 +118,22 @@ pub struct Account {
 #[derive(Clone)]
 pub struct ReadModels {
     pool: PgPool,
-    accounts: String,
-    timeline: String,
+    /// Says which version of each view to read; it changes when a rebuilt one takes over.
+    progress: Progress,
 }
 
 impl ReadModels {
-    /// Reads the versions of the views this build serves.
-    pub fn new(pool: PgPool) -> Self {
-        Self {
-            pool,
-            accounts: schema_name(Accounts.name(), Accounts.version()),
-            timeline: schema_name(Timeline.name(), Timeline.version()),
-        }
+    /// Reads the versions of the views that `progress` says this process reads.
+    pub fn new(pool: PgPool, progress: Progress) -> Self {
+        Self { pool, progress }
+    }
+
+    fn accounts_schema(&self) -> String {
+        self.progress.schema(Accounts.name())
+    }
+
+    fn timeline_schema(&self) -> String {
+        self.progress.schema(Timeline.name())
     }
 
     /// Whether `username` is a registered user.
@@ -137,7 +143,7 @@ impl ReadModels {
         }
         sqlx::query_scalar(&format!(
             "SELECT EXISTS (SELECT 1 FROM {}.users WHERE username = $1)",
-            self.accounts
+            self.accounts_schema()
         ))
         .bind(username)
         .fetch_one(&self.pool)
@@ -151,7 +157,7 @@ impl ReadModels {
         }
         let row = sqlx::query(&format!(
             "SELECT username, email, password_hash FROM {}.users WHERE username = $1",
-            self.accounts
+            self.accounts_schema()
         ))
         .bind(username)
         .fetch_optional(&self.pool)
@@ -170,7 +176,7 @@ impl ReadModels {
     pub async fn is_following(&self, follower: &str, followee: &str) -> Result<bool, sqlx::Error> {
         sqlx::query_scalar(&format!(
             "SELECT EXISTS (SELECT 1 FROM {}.follows WHERE follower = $1 AND followee = $2)",
-            self.accounts
+            self.accounts_schema()
         ))
         .bind(follower)
         .bind(followee)
@@ -182,7 +188,7 @@ impl ReadModels {
     pub async fn followees(&self, follower: &str, limit: i64) -> Result<Vec<String>, sqlx::Error> {
         sqlx::query_scalar(&format!(
             "SELECT followee FROM {}.follows WHERE follower = $1 ORDER BY position LIMIT $2",
-            self.accounts
+            self.accounts_schema()
         ))
         .bind(follower)
         .bind(limit)
@@ -213,7 +219,7 @@ impl ReadModels {
                     .push_bind(user)
                     .push(format_args!(
                         " OR m.author IN (SELECT followee FROM {}.follows WHERE follower = ",
-                        self.accounts
+                        self.accounts_schema()
                     ))
                     .push_bind(user)
                     .push("))");
@@ -261,8 +267,8 @@ impl ReadModels {
             "SELECT m.message_id, m.author, coalesce(u.email, '') AS author_email, m.content, \
                     m.pub_date, m.position \
              FROM {timeline}.messages m LEFT JOIN {accounts}.users u ON u.username = m.author",
-            timeline = self.timeline,
-            accounts = self.accounts
+            timeline = self.timeline_schema(),
+            accounts = self.accounts_schema()
         ))
     }
 

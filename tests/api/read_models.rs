@@ -58,7 +58,11 @@ async fn timelines_are_newest_first_and_leave_out_flagged_messages() {
             StatusCode::NO_CONTENT
         );
     }
-    let reads = ReadModels::new(app.db.pool.clone());
+    let progress =
+        projections::Progress::of_active_versions(app.db.pool.clone(), &projections::all())
+            .await
+            .unwrap();
+    let reads = ReadModels::new(app.db.pool.clone(), progress);
     assert_eq!(
         contents(&reads, TimelineScope::Personal("me"), 30).await,
         ["friend's later", "friend's", "mine"]
