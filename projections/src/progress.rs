@@ -145,7 +145,7 @@ impl Progress {
         self.versions(projection)
             .tracked
             .entry(version)
-            .or_insert_with(watch::Sender::default);
+            .or_default();
     }
 
     /// Keeps only `version` of `projection` tracked (the one now read).
