@@ -22,12 +22,12 @@ pub enum AvatarSource {
     Local,
 }
 
-/// Everything the server can be told at start-up.
-#[derive(Debug, Clone, Parser)]
-#[command(name = "minitwit", version, about = "MiniTwit, event-sourced")]
-pub struct Config {
-    /// PostgreSQL connection URL. Without it (and without DATABASE_URL_FILE) the server runs
-    /// its own private PostgreSQL in the data directory.
+/// Where the database is: shared by the server and the admin tool, so both find the same one
+/// from the same settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DatabaseConfig {
+    /// PostgreSQL connection URL. Without it (and without DATABASE_URL_FILE) the private
+    /// PostgreSQL in the data directory is used (and started if it is not running).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
@@ -38,6 +38,28 @@ pub struct Config {
     /// Where the embedded PostgreSQL keeps its data (used only without a database URL).
     #[arg(long, env = "MINITWIT_DATA_DIR", default_value = ".minitwit")]
     pub data_dir: PathBuf,
+
+    /// Connections in the database pool.
+    #[arg(long, env = "MINITWIT_DB_POOL_SIZE", default_value_t = 20)]
+    pub db_pool_size: u32,
+}
+
+impl DatabaseConfig {
+    /// The database URL, if one was configured directly or through its file.
+    pub fn database_url(&self) -> anyhow::Result<Option<String>> {
+        match &self.database_url_file {
+            Some(path) => read_secret(path).map(Some),
+            None => Ok(self.database_url.clone()),
+        }
+    }
+}
+
+/// Everything the server can be told at start-up.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "minitwit", version, about = "MiniTwit, event-sourced")]
+pub struct Config {
+    #[command(flatten)]
+    pub database: DatabaseConfig,
 
     /// Address of the simulator API.
     #[arg(long, env = "MINITWIT_API_ADDR", default_value = "127.0.0.1:5001")]
@@ -113,10 +135,6 @@ pub struct Config {
     #[arg(long, env = "MINITWIT_COMMAND_RETRIES", default_value_t = 5)]
     pub command_retries: u32,
 
-    /// Connections in the database pool.
-    #[arg(long, env = "MINITWIT_DB_POOL_SIZE", default_value_t = 20)]
-    pub db_pool_size: u32,
-
     /// Password hashes computed at once. Each argon2id hash holds 19 MiB, so this bounds the
     /// memory a burst of registrations can take. Defaults to the number of CPUs.
     #[arg(long, env = "MINITWIT_HASH_CONCURRENCY")]
@@ -136,14 +154,6 @@ pub struct Config {
 }
 
 impl Config {
-    /// The database URL, if one was configured directly or through its file.
-    pub fn database_url(&self) -> anyhow::Result<Option<String>> {
-        match &self.database_url_file {
-            Some(path) => read_secret(path).map(Some),
-            None => Ok(self.database_url.clone()),
-        }
-    }
-
     /// The simulator's password, from its file if one was given.
     pub fn simulator_password(&self) -> anyhow::Result<String> {
         match &self.simulator_password_file {
@@ -191,7 +201,7 @@ mod tests {
         assert_eq!(config.web_addr.port(), 5000);
         assert_eq!(config.avatars, AvatarSource::Gravatar);
         assert_eq!(config.simulator_user, "simulator");
-        assert_eq!(config.data_dir, PathBuf::from(".minitwit"));
+        assert_eq!(config.database.data_dir, PathBuf::from(".minitwit"));
         assert_eq!(config.max_messages, 10_000);
     }
 

@@ -6,7 +6,7 @@ use anyhow::Context;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
-use crate::config::Config;
+use crate::config::DatabaseConfig;
 use crate::embedded_postgres::{EmbeddedPostgres, EmbeddedPostgresOptions};
 
 /// The database name used on the embedded cluster.
@@ -20,7 +20,7 @@ pub struct Database {
 }
 
 /// Connects as configured and brings the schema up to date.
-pub async fn connect(config: &Config) -> anyhow::Result<Database> {
+pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<Database> {
     let (options, embedded) = match config.database_url()? {
         Some(url) => {
             let options: PgConnectOptions = url.parse().context("parsing DATABASE_URL")?;

@@ -71,7 +71,7 @@ impl Application {
             .map(axum::http::HeaderName::try_from)
             .transpose()
             .context("MINITWIT_CLIENT_IP_HEADER is not a header name")?;
-        let Database { pool, embedded } = database::connect(&config).await?;
+        let Database { pool, embedded } = database::connect(&config.database).await?;
         let projections = projections::all();
         let progress = Progress::new(pool.clone(), &projections);
         let settings = ProjectorSettings {

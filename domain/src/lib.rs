@@ -20,6 +20,6 @@ pub mod upcasting;
 pub mod user;
 
 pub use directory::{Directory, DirectoryError, UserDirectory};
-pub use message::{Message, MessageCommand, MessageError, MessageEvent};
+pub use message::{Message, MessageCommand, MessageError, MessageEvent, Moderation};
 pub use registration::{PasswordHash, RegistrationError};
 pub use user::{User, UserCommand, UserError, UserEvent};

@@ -2,7 +2,8 @@
 //!
 //! Messages are their own aggregate so that posting never contends with, or lengthens, the
 //! author's stream; the aggregate id is a UUIDv7 chosen by the caller. Flagging is a command
-//! on the message, so a moderation decision is itself a fact in the log.
+//! on the message, so a moderation decision — with who took it and why — is itself a fact in
+//! the log.
 
 use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
@@ -23,9 +24,25 @@ pub enum MessageCommand {
         posted_at: DateTime<Utc>,
     },
     /// Hide the message from every timeline. Flagging a flagged message changes nothing.
-    Flag { flagged_at: DateTime<Utc> },
+    Flag {
+        flagged_at: DateTime<Utc>,
+        moderation: Moderation,
+    },
     /// Show a flagged message again. Unflagging an unflagged message changes nothing.
-    Unflag { unflagged_at: DateTime<Utc> },
+    Unflag {
+        unflagged_at: DateTime<Utc>,
+        moderation: Moderation,
+    },
+}
+
+/// Who took a moderation decision, and why, as recorded with it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Moderation {
+    /// Who decided (an administrator's name). Empty: not recorded, as for decisions stored
+    /// before version 2.0 of the moderation events.
+    pub moderator: String,
+    /// Why; may be empty.
+    pub reason: String,
 }
 
 /// What happened to a message.
@@ -37,17 +54,23 @@ pub enum MessageEvent {
         content: String,
         posted_at: DateTime<Utc>,
     },
+    /// Version 2.0 added `moderation`; 1.0 payloads are upcast (see [`crate::upcasting`]).
     MessageFlagged {
         flagged_at: DateTime<Utc>,
+        moderation: Moderation,
     },
+    /// Version 2.0 added `moderation`, as for `MessageFlagged`.
     MessageUnflagged {
         unflagged_at: DateTime<Utc>,
+        moderation: Moderation,
     },
 }
 
 impl MessageEvent {
-    /// The current payload version of every message event.
-    pub const VERSION: &'static str = "1.0";
+    /// The current payload version of `MessagePosted`.
+    pub const POSTED_VERSION: &'static str = "1.0";
+    /// The current payload version of `MessageFlagged` and `MessageUnflagged`.
+    pub const MODERATION_VERSION: &'static str = "2.0";
 }
 
 impl DomainEvent for MessageEvent {
@@ -61,7 +84,11 @@ impl DomainEvent for MessageEvent {
     }
 
     fn event_version(&self) -> String {
-        Self::VERSION.to_owned()
+        match self {
+            Self::MessagePosted { .. } => Self::POSTED_VERSION,
+            Self::MessageFlagged { .. } | Self::MessageUnflagged { .. } => Self::MODERATION_VERSION,
+        }
+        .to_owned()
     }
 }
 
@@ -125,23 +152,35 @@ impl Aggregate for Message {
                     posted_at,
                 }
             }
-            MessageCommand::Flag { flagged_at } => {
+            MessageCommand::Flag {
+                flagged_at,
+                moderation,
+            } => {
                 if !self.posted {
                     return Err(MessageError::UnknownMessage);
                 }
                 if self.flagged {
                     return Ok(());
                 }
-                MessageEvent::MessageFlagged { flagged_at }
+                MessageEvent::MessageFlagged {
+                    flagged_at,
+                    moderation: storable(moderation)?,
+                }
             }
-            MessageCommand::Unflag { unflagged_at } => {
+            MessageCommand::Unflag {
+                unflagged_at,
+                moderation,
+            } => {
                 if !self.posted {
                     return Err(MessageError::UnknownMessage);
                 }
                 if !self.flagged {
                     return Ok(());
                 }
-                MessageEvent::MessageUnflagged { unflagged_at }
+                MessageEvent::MessageUnflagged {
+                    unflagged_at,
+                    moderation: storable(moderation)?,
+                }
             }
         };
         sink.write(event, self).await;
@@ -154,6 +193,17 @@ impl Aggregate for Message {
             MessageEvent::MessageFlagged { .. } => self.flagged = true,
             MessageEvent::MessageUnflagged { .. } => self.flagged = false,
         }
+    }
+}
+
+/// `moderation`, if PostgreSQL can store its texts.
+fn storable(moderation: Moderation) -> Result<Moderation, MessageError> {
+    if registration::is_storable(&moderation.moderator)
+        && registration::is_storable(&moderation.reason)
+    {
+        Ok(moderation)
+    } else {
+        Err(MessageError::UnstorableContent)
     }
 }
 
@@ -237,24 +287,54 @@ mod tests {
             .then_expect_error(MessageError::AlreadyPosted);
     }
 
+    fn moderation() -> Moderation {
+        Moderation {
+            moderator: "admin".into(),
+            reason: "spam".into(),
+        }
+    }
+
+    fn flag() -> MessageCommand {
+        MessageCommand::Flag {
+            flagged_at: at(),
+            moderation: moderation(),
+        }
+    }
+
+    fn unflag() -> MessageCommand {
+        MessageCommand::Unflag {
+            unflagged_at: at(),
+            moderation: moderation(),
+        }
+    }
+
+    fn flagged() -> MessageEvent {
+        MessageEvent::MessageFlagged {
+            flagged_at: at(),
+            moderation: moderation(),
+        }
+    }
+
     #[test]
-    fn flagging_is_recorded_once_and_can_be_undone() {
-        let flagged = MessageEvent::MessageFlagged { flagged_at: at() };
+    fn flagging_is_recorded_once_with_who_and_why_and_can_be_undone() {
         framework()
             .given(vec![posted()])
-            .when(MessageCommand::Flag { flagged_at: at() })
-            .then_expect_events(vec![flagged.clone()]);
+            .when(flag())
+            .then_expect_events(vec![flagged()]);
         framework()
-            .given(vec![posted(), flagged.clone()])
-            .when(MessageCommand::Flag { flagged_at: at() })
+            .given(vec![posted(), flagged()])
+            .when(flag())
             .then_expect_events(vec![]);
         framework()
-            .given(vec![posted(), flagged])
-            .when(MessageCommand::Unflag { unflagged_at: at() })
-            .then_expect_events(vec![MessageEvent::MessageUnflagged { unflagged_at: at() }]);
+            .given(vec![posted(), flagged()])
+            .when(unflag())
+            .then_expect_events(vec![MessageEvent::MessageUnflagged {
+                unflagged_at: at(),
+                moderation: moderation(),
+            }]);
         framework()
             .given(vec![posted()])
-            .when(MessageCommand::Unflag { unflagged_at: at() })
+            .when(unflag())
             .then_expect_events(vec![]);
     }
 
@@ -262,7 +342,7 @@ mod tests {
     fn an_unknown_message_cannot_be_flagged() {
         framework()
             .given_no_previous_events()
-            .when(MessageCommand::Flag { flagged_at: at() })
+            .when(flag())
             .then_expect_error(MessageError::UnknownMessage);
     }
 
@@ -278,5 +358,13 @@ mod tests {
         );
         assert_eq!(posted().event_type(), "MessagePosted");
         assert_eq!(posted().event_version(), "1.0");
+        assert_eq!(
+            serde_json::to_value(flagged()).unwrap(),
+            serde_json::json!({"MessageFlagged": {
+                "flagged_at": "2026-11-25T12:00:00Z",
+                "moderation": {"moderator": "admin", "reason": "spam"}
+            }})
+        );
+        assert_eq!(flagged().event_version(), "2.0");
     }
 }

@@ -25,12 +25,13 @@ async fn moderate(pool: &sqlx::PgPool, content: &str, event: domain::MessageEven
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
          SELECT 'message', aggregate_id, \
                 (SELECT max(sequence) + 1 FROM events e WHERE e.aggregate_type = 'message' AND e.aggregate_id = m.aggregate_id), \
-                $2, '1.0', $3, '{}' \
+                $2, $4, $3, '{}' \
          FROM events m WHERE event_type = 'MessagePosted' AND payload->'MessagePosted'->>'content' = $1",
     )
     .bind(content)
     .bind(event.event_type())
     .bind(payload)
+    .bind(event.event_version())
     .execute(pool)
     .await
     .unwrap();
@@ -80,7 +81,10 @@ async fn timelines_are_newest_first_and_leave_out_flagged_messages() {
     moderate(
         &app.db.pool,
         "friend's later",
-        domain::MessageEvent::MessageFlagged { flagged_at: now },
+        domain::MessageEvent::MessageFlagged {
+            flagged_at: now,
+            moderation: domain::Moderation::default(),
+        },
     )
     .await;
     // The next acknowledged write is applied after the flag, so the views include it.
@@ -106,7 +110,10 @@ async fn timelines_are_newest_first_and_leave_out_flagged_messages() {
     moderate(
         &app.db.pool,
         "friend's later",
-        domain::MessageEvent::MessageUnflagged { unflagged_at: now },
+        domain::MessageEvent::MessageUnflagged {
+            unflagged_at: now,
+            moderation: domain::Moderation::default(),
+        },
     )
     .await;
     sim.tweet("stranger", "another later write", None)
