@@ -12,6 +12,8 @@
 //!   far each has got, kept current by LISTEN/NOTIFY, so a request can wait until its own
 //!   write is visible.
 //! - [`supervisor`] — a server's projectors, on the active versions, moving to rebuilt ones.
+//! - [`maintenance`] — the admin tool's side of versions: status, rebuild and switch, verify,
+//!   prune.
 //! - [`queries`] — the named read queries the HTTP layer calls, and timeline paging.
 //! - [`live`] — the timeline changes each checkpoint move brings, broadcast to live pages.
 
@@ -20,6 +22,7 @@
 pub mod accounts;
 pub mod live;
 pub mod log;
+pub mod maintenance;
 pub mod progress;
 pub mod projector;
 pub mod queries;
@@ -33,7 +36,8 @@ pub use log::{LogPosition, StoredEvent};
 pub use progress::{Progress, ProgressListener};
 pub use projector::{Projection, Projector, ProjectorSettings, VersionState};
 pub use queries::{
-    Account, ReadModels, TimelineCursor, TimelineEntry, TimelineScope, TimelineWindow,
+    Account, ModeratedMessage, ReadModels, TimelineCursor, TimelineEntry, TimelineScope,
+    TimelineWindow,
 };
 pub use supervisor::Supervisor;
 

@@ -105,6 +105,16 @@ pub enum TimelineWindow {
     NewerThan(TimelineCursor),
 }
 
+/// A message as moderators see it: flagged or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModeratedMessage {
+    pub message_id: String,
+    pub author: String,
+    pub content: String,
+    pub pub_date: i64,
+    pub flagged: bool,
+}
+
 /// What login needs to know about a user.
 #[derive(Debug, Clone)]
 pub struct Account {
@@ -246,6 +256,63 @@ impl ReadModels {
             entries.reverse();
         }
         Ok(entries)
+    }
+
+    /// Messages for moderators, flagged ones included, newest first: all of them, or those of
+    /// `author`, or only the flagged ones; at most `limit`.
+    pub async fn moderation_listing(
+        &self,
+        author: Option<&str>,
+        flagged_only: bool,
+        limit: i64,
+    ) -> Result<Vec<ModeratedMessage>, sqlx::Error> {
+        let mut sql = QueryBuilder::new(format!(
+            "SELECT message_id, author, content, pub_date, flagged FROM {}.messages WHERE true",
+            self.timeline_schema()
+        ));
+        if let Some(author) = author {
+            sql.push(" AND author = ").push_bind(author);
+        }
+        if flagged_only {
+            sql.push(" AND flagged");
+        }
+        sql.push(" ORDER BY pub_date DESC, position DESC LIMIT ")
+            .push_bind(limit);
+        self.moderated(sql).await
+    }
+
+    /// The messages among `message_ids` (flagged or not), for moderators.
+    pub async fn moderated_by_id(
+        &self,
+        message_ids: &[String],
+    ) -> Result<Vec<ModeratedMessage>, sqlx::Error> {
+        let mut sql = QueryBuilder::new(format!(
+            "SELECT message_id, author, content, pub_date, flagged FROM {}.messages \
+             WHERE message_id = ANY(",
+            self.timeline_schema()
+        ));
+        sql.push_bind(message_ids).push(")");
+        self.moderated(sql).await
+    }
+
+    async fn moderated(
+        &self,
+        mut sql: QueryBuilder<'_, Postgres>,
+    ) -> Result<Vec<ModeratedMessage>, sqlx::Error> {
+        sql.build()
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(ModeratedMessage {
+                    message_id: row.try_get("message_id")?,
+                    author: row.try_get("author")?,
+                    content: row.try_get("content")?,
+                    pub_date: row.try_get("pub_date")?,
+                    flagged: row.try_get("flagged")?,
+                })
+            })
+            .collect()
     }
 
     /// The visible (unflagged) messages among `message_ids`, newest first.

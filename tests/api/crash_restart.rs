@@ -10,9 +10,9 @@ use tokio_util::sync::CancellationToken;
 use reqwest::StatusCode;
 
 use crate::helpers::{
-    assert_views_equal_a_rebuild, authored, follow_names, timeline_checkpoint, ServerProcess,
-    TestDatabase,
+    assert_views_equal_a_rebuild, authored, follow_names, timeline_checkpoint, TestDatabase,
 };
+use crate::server_process::ServerProcess;
 
 /// Forty batches: enough that the kill lands mid-stream.
 const BACKLOG: i64 = 20_000;

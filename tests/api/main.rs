@@ -9,6 +9,9 @@
 #[allow(dead_code)]
 #[path = "../support/mod.rs"]
 mod helpers;
+#[allow(dead_code)]
+#[path = "../support/server_process.rs"]
+mod server_process;
 
 mod concurrency;
 mod crash_restart;

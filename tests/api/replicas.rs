@@ -3,9 +3,8 @@
 
 use reqwest::StatusCode;
 
-use crate::helpers::{
-    assert_views_equal_a_rebuild, authored, follow_names, ServerProcess, TestDatabase,
-};
+use crate::helpers::{assert_views_equal_a_rebuild, authored, follow_names, TestDatabase};
+use crate::server_process::ServerProcess;
 
 #[tokio::test]
 async fn two_servers_on_one_database_read_each_others_writes() {

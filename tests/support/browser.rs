@@ -46,6 +46,8 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
 
+use crate::helpers::free_port;
+
 /// How long [`Browser::click`], [`Browser::text_of`] and the input helpers wait for what
 /// they need to appear.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -604,13 +606,6 @@ async fn spawn_chromedriver(chromedriver: &Path, profile: &Path) -> (tokio::proc
          (run with TEST_LOG=1 to see its output)",
         chromedriver.display()
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|listener| listener.local_addr())
-        .expect("finding a free port")
-        .port()
 }
 
 /// One bodiless HTTP request to chromedriver, with blocking I/O (so that `Drop` can use it);

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use crate::helpers::{spawn_app, ServerProcess, TestDatabase};
+use crate::helpers::{spawn_app, TestDatabase};
+use crate::server_process::ServerProcess;
 use crate::web_client::WebClient;
 
 /// How long a test waits for an event that should come.

@@ -8,6 +8,9 @@ mod browser;
 #[path = "../support/mod.rs"]
 mod helpers;
 #[allow(dead_code)]
+#[path = "../support/server_process.rs"]
+mod server_process;
+#[allow(dead_code)]
 #[path = "../support/web_client.rs"]
 mod web_client;
 

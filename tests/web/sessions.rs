@@ -3,7 +3,8 @@
 
 use reqwest::StatusCode;
 
-use crate::helpers::{ServerProcess, TestDatabase};
+use crate::helpers::TestDatabase;
+use crate::server_process::ServerProcess;
 use crate::web_client::WebClient;
 
 /// The session cookie's `name=value`, from a `Set-Cookie` header.
