@@ -112,6 +112,10 @@ impl CommandBus {
         command: MessageCommand,
         context: &RequestContext,
     ) -> Result<(), CommandError<MessageError>> {
+        if !domain::registration::is_storable(message_id) {
+            // No stream can have this id, and loading one would make the database fail.
+            return Err(CommandError::Rejected(MessageError::UnknownMessage));
+        }
         self.execute(&self.messages, message_id, command, context)
             .await
     }

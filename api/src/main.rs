@@ -7,7 +7,7 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    api::telemetry::init(&config.log_format);
+    api::telemetry::init(&config.log_format, api::telemetry::SERVER_FILTER);
     let application = Application::build(config).await?;
     application.run_until_stopped(shutdown_signal()).await
 }

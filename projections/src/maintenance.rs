@@ -159,7 +159,9 @@ pub async fn activate(pool: &PgPool, building: &Projector) -> anyhow::Result<Swi
     )
     .bind(name)
     .fetch_optional(&mut *tx)
-    .await?;
+    .await?
+    // The first version of a projection is active from the start: nothing to retire.
+    .filter(|&active| active != building.version());
     let mut target = LogPosition::default();
     if let Some(active) = active {
         // Old first, then new: the only order anything takes both in.

@@ -31,7 +31,7 @@ static TRACING: Once = Once::new();
 fn init_tracing() {
     TRACING.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {
-            api::telemetry::init("text");
+            api::telemetry::init("text", api::telemetry::SERVER_FILTER);
         }
     });
 }

@@ -1,0 +1,270 @@
+//! The commands of `minitwit-replay`, what each prints, and its exit status: 0 done, 1 done
+//! but something is wrong (views differ, an id was unknown, an error), 130 interrupted.
+//! Results go to stdout; progress and logs to stderr.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use api::config::DatabaseConfig;
+use clap::{Parser, Subcommand};
+use domain::Moderation;
+use projections::{Projection, ProjectorSettings};
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::Admin;
+use crate::moderation::{Decision, Listing, Outcome};
+use crate::rebuild::Rebuilt;
+use crate::verify::VerifyReport;
+
+/// MiniTwit's administration tool: works on the servers' database while they keep running.
+#[derive(Debug, Parser)]
+#[command(name = "minitwit-replay", version)]
+pub struct Cli {
+    #[command(flatten)]
+    database: DatabaseConfig,
+
+    /// Log filter for the tool's own diagnostics (RUST_LOG overrides it).
+    #[arg(
+        long,
+        env = "MINITWIT_REPLAY_LOG",
+        default_value = "warn",
+        global = true
+    )]
+    log: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Per projection and version: state, checkpoint, lag, last error; the log's size and head.
+    Status {
+        /// One JSON document instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Builds new versions of projections from the log beside the serving ones, then switches
+    /// to them atomically and retires the old ones. Resumes an interrupted rebuild.
+    Rebuild {
+        /// Projections to rebuild (see `status`).
+        projections: Vec<String>,
+        /// Rebuild every projection.
+        #[arg(long, conflicts_with = "projections")]
+        all: bool,
+        /// Events per committed batch.
+        #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(i64).range(1..))]
+        batch_size: i64,
+    },
+    /// Rebuilds projections into scratch versions and compares them row for row with the
+    /// serving ones; exits 1 if any differ.
+    Verify {
+        /// Projections to verify; all when none is named.
+        projections: Vec<String>,
+    },
+    /// Drops the versions retired longer ago than the grace period.
+    Prune {
+        /// Seconds a retired version is kept, for servers still moving off it.
+        #[arg(long, default_value_t = 60)]
+        grace: u64,
+    },
+    /// Writes the whole event log to FILE (`-`: stdout) as JSON lines, in log order.
+    Export { file: PathBuf },
+    /// Restores an exported log from FILE (`-`: stdin) into an empty event store.
+    Import { file: PathBuf },
+    /// Turns an original ITU-MiniTwit SQLite database into events (idempotent).
+    ImportLegacy { path: PathBuf },
+    /// Lists messages, newest first, flagged ones included.
+    Messages {
+        /// Only this author's.
+        #[arg(long)]
+        author: Option<String>,
+        /// Only flagged ones.
+        #[arg(long)]
+        flagged: bool,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Flags messages by id: they vanish from every timeline and the API.
+    Flag(DecisionArgs),
+    /// Unflags messages by id: they are shown again.
+    Unflag(DecisionArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DecisionArgs {
+    /// Message ids (see `messages`).
+    #[arg(required = true)]
+    ids: Vec<String>,
+    /// Why; recorded with the decision.
+    #[arg(long, default_value = "")]
+    reason: String,
+    /// Who decides; recorded with the decision. Defaults to $USER.
+    #[arg(long, env = "USER", default_value = "admin")]
+    by: String,
+}
+
+/// Runs `cli` to completion.
+pub async fn run(cli: Cli) -> ExitCode {
+    api::telemetry::init("text", &cli.log);
+    let admin = match Admin::connect(&cli.database).await {
+        Ok(admin) => admin,
+        Err(err) => {
+            eprintln!("minitwit-replay: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = execute(&admin, cli.command).await;
+    if let Err(err) = admin.close().await {
+        eprintln!("minitwit-replay: closing the database: {err:#}");
+    }
+    match outcome {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("minitwit-replay: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn execute(admin: &Admin, command: Command) -> anyhow::Result<ExitCode> {
+    let pool = &admin.pool;
+    match command {
+        Command::Status { json } => {
+            let status = crate::status::status(pool).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                println!("{status}");
+            }
+        }
+        Command::Rebuild {
+            projections,
+            all,
+            batch_size,
+        } => {
+            let chosen = choose(&projections, all)?;
+            let cancel = cancel_on_signal();
+            for projection in chosen {
+                let rebuilt =
+                    crate::rebuild::rebuild(pool, &projection, batch_size, &cancel).await?;
+                if let Rebuilt::Interrupted { .. } = rebuilt {
+                    return Ok(ExitCode::from(130));
+                }
+            }
+        }
+        Command::Verify { projections } => {
+            let chosen = choose(&projections, projections.is_empty())?;
+            let mut all_equal = true;
+            for projection in chosen {
+                eprintln!(
+                    "{}: rebuilding into a scratch version to compare",
+                    projection.name()
+                );
+                let comparison = projections::maintenance::verify(
+                    pool,
+                    &projection,
+                    ProjectorSettings {
+                        batch_size: 2000,
+                        ..ProjectorSettings::default()
+                    },
+                )
+                .await?;
+                all_equal &= comparison.is_equal();
+                print!("{}", VerifyReport(&comparison));
+            }
+            if !all_equal {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Prune { grace } => {
+            let dropped = projections::maintenance::prune(pool, Duration::from_secs(grace)).await?;
+            for version in &dropped {
+                println!("dropped {} version {}", version.projection, version.version);
+            }
+            println!("{} retired versions dropped", dropped.len());
+        }
+        Command::Export { file } => println!("{}", crate::export::export_to(pool, &file).await?),
+        Command::Import { file } => println!("{}", crate::export::import_from(pool, &file).await?),
+        Command::ImportLegacy { path } => {
+            println!("{}", crate::legacy::import_legacy(admin, &path).await?)
+        }
+        Command::Messages {
+            author,
+            flagged,
+            limit,
+            json,
+        } => {
+            let messages =
+                crate::moderation::list(admin, author.as_deref(), flagged, limit).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&messages)?);
+            } else {
+                println!("{}", Listing(&messages));
+            }
+        }
+        Command::Flag(args) => return decide(admin, Decision::Flag, args).await,
+        Command::Unflag(args) => return decide(admin, Decision::Unflag, args).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn decide(admin: &Admin, decision: Decision, args: DecisionArgs) -> anyhow::Result<ExitCode> {
+    let moderation = Moderation {
+        moderator: args.by,
+        reason: args.reason,
+    };
+    let outcomes = crate::moderation::decide(admin, decision, &args.ids, moderation).await?;
+    let mut unknown = false;
+    for (id, outcome) in &outcomes {
+        unknown |= *outcome == Outcome::Unknown;
+        println!("{}", outcome.describe(id, decision));
+    }
+    Ok(if unknown {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The projections named (every one with `all`), or an error naming the known ones.
+fn choose(names: &[String], all: bool) -> anyhow::Result<Vec<Arc<dyn Projection>>> {
+    let known = projections::all();
+    if all {
+        return Ok(known);
+    }
+    anyhow::ensure!(
+        !names.is_empty(),
+        "name the projections to rebuild, or give --all"
+    );
+    names
+        .iter()
+        .map(|name| {
+            known
+                .iter()
+                .find(|projection| projection.name() == name)
+                .cloned()
+                .ok_or_else(|| {
+                    let names: Vec<&str> = known.iter().map(|p| p.name()).collect();
+                    anyhow::anyhow!("no projection {name:?}; there are: {}", names.join(", "))
+                })
+        })
+        .collect()
+}
+
+/// Fires on the first SIGINT or SIGTERM, so work stops between batches.
+fn cancel_on_signal() -> CancellationToken {
+    let cancel = CancellationToken::new();
+    let fired = cancel.clone();
+    tokio::spawn(async move {
+        api::shutdown_signal().await;
+        eprintln!("stopping after the batch in flight");
+        fired.cancel();
+    });
+    cancel
+}

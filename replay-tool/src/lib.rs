@@ -1,0 +1,26 @@
+//! `minitwit-replay`, the administrators' tool: it owns the event log's upkeep while the
+//! servers keep running on the same database.
+//!
+//! Layout:
+//! - [`cli`] — the commands, their options, and what each prints and exits with.
+//! - [`admin`] — reaching the server's database (the same settings and embedded cluster).
+//! - [`status`] — versions, checkpoints and lag of each projection; the log's size and head.
+//! - [`rebuild`] — blue/green rebuilds with progress, and [`verify`] — views against the log.
+//! - [`export`] — the whole log as JSON lines, and back.
+//! - [`moderation`] — listing, flagging and unflagging messages, through commands.
+//! - [`legacy`] — turning an original ITU-MiniTwit SQLite database into events.
+//! - [`report`] — progress on a terminal (a bar) or elsewhere (plain lines);
+//!   [`terminal`] — printing untrusted text safely.
+
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod cli;
+pub mod export;
+pub mod legacy;
+pub mod moderation;
+pub mod rebuild;
+pub mod report;
+pub mod status;
+pub mod terminal;
+pub mod verify;

@@ -1,0 +1,137 @@
+//! Progress of long work: a bar with position, rate and ETA on a terminal; elsewhere (a log
+//! file, CI) a plain line every few seconds, which reads well when nobody redraws it.
+
+use std::io::IsTerminal as _;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// How often a plain progress line is printed.
+const LINE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Progress of one job over a known (possibly growing) number of events.
+pub struct ProgressReport {
+    label: String,
+    total: u64,
+    done: u64,
+    position: i64,
+    started: Instant,
+    /// On a terminal: the bar. Otherwise: when the last line was printed.
+    output: Output,
+}
+
+enum Output {
+    Bar(ProgressBar),
+    Lines { last: Instant },
+}
+
+impl ProgressReport {
+    /// Starts reporting `label`, with `total` events to go through (an estimate: it grows
+    /// while the log does).
+    pub fn new(label: impl Into<String>, total: u64) -> Self {
+        let label = label.into();
+        let output = if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{prefix} [{bar:30}] {human_pos}/{human_len} events, {per_sec}, ETA {eta} {msg}",
+                )
+                .expect("a valid template")
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(label.clone());
+            Output::Bar(bar)
+        } else {
+            eprintln!("{label}: {total} events to apply");
+            Output::Lines {
+                last: Instant::now(),
+            }
+        };
+        Self {
+            label,
+            total,
+            done: 0,
+            position: 0,
+            started: Instant::now(),
+            output,
+        }
+    }
+
+    /// Notes `events` more applied, the last at log `position`.
+    pub fn advance(&mut self, events: u64, position: i64) {
+        self.done += events;
+        self.position = position;
+        self.total = self.total.max(self.done);
+        match &mut self.output {
+            Output::Bar(bar) => {
+                bar.set_length(self.total);
+                bar.set_position(self.done);
+                bar.set_message(format!("(at position {position})"));
+            }
+            Output::Lines { last } => {
+                if last.elapsed() >= LINE_INTERVAL {
+                    *last = Instant::now();
+                    eprintln!("{}", self.line());
+                }
+            }
+        }
+    }
+
+    /// Makes the estimate of the total at least `total`.
+    pub fn raise_total(&mut self, total: u64) {
+        self.total = self.total.max(total);
+        if let Output::Bar(bar) = &self.output {
+            bar.set_length(self.total);
+        }
+    }
+
+    /// Events applied so far.
+    pub fn done(&self) -> u64 {
+        self.done
+    }
+
+    fn rate(&self) -> f64 {
+        self.done as f64 / self.started.elapsed().as_secs_f64().max(1e-3)
+    }
+
+    fn line(&self) -> String {
+        let rate = self.rate();
+        let percent = if self.total == 0 {
+            100.0
+        } else {
+            100.0 * self.done as f64 / self.total as f64
+        };
+        let eta = if rate > 0.0 {
+            format!("{:.0}s", self.total.saturating_sub(self.done) as f64 / rate)
+        } else {
+            "unknown".to_owned()
+        };
+        format!(
+            "{}: {} of ~{} events ({percent:.1}%), {rate:.0} events/s, ETA {eta}, at position {}",
+            self.label, self.done, self.total, self.position
+        )
+    }
+
+    /// Ends the report with `message`.
+    pub fn finish(self, message: &str) {
+        let summary = format!(
+            "{}: {} events in {:.1}s ({:.0} events/s); {message}",
+            self.label,
+            self.done,
+            self.started.elapsed().as_secs_f64(),
+            self.rate()
+        );
+        if let Output::Bar(bar) = &self.output {
+            bar.finish_and_clear();
+        }
+        eprintln!("{summary}");
+    }
+
+    /// Ends the report early, saying why.
+    pub fn abandon(self, message: &str) {
+        if let Output::Bar(bar) = &self.output {
+            bar.abandon();
+        }
+        eprintln!("{}: {message}", self.line());
+    }
+}

@@ -1,0 +1,1 @@
+//! PLACEHOLDER: export → import tests are being written.

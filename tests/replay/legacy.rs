@@ -1,0 +1,1 @@
+//! PLACEHOLDER: legacy import tests are being written.

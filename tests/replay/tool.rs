@@ -1,0 +1,40 @@
+//! Running the real `minitwit-replay` binary against a test database.
+
+use std::process::{Output, Stdio};
+
+/// The tool as a command on `database_url`, logging only errors unless `TEST_LOG` is set.
+pub fn command(database_url: &str) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_minitwit-replay"));
+    command
+        .env_remove("DATABASE_URL_FILE")
+        .env("DATABASE_URL", database_url)
+        .env(
+            "RUST_LOG",
+            std::env::var("TEST_LOG").map_or("error".into(), |_| "info".to_owned()),
+        )
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
+/// Runs the tool with `args` to completion, returning its output.
+pub async fn run(database_url: &str, args: &[&str]) -> Output {
+    command(database_url)
+        .args(args)
+        .output()
+        .await
+        .expect("running minitwit-replay")
+}
+
+/// Runs the tool with `args`, requiring success; returns its stdout.
+pub async fn run_ok(database_url: &str, args: &[&str]) -> String {
+    let output = run(database_url, args).await;
+    assert!(
+        output.status.success(),
+        "minitwit-replay {args:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8 output")
+}
