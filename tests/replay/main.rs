@@ -6,6 +6,9 @@
 #[path = "../support/mod.rs"]
 mod helpers;
 mod tool;
+#[allow(dead_code)]
+#[path = "../support/web_client.rs"]
+mod web_client;
 
 mod export_import;
 mod legacy;
