@@ -153,9 +153,11 @@ pub struct Switched {
 pub async fn activate(pool: &PgPool, building: &Projector) -> anyhow::Result<Switched> {
     let name = building.projection().name();
     let mut tx = pool.begin().await?;
+    // No row lock here: a projector takes its version's batch lock and then updates the
+    // checkpoint row, so taking the row first and the batch lock second would deadlock with
+    // it. The batch locks below serialise switches; the state update checks it still holds.
     let active: Option<i32> = sqlx::query_scalar(
-        "SELECT version FROM projection_checkpoints \
-         WHERE projection = $1 AND state = 'active' FOR UPDATE",
+        "SELECT version FROM projection_checkpoints WHERE projection = $1 AND state = 'active'",
     )
     .bind(name)
     .fetch_optional(&mut *tx)
@@ -182,7 +184,11 @@ pub async fn activate(pool: &PgPool, building: &Projector) -> anyhow::Result<Swi
         }
     }
     if let Some(active) = active {
-        set_state(&mut tx, name, active, VersionState::Retired).await?;
+        let retired = set_state(&mut tx, name, active, VersionState::Retired).await?;
+        anyhow::ensure!(
+            retired,
+            "{name} version {active} stopped being active meanwhile (another switch?)"
+        );
     }
     set_state(&mut tx, name, building.version(), VersionState::Active).await?;
     tx.commit().await?;
@@ -222,22 +228,24 @@ async fn checkpoint(
     })
 }
 
+/// Moves `version` of `projection` to `state` from another state; whether it did.
 async fn set_state(
     conn: &mut PgConnection,
     projection: &str,
     version: i32,
     state: VersionState,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+) -> Result<bool, sqlx::Error> {
+    let changed = sqlx::query(
         "UPDATE projection_checkpoints SET state = $3, updated_at = now() \
-         WHERE projection = $1 AND version = $2",
+         WHERE projection = $1 AND version = $2 AND state <> $3",
     )
     .bind(projection)
     .bind(version)
     .bind(state.as_str())
     .execute(conn)
-    .await?;
-    Ok(())
+    .await?
+    .rows_affected();
+    Ok(changed == 1)
 }
 
 /// Drops a version's schema and forgets it.

@@ -12,3 +12,5 @@ mod web_client;
 
 mod export_import;
 mod legacy;
+mod moderation;
+mod rebuild;
