@@ -189,7 +189,15 @@ async fn execute(admin: &Admin, command: Command) -> anyhow::Result<ExitCode> {
             }
             println!("{} retired versions dropped", dropped.len());
         }
-        Command::Export { file } => println!("{}", crate::export::export_to(pool, &file).await?),
+        Command::Export { file } => {
+            let summary = crate::export::export_to(pool, &file).await?;
+            // With the log on stdout, nothing else may go there.
+            if file.as_os_str() == "-" {
+                eprintln!("{summary}");
+            } else {
+                println!("{summary}");
+            }
+        }
         Command::Import { file } => println!("{}", crate::export::import_from(pool, &file).await?),
         Command::ImportLegacy { path } => {
             println!("{}", crate::legacy::import_legacy(admin, &path).await?)
