@@ -30,17 +30,29 @@ async fn flagging_and_unflagging_by_id_hide_and_restore_a_message_everywhere() {
     }
     sim.follow("reader", "author", None).await.unwrap();
     sim.tweet("author", "fine", None).await.unwrap();
-    sim.tweet("author", "spam \u{1b}[2J spam", None).await.unwrap();
+    sim.tweet("author", "spam \u{1b}[2J spam", None)
+        .await
+        .unwrap();
     let spam = message_id(&app.db.pool, "spam \u{1b}[2J spam").await;
 
     let listing = run_ok(&app.db.url, &["messages", "--author", "author"]).await;
     assert!(listing.contains(&spam), "{listing}");
-    assert!(listing.contains("spam \\u{1b}[2J spam"), "control characters escaped: {listing}");
+    assert!(
+        listing.contains("spam \\u{1b}[2J spam"),
+        "control characters escaped: {listing}"
+    );
     assert!(!listing.contains('\u{1b}'));
 
     let flagged = run_ok(
         &app.db.url,
-        &["flag", &spam, "--reason", "advertising", "--by", "moderator mo"],
+        &[
+            "flag",
+            &spam,
+            "--reason",
+            "advertising",
+            "--by",
+            "moderator mo",
+        ],
     )
     .await;
     assert_eq!(
@@ -49,10 +61,19 @@ async fn flagging_and_unflagging_by_id_hide_and_restore_a_message_everywhere() {
     );
     // Gone from the API, the public, the user's and the follower's timelines.
     let contents = |body: &Value| -> Vec<String> {
-        authored(body).into_iter().map(|(_, content)| content).collect()
+        authored(body)
+            .into_iter()
+            .map(|(_, content)| content)
+            .collect()
     };
-    assert_eq!(contents(&sim.public_msgs(None, None).await.unwrap().body), ["fine"]);
-    assert_eq!(contents(&sim.user_msgs("author", None, None).await.unwrap().body), ["fine"]);
+    assert_eq!(
+        contents(&sim.public_msgs(None, None).await.unwrap().body),
+        ["fine"]
+    );
+    assert_eq!(
+        contents(&sim.user_msgs("author", None, None).await.unwrap().body),
+        ["fine"]
+    );
     let web = WebClient::new(&app.web_url);
     web.login("reader", "pw").await;
     for path in ["/", "/public", "/author"] {
@@ -80,7 +101,10 @@ async fn flagging_and_unflagging_by_id_hide_and_restore_a_message_everywhere() {
 
     // Again: nothing new is recorded.
     let again = run_ok(&app.db.url, &["flag", &spam]).await;
-    assert_eq!(again.trim(), format!("{spam}: already flagged; nothing recorded"));
+    assert_eq!(
+        again.trim(),
+        format!("{spam}: already flagged; nothing recorded")
+    );
 
     let unflagged = run_ok(&app.db.url, &["unflag", &spam, "--reason", "appeal"]).await;
     assert_eq!(unflagged.trim(), format!("{spam}: unflagged; shown again"));
@@ -96,7 +120,10 @@ async fn flagging_and_unflagging_by_id_hide_and_restore_a_message_everywhere() {
     .fetch_all(&app.db.pool)
     .await
     .unwrap();
-    assert_eq!(events, ["MessagePosted", "MessageFlagged", "MessageUnflagged"]);
+    assert_eq!(
+        events,
+        ["MessagePosted", "MessageFlagged", "MessageUnflagged"]
+    );
     app.stop().await;
 }
 
@@ -114,13 +141,20 @@ async fn unknown_ids_are_reported_and_nothing_is_recorded_for_them() {
     let output = run(&app.db.url, &["flag", "no-such-id", &real]).await;
     assert_eq!(output.status.code(), Some(1), "an unknown id fails the run");
     let printed = String::from_utf8_lossy(&output.stdout);
-    assert!(printed.contains("no-such-id: no such message; nothing recorded"), "{printed}");
+    assert!(
+        printed.contains("no-such-id: no such message; nothing recorded"),
+        "{printed}"
+    );
     assert!(printed.contains(&format!("{real}: flagged;")), "{printed}");
     let events_after: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
         .fetch_one(&app.db.pool)
         .await
         .unwrap();
-    assert_eq!(events_after, events_before + 1, "only the real id's decision");
+    assert_eq!(
+        events_after,
+        events_before + 1,
+        "only the real id's decision"
+    );
     app.stop().await;
 }
 
@@ -167,9 +201,19 @@ async fn status_shows_versions_checkpoints_lag_and_the_log() {
         .find(|line| line.starts_with("timeline"))
         .unwrap();
     let columns: Vec<&str> = timeline.split_whitespace().collect();
-    assert_eq!(&columns[..5], ["timeline", "1", "active", "3", "1"], "{table}");
-    assert!(timeline.contains("cannot decode MessagePosted v1.0 at position 4"), "{table}");
-    assert!(table.contains("event log: 4 events, head position 4"), "{table}");
+    assert_eq!(
+        &columns[..5],
+        ["timeline", "1", "active", "3", "1"],
+        "{table}"
+    );
+    assert!(
+        timeline.contains("cannot decode MessagePosted v1.0 at position 4"),
+        "{table}"
+    );
+    assert!(
+        table.contains("event log: 4 events, head position 4"),
+        "{table}"
+    );
     app.stop().await;
 }
 

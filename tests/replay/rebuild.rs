@@ -63,11 +63,19 @@ async fn writer_and_reader(
             failures.push(format!("tweet {n}: {}", posted.status));
         }
         let mine = sim.user_msgs(&me, Some(1), None).await.unwrap();
-        if mine.status != StatusCode::OK || authored(&mine.body).first().map(|(_, c)| c) != Some(&text) {
-            failures.push(format!("read after tweet {n}: {} {}", mine.status, mine.body));
+        if mine.status != StatusCode::OK
+            || authored(&mine.body).first().map(|(_, c)| c) != Some(&text)
+        {
+            failures.push(format!(
+                "read after tweet {n}: {} {}",
+                mine.status, mine.body
+            ));
         }
         let (change, expected) = if n % 2 == 1 {
-            (sim.follow(&me, &other, None).await.unwrap(), vec![other.clone()])
+            (
+                sim.follow(&me, &other, None).await.unwrap(),
+                vec![other.clone()],
+            )
         } else {
             (sim.unfollow(&me, &other, None).await.unwrap(), Vec::new())
         };
@@ -140,7 +148,11 @@ async fn a_rebuild_under_load_switches_without_a_failed_or_stale_request() {
     }
     let total = requests.load(Ordering::Relaxed);
     assert!(total > before, "the load went on after the switch");
-    assert!(failures.is_empty(), "{} of {total} requests failed: {failures:#?}", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {total} requests failed: {failures:#?}",
+        failures.len()
+    );
 
     let verified = run_ok(&app.db.url, &["verify"]).await;
     assert!(
@@ -189,7 +201,9 @@ async fn a_rebuild_killed_half_way_resumes_and_finishes_with_identical_views() {
     let log = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{log}");
     assert!(
-        log.contains(&format!("timeline: resuming version 2 from position {killed_at}")),
+        log.contains(&format!(
+            "timeline: resuming version 2 from position {killed_at}"
+        )),
         "{log}"
     );
     let states: Vec<(i32, String)> = versions(&app.db.pool, "timeline")
@@ -197,9 +211,15 @@ async fn a_rebuild_killed_half_way_resumes_and_finishes_with_identical_views() {
         .into_iter()
         .map(|(version, state, _)| (version, state))
         .collect();
-    assert_eq!(states, [(1, "retired".to_owned()), (2, "active".to_owned())]);
+    assert_eq!(
+        states,
+        [(1, "retired".to_owned()), (2, "active".to_owned())]
+    );
     let verified = run_ok(&app.db.url, &["verify", "timeline"]).await;
-    assert!(verified.contains("identical to a rebuild from the log"), "{verified}");
+    assert!(
+        verified.contains("identical to a rebuild from the log"),
+        "{verified}"
+    );
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM timeline_v2.messages")
         .fetch_one(&app.db.pool)
         .await
@@ -245,12 +265,11 @@ async fn verify_reports_a_view_that_differs_from_the_log() {
         assert!(report.contains(expected), "{expected:?} in:\n{report}");
     }
     // Nothing of the scratch versions is left behind.
-    let left: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM projection_checkpoints WHERE state = 'scratch'",
-    )
-    .fetch_one(&app.db.pool)
-    .await
-    .unwrap();
+    let left: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM projection_checkpoints WHERE state = 'scratch'")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
     assert_eq!(left, 0);
     app.stop().await;
 }
