@@ -47,6 +47,7 @@ use domain::{
     MessageCommand, MessageError, Moderation, PasswordHash, RegistrationError, UserCommand,
     UserError, UserEvent,
 };
+use projections::log::{StoredEvent, EVENT_COLUMNS};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use sqlx::PgPool;
@@ -763,25 +764,27 @@ fn legacy_message_id(message: &LegacyMessage, author: &str) -> String {
 
 /// When `user`'s name is taken: whom the stream has ever followed, if its registration is
 /// this row's (same email and password hash, i.e. an earlier import of it); `None` if another
-/// account has the name.
-///
-/// User events have had a single version so far (no upcaster exists for them), so the stored
-/// payloads deserialise as they are.
+/// account has the name. Events are read as every reader of the log reads them: upcast to
+/// their current versions.
 async fn previous_import(
     pool: &PgPool,
     user: &LegacyUser,
 ) -> anyhow::Result<Option<HashSet<String>>> {
-    let payloads: Vec<serde_json::Value> = sqlx::query_scalar(
-        "SELECT payload FROM events WHERE aggregate_type = 'user' AND aggregate_id = $1 \
-         AND event_type IN ('UserRegistered', 'UserFollowed') ORDER BY sequence",
-    )
+    let rows = sqlx::query(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE aggregate_type = 'user' AND aggregate_id = $1 \
+         AND event_type IN ('UserRegistered', 'UserFollowed') ORDER BY sequence"
+    ))
     .bind(&user.username)
     .fetch_all(pool)
     .await?;
+    let upcasters = domain::upcasting::upcasters();
     let mut this_row = false;
     let mut followed = HashSet::new();
-    for payload in payloads {
-        match serde_json::from_value(payload)? {
+    for row in &rows {
+        match StoredEvent::from_row(row)?
+            .decode::<domain::User>(&upcasters)?
+            .payload
+        {
             UserEvent::UserRegistered {
                 email,
                 password_hash,
