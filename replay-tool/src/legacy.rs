@@ -685,7 +685,12 @@ impl Import {
     }
 
     async fn messages(&mut self, messages: &[LegacyMessage]) -> anyhow::Result<()> {
-        let mut progress = ProgressReport::new("legacy messages", messages.len() as u64);
+        let mut progress = ProgressReport::counting(
+            "legacy messages",
+            messages.len() as u64,
+            "messages",
+            "legacy message",
+        );
         for message in messages {
             progress.advance(1, message.id);
             let row = LegacyRow::Message(message.id);

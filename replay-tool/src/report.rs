@@ -9,9 +9,13 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 /// How often a plain progress line is printed.
 const LINE_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Progress of one job over a known (possibly growing) number of events.
+/// Progress of one job over a known (possibly growing) number of items.
 pub struct ProgressReport {
     label: String,
+    /// What is counted ("events", "messages").
+    unit: &'static str,
+    /// The name of the position reported with each step ("position", "legacy message").
+    position_name: &'static str,
     total: u64,
     done: u64,
     position: i64,
@@ -26,29 +30,42 @@ enum Output {
 }
 
 impl ProgressReport {
-    /// Starts reporting `label`, with `total` events to go through (an estimate: it grows
-    /// while the log does).
+    /// Starts reporting `label`, with `total` log events to go through (an estimate: it
+    /// grows while the log does), each step reported at a log position.
     pub fn new(label: impl Into<String>, total: u64) -> Self {
+        Self::counting(label, total, "events", "position")
+    }
+
+    /// Like [`ProgressReport::new`], counting `unit` and reporting each step at a
+    /// `position_name`.
+    pub fn counting(
+        label: impl Into<String>,
+        total: u64,
+        unit: &'static str,
+        position_name: &'static str,
+    ) -> Self {
         let label = label.into();
         let output = if std::io::stderr().is_terminal() {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {human_pos}/{human_len} events, {per_sec}, ETA {eta} {msg}",
-                )
+                ProgressStyle::with_template(&format!(
+                    "{{prefix}} [{{bar:30}}] {{human_pos}}/{{human_len}} {unit}, {{per_sec}}, ETA {{eta}} {{msg}}"
+                ))
                 .expect("a valid template")
                 .progress_chars("=> "),
             );
             bar.set_prefix(label.clone());
             Output::Bar(bar)
         } else {
-            eprintln!("{label}: {total} events to apply");
+            eprintln!("{label}: {total} {unit} to go");
             Output::Lines {
                 last: Instant::now(),
             }
         };
         Self {
             label,
+            unit,
+            position_name,
             total,
             done: 0,
             position: 0,
@@ -57,16 +74,16 @@ impl ProgressReport {
         }
     }
 
-    /// Notes `events` more applied, the last at log `position`.
-    pub fn advance(&mut self, events: u64, position: i64) {
-        self.done += events;
+    /// Notes `count` more done, the last at `position`.
+    pub fn advance(&mut self, count: u64, position: i64) {
+        self.done += count;
         self.position = position;
         self.total = self.total.max(self.done);
         match &mut self.output {
             Output::Bar(bar) => {
                 bar.set_length(self.total);
                 bar.set_position(self.done);
-                bar.set_message(format!("(at position {position})"));
+                bar.set_message(format!("(at {} {position})", self.position_name));
             }
             Output::Lines { last } => {
                 if last.elapsed() >= LINE_INTERVAL {
@@ -107,19 +124,25 @@ impl ProgressReport {
             "unknown".to_owned()
         };
         format!(
-            "{}: {} of ~{} events ({percent:.1}%), {rate:.0} events/s, ETA {eta}, at position {}",
-            self.label, self.done, self.total, self.position
+            "{}: {} of ~{} {unit} ({percent:.1}%), {rate:.0} {unit}/s, ETA {eta}, at {} {}",
+            self.label,
+            self.done,
+            self.total,
+            self.position_name,
+            self.position,
+            unit = self.unit
         )
     }
 
     /// Ends the report with `message`.
     pub fn finish(self, message: &str) {
         let summary = format!(
-            "{}: {} events in {:.1}s ({:.0} events/s); {message}",
+            "{}: {} {unit} in {:.1}s ({:.0} {unit}/s); {message}",
             self.label,
             self.done,
             self.started.elapsed().as_secs_f64(),
-            self.rate()
+            self.rate(),
+            unit = self.unit
         );
         if let Output::Bar(bar) = &self.output {
             bar.finish_and_clear();

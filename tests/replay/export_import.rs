@@ -4,7 +4,7 @@
 //! non-empty store are refused without writing anything; new events follow the imported ones.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -16,16 +16,7 @@ use sqlx::PgPool;
 use crate::helpers::{
     append_message_event, authored, spawn_app, spawn_app_on, Reply, TestDatabase,
 };
-use crate::tool::{command, run, run_ok};
-
-/// A fresh path under Cargo's scratch directory for tests.
-fn scratch_path(file: &str) -> PathBuf {
-    let directory = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("export-import")
-        .join(uuid::Uuid::new_v4().simple().to_string());
-    std::fs::create_dir_all(&directory).expect("creating a scratch directory");
-    directory.join(file)
-}
+use crate::tool::{command, run, run_ok, scratch_path};
 
 fn arg(path: &Path) -> &str {
     path.to_str().expect("a UTF-8 path")
@@ -197,7 +188,7 @@ async fn an_exported_log_imports_as_the_same_events_in_the_same_order_and_views(
     assert_no_content(sim.tweet(users[1], "after the flag", None).await);
 
     // Exported while the server runs.
-    let file = scratch_path("log.jsonl");
+    let file = scratch_path("export-import", "log.jsonl");
     let exported = run_ok(&source.db.url, &["export", arg(&file)]).await;
     let events = event_count(&source.db.pool).await;
     assert!(
@@ -255,7 +246,7 @@ async fn positions_that_go_down_in_log_order_keep_their_order() {
     let order = positions_in_log_order(&source.pool).await;
     assert_eq!(order, [3, 4, 1, 2, 5], "the log order goes down a position");
 
-    let file = scratch_path("log.jsonl");
+    let file = scratch_path("export-import", "log.jsonl");
     let exported = export_to(&source.pool, &file).await.unwrap();
     assert_eq!(exported.events.count, 5);
     let target = TestDatabase::create().await;
@@ -286,7 +277,7 @@ async fn events_from_a_cluster_with_later_transaction_ids_are_projected() {
     .execute(&source.pool)
     .await
     .unwrap();
-    let file = scratch_path("log.jsonl");
+    let file = scratch_path("export-import", "log.jsonl");
     export_to(&source.pool, &file).await.unwrap();
     let target = TestDatabase::create().await;
     import_from(&target.pool, &file).await.unwrap();
@@ -342,7 +333,7 @@ async fn json_text_comes_back_byte_for_byte() {
         .await;
     }
 
-    let file = scratch_path("log.jsonl");
+    let file = scratch_path("export-import", "log.jsonl");
     run_ok(&source.url, &["export", arg(&file)]).await;
     let text = std::fs::read_to_string(&file).unwrap();
     let lines: Vec<&str> = text.lines().collect();
@@ -382,7 +373,7 @@ async fn an_import_into_a_store_with_events_is_refused_and_changes_nothing() {
         append_message_event(&mut conn, &format!("m{n}"), "a", "exported").await;
     }
     drop(conn);
-    let file = scratch_path("log.jsonl");
+    let file = scratch_path("export-import", "log.jsonl");
     run_ok(&source.url, &["export", arg(&file)]).await;
 
     let target = TestDatabase::create().await;
@@ -408,7 +399,7 @@ async fn a_bad_file_is_refused_with_its_line_number_and_nothing_is_imported() {
         append_message_event(&mut conn, &format!("m{n}"), "a", &format!("message {n}")).await;
     }
     drop(conn);
-    let file = scratch_path("log.jsonl");
+    let file = scratch_path("export-import", "log.jsonl");
     export_to(&source.pool, &file).await.unwrap();
     let text = std::fs::read_to_string(&file).unwrap();
     let good: Vec<&str> = text.lines().collect();
@@ -490,7 +481,7 @@ async fn a_bad_file_is_refused_with_its_line_number_and_nothing_is_imported() {
         ),
     ];
     for (case, lines, expected) in cases {
-        let bad = scratch_path("bad.jsonl");
+        let bad = scratch_path("export-import", "bad.jsonl");
         std::fs::write(&bad, lines.join("\n") + "\n").unwrap();
         let output = run(&target.url, &["import", arg(&bad)]).await;
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -516,7 +507,7 @@ async fn a_bad_file_is_refused_with_its_line_number_and_nothing_is_imported() {
 #[tokio::test]
 async fn an_empty_log_exports_as_an_empty_file_and_imports_as_nothing() {
     let source = TestDatabase::create().await;
-    let file = scratch_path("log.jsonl");
+    let file = scratch_path("export-import", "log.jsonl");
     let exported = run_ok(&source.url, &["export", arg(&file)]).await;
     assert!(exported.starts_with("exported 0 events to "), "{exported}");
     assert_eq!(std::fs::read(&file).unwrap(), b"");
@@ -588,7 +579,7 @@ async fn events_appended_after_an_import_follow_the_imported_ones() {
         append_message_event(&mut conn, &format!("m{n}"), "a", &format!("imported {n}")).await;
     }
     drop(conn);
-    let file = scratch_path("log.jsonl");
+    let file = scratch_path("export-import", "log.jsonl");
     let exported = run_ok(&source.url, &["export", arg(&file)]).await;
     assert!(
         exported.contains("exported 3 events (positions 1001–1003)"),

@@ -12,7 +12,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::helpers::{follow_names, spawn_app, SimClient, TestDatabase};
-use crate::tool::{run, run_ok};
+use crate::tool::{run, run_ok, scratch_path};
 use crate::web_client::WebClient;
 
 /// Real werkzeug hashes, as the original stored them, with the passwords they were made from:
@@ -172,7 +172,7 @@ impl LegacyDb {
 
     /// Writes the database with the original's schema to a new file.
     fn write(&self) -> PathBuf {
-        let path = scratch_path("minitwit.db");
+        let path = scratch_path("legacy-import", "minitwit.db");
         let db = Connection::open(&path).expect("creating the legacy database");
         db.execute_batch(
             "create table user (user_id integer primary key autoincrement,
@@ -287,15 +287,6 @@ fn password_of(pw_hash: &str) -> &'static str {
         .find(|(_, hash)| *hash == pw_hash)
         .expect("a fixture hash");
     password
-}
-
-/// A fresh path under Cargo's scratch directory for tests.
-fn scratch_path(file: &str) -> PathBuf {
-    let directory = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("legacy-import")
-        .join(uuid::Uuid::new_v4().simple().to_string());
-    std::fs::create_dir_all(&directory).expect("creating a scratch directory");
-    directory.join(file)
 }
 
 async fn import(database_url: &str, path: &Path) -> String {
@@ -610,10 +601,10 @@ async fn a_name_taken_by_another_account_is_not_merged_into_it() {
 #[tokio::test]
 async fn unreadable_sources_fail_clearly_and_import_nothing() {
     let db = TestDatabase::create().await;
-    let missing = scratch_path("missing.db");
-    let text_file = scratch_path("notes.txt");
+    let missing = scratch_path("legacy-import", "missing.db");
+    let text_file = scratch_path("legacy-import", "notes.txt");
     std::fs::write(&text_file, "These are notes, not a database.\n".repeat(40)).unwrap();
-    let other_schema = scratch_path("other.db");
+    let other_schema = scratch_path("legacy-import", "other.db");
     Connection::open(&other_schema)
         .unwrap()
         .execute_batch("create table user (user_id integer primary key, username string);")

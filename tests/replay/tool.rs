@@ -1,5 +1,6 @@
 //! Running the real `minitwit-replay` binary against a test database.
 
+use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
 /// The tool as a command on `database_url`, logging only errors unless `TEST_LOG` is set.
@@ -37,4 +38,14 @@ pub async fn run_ok(database_url: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).expect("UTF-8 output")
+}
+
+/// A fresh path for `file` in a directory of its own under Cargo's target tmp dir, grouped by
+/// `suite` (the test module).
+pub fn scratch_path(suite: &str, file: &str) -> PathBuf {
+    let directory = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(suite)
+        .join(uuid::Uuid::new_v4().simple().to_string());
+    std::fs::create_dir_all(&directory).expect("creating a scratch directory");
+    directory.join(file)
 }
