@@ -24,6 +24,20 @@ async fn versions(pool: &PgPool, projection: &str) -> Vec<(i32, String, i64)> {
     .unwrap()
 }
 
+/// `(version, state)` of every version of `projection`.
+async fn states(pool: &PgPool, projection: &str) -> Vec<(i32, String)> {
+    versions(pool, projection)
+        .await
+        .into_iter()
+        .map(|(version, state, _)| (version, state))
+        .collect()
+}
+
+/// The states after one rebuild of a projection that had one version.
+fn rebuilt_once() -> Vec<(i32, String)> {
+    vec![(1, "retired".to_owned()), (2, "active".to_owned())]
+}
+
 /// Appends `count` posts by `author` straight into the log in one statement: a backlog for
 /// rebuilds to chew on. One quick statement, because while a transaction writes events it
 /// holds back every projector of the (shared) test cluster.
@@ -123,14 +137,9 @@ async fn a_rebuild_under_load_switches_without_a_failed_or_stale_request() {
 
     run_ok(&app.db.url, &["rebuild", "--all", "--batch-size", "250"]).await;
     for projection in ["accounts", "timeline"] {
-        let states: Vec<(i32, String)> = versions(&app.db.pool, projection)
-            .await
-            .into_iter()
-            .map(|(version, state, _)| (version, state))
-            .collect();
         assert_eq!(
-            states,
-            [(1, "retired".to_owned()), (2, "active".to_owned())],
+            states(&app.db.pool, projection).await,
+            rebuilt_once(),
             "{projection}"
         );
     }
@@ -206,15 +215,7 @@ async fn a_rebuild_killed_half_way_resumes_and_finishes_with_identical_views() {
         )),
         "{log}"
     );
-    let states: Vec<(i32, String)> = versions(&app.db.pool, "timeline")
-        .await
-        .into_iter()
-        .map(|(version, state, _)| (version, state))
-        .collect();
-    assert_eq!(
-        states,
-        [(1, "retired".to_owned()), (2, "active".to_owned())]
-    );
+    assert_eq!(states(&app.db.pool, "timeline").await, rebuilt_once());
     let verified = run_ok(&app.db.url, &["verify", "timeline"]).await;
     assert!(
         verified.contains("identical to a rebuild from the log"),
