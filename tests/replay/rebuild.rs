@@ -274,3 +274,42 @@ async fn verify_reports_a_view_that_differs_from_the_log() {
     assert_eq!(left, 0);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_rebuild_stops_between_batches_and_says_how_to_resume() {
+    let app = spawn_app().await;
+    app.client()
+        .register("author", "a@x", "pw", None)
+        .await
+        .unwrap();
+    backlog(&app.db.pool, "author", 20_000).await;
+    let rebuild = command(&app.db.url)
+        .args(["rebuild", "timeline", "--batch-size", "100"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..600 {
+        if matches!(versions(&app.db.pool, "timeline").await.pop(), Some((2, _, position)) if position > 0)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = nix::unistd::Pid::from_raw(rebuild.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let output = rebuild.wait_with_output().await.unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{log}");
+    assert!(
+        log.contains("interrupted; run `minitwit-replay rebuild timeline` to resume"),
+        "{log}"
+    );
+    let (version, state, position) = versions(&app.db.pool, "timeline").await.pop().unwrap();
+    assert_eq!((version, state.as_str()), (2, "building"));
+    assert!(
+        position > 0 && position < 20_001,
+        "stopped part way ({position})"
+    );
+    app.stop().await;
+}
