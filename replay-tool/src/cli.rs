@@ -25,11 +25,13 @@ pub struct Cli {
     #[command(flatten)]
     database: DatabaseConfig,
 
-    /// Log filter for the tool's own diagnostics (RUST_LOG overrides it).
+    /// Log filter for the tool's own diagnostics (RUST_LOG overrides it). sqlx's warnings
+    /// about slow statements are left out by default: scanning the whole log is this tool's
+    /// job.
     #[arg(
         long,
         env = "MINITWIT_REPLAY_LOG",
-        default_value = "warn",
+        default_value = "warn,sqlx::query=error",
         global = true
     )]
     log: String,
