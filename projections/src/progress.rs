@@ -297,6 +297,10 @@ impl Progress {
 
     /// Waits until every tracked version of every view fed by `aggregate_type` has applied
     /// the event at `position`, or `timeout` passes. Returns whether it got there.
+    ///
+    /// The tracked versions can change during the wait (this process moving to a rebuilt
+    /// version): a version that stops being tracked ends its wait, and the wait goes on with
+    /// the versions tracked then — the new one is tracked before the old one is let go.
     pub async fn wait_until_applied(
         &self,
         aggregate_type: &str,
@@ -308,23 +312,25 @@ impl Progress {
             if !projection.aggregate_types.contains(&aggregate_type) {
                 continue;
             }
-            for version in self.tracked_versions(name) {
-                let Some(mut checkpoint) = self.watch_version(name, version) else {
-                    continue; // stopped being tracked meanwhile
-                };
-                while *checkpoint.borrow_and_update() < position {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return Ok(false);
-                    }
-                    let pause = RECHECK_INTERVAL.min(deadline - now);
-                    match tokio::time::timeout(pause, checkpoint.changed()).await {
-                        Ok(Ok(())) => {}
-                        // The version stopped being tracked: nothing to wait for any more.
-                        Ok(Err(_)) => break,
-                        Err(_) => self.refresh_one(name, version).await?,
+            'tracked: loop {
+                for version in self.tracked_versions(name) {
+                    let Some(mut checkpoint) = self.watch_version(name, version) else {
+                        continue 'tracked; // let go meanwhile: look at what is tracked now
+                    };
+                    while *checkpoint.borrow_and_update() < position {
+                        let now = Instant::now();
+                        if now >= deadline {
+                            return Ok(false);
+                        }
+                        let pause = RECHECK_INTERVAL.min(deadline - now);
+                        match tokio::time::timeout(pause, checkpoint.changed()).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(_)) => continue 'tracked,
+                            Err(_) => self.refresh_one(name, version).await?,
+                        }
                     }
                 }
+                break;
             }
         }
         Ok(true)

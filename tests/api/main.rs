@@ -19,3 +19,4 @@ mod projection_ordering;
 mod read_models;
 mod replicas;
 mod simulator_api;
+mod version_switch;
