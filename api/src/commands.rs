@@ -24,6 +24,10 @@ use crate::request_context::RequestContext;
 
 type Cqrs<A> = CqrsFramework<A, PersistedEventStore<PostgresEventRepository, A>>;
 
+/// The namespace of message ids derived from idempotency keys.
+const IDEMPOTENT_POSTS: uuid::Uuid =
+    uuid::Uuid::from_u128(0x6d1f_9b62_40c3_4d0e_8a57_3c2e_91b4_07fa);
+
 /// Why a command did not go through.
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError<E: std::error::Error> {
@@ -86,23 +90,47 @@ impl CommandBus {
                 _ => UserError::NotRegistered,
             }));
         }
-        self.execute(&self.users, username, command, context).await
+        let name = command.name();
+        self.execute(&self.users, username, name, command, context)
+            .await
     }
 
-    /// Posts `content` as `author`: a new `Message` aggregate under a fresh time-ordered id.
+    /// Posts `content` as `author`: a new `Message` aggregate.
+    ///
+    /// With an `idempotency_key` (the simulator's `latest`, which numbers its actions), the
+    /// message id derives from the key, the author and the content, so the same request sent
+    /// again — a client or load balancer retrying after a lost answer — finds its message
+    /// already posted and succeeds without posting it twice. Without one, a fresh
+    /// time-ordered id.
     pub async fn post_message(
         &self,
         author: String,
         content: String,
+        idempotency_key: Option<&str>,
         context: &RequestContext,
     ) -> Result<(), CommandError<MessageError>> {
+        let message_id = match idempotency_key {
+            Some(key) => uuid::Uuid::new_v5(
+                &IDEMPOTENT_POSTS,
+                format!("{key}\n{author}\n{content}").as_bytes(),
+            ),
+            None => uuid::Uuid::now_v7(),
+        }
+        .to_string();
         let command = MessageCommand::Post {
             author,
             content,
             posted_at: context.received_at,
         };
-        let message_id = uuid::Uuid::now_v7().to_string();
-        self.message(&message_id, command, context).await
+        match self.message(&message_id, command, context).await {
+            Err(CommandError::Rejected(MessageError::AlreadyPosted))
+                if idempotency_key.is_some() =>
+            {
+                self.settle(Message::TYPE, &message_id).await;
+                Ok(())
+            }
+            result => result,
+        }
     }
 
     /// Executes `command` on the message `message_id`.
@@ -116,12 +144,42 @@ impl CommandBus {
             // No stream can have this id, and loading one would make the database fail.
             return Err(CommandError::Rejected(MessageError::UnknownMessage));
         }
-        self.execute(&self.messages, message_id, command, context)
+        let name = command.name();
+        self.execute(&self.messages, message_id, name, command, context)
             .await
     }
 
-    #[tracing::instrument(name = "command", skip_all, fields(aggregate = A::TYPE, id = aggregate_id))]
+    /// Executes `command` (called `name`), counting it by outcome.
+    #[tracing::instrument(name = "command", skip_all, fields(aggregate = A::TYPE, command = name, id = aggregate_id))]
     async fn execute<A>(
+        &self,
+        cqrs: &Cqrs<A>,
+        aggregate_id: &str,
+        name: &'static str,
+        command: A::Command,
+        context: &RequestContext,
+    ) -> Result<(), CommandError<A::Error>>
+    where
+        A: Aggregate,
+        A::Command: Clone,
+    {
+        let result = self.commit(cqrs, aggregate_id, command, context).await;
+        let outcome = match &result {
+            Ok(()) => "ok",
+            Err(CommandError::Rejected(_)) => "rejected",
+            Err(CommandError::Conflict) => "conflict",
+            Err(CommandError::Failed(_)) => "error",
+        };
+        metrics::counter!(
+            "minitwit_commands_total",
+            "aggregate" => A::TYPE, "command" => name, "outcome" => outcome
+        )
+        .increment(1);
+        result
+    }
+
+    /// Commits `command`, retrying conflicts, then waits (boundedly) for the views.
+    async fn commit<A>(
         &self,
         cqrs: &Cqrs<A>,
         aggregate_id: &str,
@@ -160,19 +218,24 @@ impl CommandBus {
                 }
             }
         }
+        self.settle(A::TYPE, aggregate_id).await;
+        Ok(())
+    }
+
+    /// Waits, within the bound, until the views include the stream's newest event. The
+    /// command is committed: from here on nothing may turn it into an error, or the client
+    /// would retry a write that happened (and post a tweet twice).
+    async fn settle(&self, aggregate_type: &str, aggregate_id: &str) {
         if self.settings.read_your_writes_timeout.is_zero() {
-            return Ok(());
+            return;
         }
-        // The command is committed: from here on nothing may turn it into an error, or the
-        // client would retry a write that happened (and post a tweet twice).
-        if let Err(err) = self.await_views(A::TYPE, aggregate_id).await {
+        if let Err(err) = self.await_views(aggregate_type, aggregate_id).await {
             metrics::counter!("minitwit_read_your_writes_failures_total").increment(1);
             tracing::warn!(
                 error = format!("{err:#}"),
                 "could not wait for the views; answering anyway"
             );
         }
-        Ok(())
     }
 
     /// Waits until the views include the newest event of the stream, within the bound.
@@ -219,5 +282,23 @@ where
 {
     let store = PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone()))
         .with_upcasters(domain::upcasting::upcasters());
-    CqrsFramework::new(store, Vec::new(), directory)
+    CqrsFramework::new(store, vec![Box::new(EventCounter)], directory)
+}
+
+/// Counts the events each committed command appended, by type. A cqrs-es query, which
+/// cqrs-es calls with exactly those events once they are committed (and only then).
+struct EventCounter;
+
+#[async_trait::async_trait]
+impl<A: Aggregate> cqrs_es::Query<A> for EventCounter {
+    async fn dispatch(&self, _aggregate_id: &str, events: &[cqrs_es::EventEnvelope<A>]) {
+        use cqrs_es::DomainEvent as _;
+        for event in events {
+            metrics::counter!(
+                "minitwit_events_appended_total",
+                "aggregate" => A::TYPE, "event" => event.payload.event_type()
+            )
+            .increment(1);
+        }
+    }
 }

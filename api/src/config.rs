@@ -54,12 +54,23 @@ impl DatabaseConfig {
     }
 }
 
+/// What else the binary can do than serve.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Exits 0 if the server at MINITWIT_API_ADDR answers /health/ready with 200, else 1 (the
+    /// probe for containers, which have no curl).
+    Healthcheck,
+}
+
 /// Everything the server can be told at start-up.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "minitwit", version, about = "MiniTwit, event-sourced")]
 pub struct Config {
     #[command(flatten)]
     pub database: DatabaseConfig,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
 
     /// Address of the simulator API.
     #[arg(long, env = "MINITWIT_API_ADDR", default_value = "127.0.0.1:5001")]
@@ -147,6 +158,15 @@ pub struct Config {
     /// How often projectors look for events when no notification arrives, in milliseconds.
     #[arg(long, env = "MINITWIT_PROJECTOR_POLL_MS", default_value_t = 500)]
     pub projector_poll_ms: u64,
+
+    /// A projection whose oldest unapplied event has waited longer than this many seconds is
+    /// stalled, and the replica reports itself not ready.
+    #[arg(
+        long,
+        env = "MINITWIT_READY_MAX_PROJECTION_LAG_SECONDS",
+        default_value_t = 120
+    )]
+    pub ready_max_projection_lag_seconds: u64,
 
     /// Log format: `text` for people, `json` for log collectors.
     #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
@@ -49,10 +50,18 @@ pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<Database> {
     Ok(Database { pool, embedded })
 }
 
+/// The schema migrations of this build (`migrations/`), compiled in.
+static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+
+/// The migrations this build applies (for readiness: are they all applied?).
+pub fn migrator() -> &'static Migrator {
+    &MIGRATOR
+}
+
 /// Applies the event-store migrations. Safe to run from several replicas at once: sqlx
 /// serialises them with an advisory lock.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    sqlx::migrate!("../migrations")
+    MIGRATOR
         .run(pool)
         .await
         .context("applying database migrations")

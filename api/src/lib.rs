@@ -15,7 +15,8 @@
 //! - [`error`] — the API's error type and its one mapping to HTTP statuses.
 //! - [`request_context`] — request ids and times, carried into event metadata.
 //! - [`startup`] — building the application and running it until a shutdown signal.
-//! - [`telemetry`] — logging.
+//! - [`telemetry`] — logging; [`monitoring`] — metrics; [`health`] — liveness, readiness and
+//!   the container probe.
 
 #![forbid(unsafe_code)]
 
@@ -25,6 +26,8 @@ pub mod database;
 pub mod directory;
 pub mod embedded_postgres;
 pub mod error;
+pub mod health;
+pub mod monitoring;
 pub mod passwords;
 pub mod request_context;
 pub mod simulator;

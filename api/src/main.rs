@@ -1,12 +1,16 @@
 //! The `minitwit` binary: a thin shim over the `api` library, so tests and other binaries
 //! build the same application.
 
+use api::config::Command;
 use api::{shutdown_signal, Application, Config};
 use clap::Parser;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
+    if let Some(Command::Healthcheck) = config.command {
+        return api::health::probe(config.api_addr).await;
+    }
     api::telemetry::init(&config.log_format, api::telemetry::SERVER_FILTER);
     let application = Application::build(config).await?;
     application.run_until_stopped(shutdown_signal()).await

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::{MatchedPath, Request};
+use axum::middleware;
+use axum::routing::get;
 use axum::Router;
 use projections::{
     LiveFeed, Progress, ProgressListener, ProjectorSettings, ReadModels, Supervisor,
@@ -28,6 +30,8 @@ use crate::config::Config;
 use crate::database::{self, Database};
 use crate::directory::EventStoreDirectory;
 use crate::embedded_postgres::EmbeddedPostgres;
+use crate::health::{self, HealthState};
+use crate::monitoring::{self, Metrics};
 use crate::passwords::PasswordHasher;
 use crate::request_context::REQUEST_ID_HEADER;
 use crate::simulator::{self, LatestStore, SimulatorState};
@@ -45,6 +49,7 @@ pub struct Application {
     progress: Progress,
     supervisor: Supervisor,
     live: LiveFeed,
+    metrics: Metrics,
     sessions: PostgresStore,
     login_limiter: Arc<LoginLimiter>,
     /// Fires when shutdown begins; live streams end on it, so the listeners can drain.
@@ -108,7 +113,24 @@ impl Application {
             .into(),
             max_messages: config.max_messages,
         };
-        let api_router = with_http_layers(simulator::router(simulator_state));
+        let metrics = Metrics::install();
+        let operations = Router::new()
+            .route("/metrics", get(monitoring::metrics_endpoint))
+            .with_state(metrics.clone())
+            .merge(
+                Router::new()
+                    .route("/health/live", get(health::live))
+                    .route("/health/ready", get(health::ready))
+                    .with_state(HealthState {
+                        pool: pool.clone(),
+                        progress: progress.clone(),
+                        max_projection_lag: Duration::from_secs(
+                            config.ready_max_projection_lag_seconds,
+                        ),
+                    }),
+            );
+        let api_router =
+            with_http_layers(simulator::router(simulator_state).merge(operations), "api");
 
         let live = LiveFeed::new();
         let login_limiter = Arc::new(LoginLimiter::new(config.login_attempts_per_minute));
@@ -125,7 +147,7 @@ impl Application {
             client_ip_header,
             stopping: stopping.clone(),
         };
-        let web_router = with_http_layers(web::router(web_state, sessions.clone(), key));
+        let web_router = with_http_layers(web::router(web_state, sessions.clone(), key), "web");
         Ok(Self {
             api_listener,
             api_router,
@@ -135,6 +157,7 @@ impl Application {
             progress,
             supervisor,
             live,
+            metrics,
             sessions,
             login_limiter,
             stopping,
@@ -172,6 +195,12 @@ impl Application {
             self.live
                 .run(self.pool.clone(), self.progress.clone(), cancel.clone()),
         );
+        background.spawn(monitoring::collect(
+            self.pool.clone(),
+            self.progress.clone(),
+            self.metrics,
+            cancel.clone(),
+        ));
         background.spawn(web::housekeeping(
             self.sessions,
             self.login_limiter,
@@ -233,9 +262,10 @@ impl Application {
 }
 
 /// Request ids (kept from the client or proxy if given, else generated, and echoed back), one
-/// log line per request, labelled with the matched route template, and compression for
-/// clients that accept it (bodies over 32 bytes; never images or event streams).
-fn with_http_layers(router: Router) -> Router {
+/// log line per request, labelled with the matched route template, the RED metrics of the
+/// `listener`'s requests, and compression for clients that accept it (bodies over 32 bytes;
+/// never images or event streams).
+fn with_http_layers(router: Router, listener: &'static str) -> Router {
     let trace = TraceLayer::new_for_http()
         .make_span_with(|request: &Request| {
             let route = request
@@ -253,6 +283,10 @@ fn with_http_layers(router: Router) -> Router {
         .on_response(DefaultOnResponse::new().level(Level::INFO));
     router.layer(
         ServiceBuilder::new()
+            .layer(middleware::from_fn_with_state(
+                listener,
+                monitoring::track_requests,
+            ))
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
             .layer(trace)
             .layer(PropagateRequestIdLayer::x_request_id())

@@ -35,6 +35,17 @@ pub enum MessageCommand {
     },
 }
 
+impl MessageCommand {
+    /// A stable name for metrics and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Post { .. } => "post",
+            Self::Flag { .. } => "flag",
+            Self::Unflag { .. } => "unflag",
+        }
+    }
+}
+
 /// Who took a moderation decision, and why, as recorded with it.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Moderation {

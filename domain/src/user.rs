@@ -45,6 +45,18 @@ pub enum UserCommand {
     },
 }
 
+impl UserCommand {
+    /// A stable name for metrics and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Register { .. } => "register",
+            Self::Follow { .. } => "follow",
+            Self::Unfollow { .. } => "unfollow",
+            Self::UpgradePasswordHash { .. } => "upgrade_password_hash",
+        }
+    }
+}
+
 /// What happened to a user. Stored names and versions never change; a changed payload gets
 /// a new version and an upcaster (see [`crate::upcasting`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

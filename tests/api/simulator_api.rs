@@ -442,3 +442,28 @@ async fn every_response_carries_a_request_id_that_lands_in_event_metadata() {
     assert!(!generated.headers()["x-request-id"].is_empty());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_retried_tweet_with_the_same_latest_is_posted_once() {
+    let app = spawn_app().await;
+    let sim = app.client();
+    sim.register("a", "a@a", "x", None).await.unwrap();
+    // A load balancer retrying after a lost answer sends the very same request again.
+    for _ in 0..3 {
+        let reply = sim.tweet("a", "once", Some(41)).await.unwrap();
+        assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    }
+    // Another action (another `latest`), or other content, is another message.
+    sim.tweet("a", "once", Some(42)).await.unwrap();
+    sim.tweet("a", "twice", Some(42)).await.unwrap();
+    let listing = sim.user_msgs("a", None, None).await.unwrap();
+    assert_eq!(
+        authored(&listing.body),
+        [
+            ("a".to_owned(), "twice".to_owned()),
+            ("a".to_owned(), "once".to_owned()),
+            ("a".to_owned(), "once".to_owned()),
+        ]
+    );
+    app.stop().await;
+}

@@ -72,6 +72,7 @@ struct NewMessage {
 pub(super) async fn post(
     State(state): State<SimulatorState>,
     Path(username): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
     context: RequestContext,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
@@ -79,9 +80,11 @@ pub(super) async fn post(
         Ok(message) => message,
         Err(bad_body) => return Err(user_lookup_then(&state, &username, bad_body).await),
     };
+    // The simulator numbers its actions with `latest`: a retried request is the same action.
+    let action = query.get("latest").map(String::as_str);
     state
         .commands
-        .post_message(username, content, &context)
+        .post_message(username, content, action, &context)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -33,7 +33,7 @@ pub async fn add_message(
     if !form.text.is_empty() {
         state
             .commands
-            .post_message(author, form.text, &context)
+            .post_message(author, form.text, None, &context)
             .await?;
         session.flash("Your message was recorded").await?;
     }
