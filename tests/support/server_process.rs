@@ -3,7 +3,10 @@
 //! name the binary (`CARGO_BIN_EXE_minitwit`).
 
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::helpers::{free_port, SimClient};
 
@@ -13,7 +16,11 @@ pub struct ServerProcess {
     pub base_url: String,
     /// The browser pages' root.
     pub web_url: String,
+    /// The API's `host:port`.
+    pub api_addr: String,
     child: tokio::process::Child,
+    /// What the process wrote to stderr (its logs), line by line.
+    logs: Arc<Mutex<Vec<String>>>,
 }
 
 impl ServerProcess {
@@ -22,17 +29,24 @@ impl ServerProcess {
         Self::start_with(&[("DATABASE_URL", database_url)]).await
     }
 
-    /// Starts `minitwit` with `env` added to the test settings (and no inherited
-    /// `DATABASE_URL`), and waits until it answers.
+    /// Starts `minitwit` with `env` over the test settings (and no inherited `DATABASE_URL`),
+    /// on free ports unless `env` names them, and waits until it answers. Its logs are kept
+    /// (see [`ServerProcess::logs`]); `TEST_LOG` also shows them.
     pub async fn start_with(env: &[(&str, &str)]) -> Self {
-        let port = free_port();
-        let web_port = free_port();
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_minitwit"))
+        let given = |name: &str| {
+            env.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        };
+        let api_addr =
+            given("MINITWIT_API_ADDR").unwrap_or_else(|| format!("127.0.0.1:{}", free_port()));
+        let web_addr =
+            given("MINITWIT_WEB_ADDR").unwrap_or_else(|| format!("127.0.0.1:{}", free_port()));
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_minitwit"))
             .env_remove("DATABASE_URL")
             .env_remove("DATABASE_URL_FILE")
-            .envs(env.iter().copied())
-            .env("MINITWIT_API_ADDR", format!("127.0.0.1:{port}"))
-            .env("MINITWIT_WEB_ADDR", format!("127.0.0.1:{web_port}"))
+            .env("MINITWIT_API_ADDR", &api_addr)
+            .env("MINITWIT_WEB_ADDR", &web_addr)
             .env("MINITWIT_READ_YOUR_WRITES_TIMEOUT_MS", "10000")
             .env("MINITWIT_PROJECTOR_POLL_MS", "100")
             .env("MINITWIT_DB_POOL_SIZE", "10")
@@ -40,14 +54,30 @@ impl ServerProcess {
                 "RUST_LOG",
                 std::env::var("TEST_LOG").map_or("error".into(), |_| "info".to_owned()),
             )
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("spawning minitwit");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let mut lines = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
+        let kept = logs.clone();
+        let shown = std::env::var_os("TEST_LOG").is_some();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if shown {
+                    eprintln!("{line}");
+                }
+                kept.lock().expect("log lines").push(line);
+            }
+        });
         let server = Self {
-            base_url: format!("http://127.0.0.1:{port}"),
-            web_url: format!("http://127.0.0.1:{web_port}"),
+            base_url: format!("http://{api_addr}"),
+            web_url: format!("http://{web_addr}"),
+            api_addr,
             child,
+            logs,
         };
         let client = server.client();
         for _ in 0..300 {
@@ -56,7 +86,16 @@ impl ServerProcess {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("minitwit did not start answering on port {port}");
+        panic!(
+            "minitwit did not start answering on {}; it logged:\n{}",
+            server.api_addr,
+            server.logs().join("\n")
+        );
+    }
+
+    /// The log lines the process has written so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().expect("log lines").clone()
     }
 
     /// A simulator-like client of this process.

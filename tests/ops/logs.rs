@@ -1,0 +1,126 @@
+//! Logs as a log collector gets them (`LOG_FORMAT=json`): one JSON object per line, one line
+//! per request carrying the request id that is also returned as a header and stored in the
+//! metadata of the events the request caused — and never a password, a hash or a session.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::helpers::TestDatabase;
+use crate::server_process::ServerProcess;
+
+const PASSWORD: &str = "Pa55-never-logged!";
+
+#[tokio::test]
+async fn json_logs_have_a_line_per_request_with_its_id_and_no_secrets() {
+    let db = TestDatabase::create().await;
+    let server = ServerProcess::start_with(&[
+        ("DATABASE_URL", &db.url),
+        ("LOG_FORMAT", "json"),
+        ("RUST_LOG", "info"),
+    ])
+    .await;
+    let sim = server.client();
+    sim.register("logged", "l@x", PASSWORD, None).await.unwrap();
+    let tweet = reqwest::Client::new()
+        .post(format!("{}/msgs/logged", server.base_url))
+        .header("Authorization", crate::helpers::SIMULATOR_AUTH)
+        .header("x-request-id", "trace-me-42")
+        .body(r#"{"content": "traced"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        tweet.headers()["x-request-id"],
+        "trace-me-42",
+        "kept from the client"
+    );
+    let generated = sim.public_msgs(None, None).await.unwrap();
+    assert_eq!(generated.status, reqwest::StatusCode::OK);
+    // Signing in through the pages: the form carries the password, the answer a session.
+    let login = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(format!("{}/login", server.web_url))
+        .form(&[("username", "logged"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    let session = login.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let session_value = session
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_owned();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let lines = server.logs();
+    let entries: Vec<Value> = lines
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    let finished: Vec<&Value> = entries
+        .iter()
+        .filter(|entry| entry["message"] == "finished processing request")
+        // The harness polls /latest until the server answers.
+        .filter(|entry| entry["span"]["route"] != "/latest")
+        .collect();
+    // One line per request: register, tweet, listing, login.
+    assert_eq!(finished.len(), 4, "{finished:#?}");
+    for entry in &finished {
+        let span = &entry["span"];
+        assert!(
+            span["request_id"].as_str().is_some_and(|id| !id.is_empty()),
+            "{entry}"
+        );
+        assert!(
+            span["route"].is_string() && span["method"].is_string(),
+            "{entry}"
+        );
+        assert!(
+            entry["status"].is_number() && entry["latency"].is_string(),
+            "{entry}"
+        );
+    }
+    let traced = finished
+        .iter()
+        .find(|entry| entry["span"]["request_id"] == "trace-me-42")
+        .expect("the tweet's line");
+    assert_eq!(traced["span"]["route"], "/msgs/{username}");
+    assert_eq!(traced["status"], 204);
+    // The event the tweet caused names the request.
+    let metadata: Value =
+        sqlx::query_scalar("SELECT metadata::jsonb FROM events WHERE event_type = 'MessagePosted'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(metadata["request_id"], "trace-me-42");
+
+    let hash: String = sqlx::query_scalar("SELECT password_hash FROM accounts_v1.users")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let everything = lines.join("\n");
+    for secret in [
+        PASSWORD,
+        &hash,
+        &session_value,
+        "c2ltdWxhdG9yOnN1cGVyX3NhZmUh",
+    ] {
+        assert!(
+            !everything.contains(secret),
+            "{secret:?} appears in the logs"
+        );
+    }
+    // Nor in what clients get back, or in the events' metadata.
+    let all_metadata: Vec<String> = sqlx::query_scalar("SELECT metadata::text FROM events")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert!(all_metadata.iter().all(|text| !text.contains(PASSWORD)));
+    server.terminate().await;
+}
