@@ -57,9 +57,15 @@ impl DatabaseConfig {
 /// What else the binary can do than serve.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
-    /// Exits 0 if the server at MINITWIT_API_ADDR answers /health/ready with 200, else 1 (the
-    /// probe for containers, which have no curl).
-    Healthcheck,
+    /// Exits 0 if the server at MINITWIT_API_ADDR answers /health/ready (or, with --live,
+    /// /health/live) with 200, else 1: the probe for containers, which have no curl.
+    Healthcheck {
+        /// Only ask whether the process answers. For an orchestrator that restarts unhealthy
+        /// containers: readiness also fails on a database-wide problem (a stalled projection,
+        /// the database down), and restarting every replica at once cures neither.
+        #[arg(long)]
+        live: bool,
+    },
 }
 
 /// Everything the server can be told at start-up.

@@ -1,7 +1,7 @@
 //! Health: `GET /health/live` (the process answers) and `GET /health/ready` (it can serve:
 //! the database answers, every migration this build knows is applied, no projection is
-//! stalled), both on the API listener; and `minitwit healthcheck`, the probe for containers,
-//! which have no curl.
+//! stalled), both on the API listener; and `minitwit healthcheck [--live]`, the probe for
+//! containers, which have no curl.
 //!
 //! Readiness does not demand caught-up projections: every replica shares them, so a lag
 //! would take all replicas out of the load balancer at once — an outage instead of reads a
@@ -110,9 +110,9 @@ async fn projections_moving(state: &HealthState) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `minitwit healthcheck`: whether the server at `address` answers `/health/ready` with 200.
-/// A plain HTTP/1.1 request, so the probe needs nothing but the binary itself.
-pub async fn probe(address: SocketAddr) -> anyhow::Result<()> {
+/// `minitwit healthcheck`: whether the server at `address` answers `path` with 200. A plain
+/// HTTP/1.1 request, so the probe needs nothing but the binary itself.
+pub async fn probe(address: SocketAddr, path: &str) -> anyhow::Result<()> {
     // A server listening on every interface is reached on loopback.
     let target = if address.ip().is_unspecified() {
         SocketAddr::from(([127, 0, 0, 1], address.port()))
@@ -123,10 +123,8 @@ pub async fn probe(address: SocketAddr) -> anyhow::Result<()> {
         let mut stream = tokio::net::TcpStream::connect(target).await?;
         stream
             .write_all(
-                format!(
-                    "GET /health/ready HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n"
-                )
-                .as_bytes(),
+                format!("GET {path} HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
             )
             .await?;
         let mut answer = String::new();

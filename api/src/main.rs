@@ -8,8 +8,13 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    if let Some(Command::Healthcheck) = config.command {
-        return api::health::probe(config.api_addr).await;
+    if let Some(Command::Healthcheck { live }) = config.command {
+        let path = if live {
+            "/health/live"
+        } else {
+            "/health/ready"
+        };
+        return api::health::probe(config.api_addr, path).await;
     }
     api::telemetry::init(&config.log_format, api::telemetry::SERVER_FILTER);
     let application = Application::build(config).await?;

@@ -17,10 +17,11 @@ async fn ready(server: &ServerProcess) -> (StatusCode, Value) {
     (response.status(), response.json().await.unwrap())
 }
 
-/// Runs `minitwit healthcheck` against `api_addr`.
-async fn healthcheck(api_addr: &str) -> Output {
+/// Runs `minitwit healthcheck` (with `args`) against `api_addr`.
+async fn healthcheck(api_addr: &str, args: &[&str]) -> Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_minitwit"))
         .arg("healthcheck")
+        .args(args)
         .env("MINITWIT_API_ADDR", api_addr)
         .output()
         .await
@@ -42,11 +43,11 @@ async fn a_healthy_server_is_live_and_ready_and_the_probe_says_so() {
         body,
         serde_json::json!({"database": "ok", "migrations": "ok", "projections": "ok"})
     );
-    let probe = healthcheck(&server.api_addr).await;
+    let probe = healthcheck(&server.api_addr, &[]).await;
     assert!(probe.status.success(), "{probe:?}");
 
     // Nothing listening: the probe fails, saying why.
-    let nowhere = healthcheck(&format!("127.0.0.1:{}", free_port())).await;
+    let nowhere = healthcheck(&format!("127.0.0.1:{}", free_port()), &["--live"]).await;
     assert!(!nowhere.status.success());
     assert!(String::from_utf8_lossy(&nowhere.stderr).contains("asking 127.0.0.1"));
     server.terminate().await;
@@ -90,12 +91,15 @@ async fn a_stalled_projection_or_a_missing_migration_makes_the_server_unready() 
         projections.starts_with("timeline has not applied an event for"),
         "{projections}"
     );
-    let probe = healthcheck(&server.api_addr).await;
+    let probe = healthcheck(&server.api_addr, &[]).await;
     assert!(!probe.status.success());
     assert!(
         String::from_utf8_lossy(&probe.stderr).contains("503"),
         "{probe:?}"
     );
+    // Alive all the same: an orchestrator must not restart it for a database-wide stall.
+    let live = healthcheck(&server.api_addr, &["--live"]).await;
+    assert!(live.status.success(), "{live:?}");
 
     // A migration this build expects but the database lacks.
     sqlx::query("DELETE FROM events WHERE aggregate_id = 'poison'")

@@ -9,6 +9,7 @@ mod helpers;
 #[path = "../support/server_process.rs"]
 mod server_process;
 
+mod config;
 mod health;
 mod logs;
 mod metrics;
