@@ -453,13 +453,18 @@ async fn a_retried_tweet_with_the_same_latest_is_posted_once() {
         let reply = sim.tweet("a", "once", Some(41)).await.unwrap();
         assert_eq!(reply.status, StatusCode::NO_CONTENT);
     }
-    // Another action (another `latest`), or other content, is another message.
+    // Another action (another `latest`), or other content, is another message; and -1,
+    // like no `latest` at all, names no action.
     sim.tweet("a", "once", Some(42)).await.unwrap();
     sim.tweet("a", "twice", Some(42)).await.unwrap();
+    sim.tweet("a", "again", Some(-1)).await.unwrap();
+    sim.tweet("a", "again", Some(-1)).await.unwrap();
     let listing = sim.user_msgs("a", None, None).await.unwrap();
     assert_eq!(
         authored(&listing.body),
         [
+            ("a".to_owned(), "again".to_owned()),
+            ("a".to_owned(), "again".to_owned()),
             ("a".to_owned(), "twice".to_owned()),
             ("a".to_owned(), "once".to_owned()),
             ("a".to_owned(), "once".to_owned()),

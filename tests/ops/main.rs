@@ -14,3 +14,4 @@ mod health;
 mod logs;
 mod metrics;
 mod prometheus;
+mod scale_out;

@@ -47,8 +47,9 @@ impl LatestStore {
     }
 }
 
-/// The value of a `latest` parameter worth storing: an integer other than -1.
-fn latest_to_store(raw: Option<&String>) -> Option<i64> {
+/// The value of a `latest` parameter worth storing — an integer other than -1 — which is also
+/// the number of the simulator's action.
+pub(super) fn latest_to_store(raw: Option<&String>) -> Option<i64> {
     raw?.parse::<i64>().ok().filter(|&latest| latest != -1)
 }
 

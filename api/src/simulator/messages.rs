@@ -9,7 +9,9 @@ use axum::Json;
 use projections::{TimelineEntry, TimelineScope, TimelineWindow};
 use serde::{Deserialize, Serialize};
 
-use super::{listing_limit, listing_limit_for, parse_body, user_lookup_then, SimulatorState};
+use super::{
+    latest, listing_limit, listing_limit_for, parse_body, user_lookup_then, SimulatorState,
+};
 use crate::error::ApiError;
 use crate::request_context::RequestContext;
 
@@ -81,10 +83,11 @@ pub(super) async fn post(
         Err(bad_body) => return Err(user_lookup_then(&state, &username, bad_body).await),
     };
     // The simulator numbers its actions with `latest`: a retried request is the same action.
-    let action = query.get("latest").map(String::as_str);
+    // Only a real number names one (-1 and non-numbers mean "none", as for storing it).
+    let action = latest::latest_to_store(query.get("latest")).map(|id| id.to_string());
     state
         .commands
-        .post_message(username, content, action, &context)
+        .post_message(username, content, action.as_deref(), &context)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
