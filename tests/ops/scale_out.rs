@@ -162,12 +162,13 @@ async fn three_replicas_behind_nginx_lose_no_request_and_no_write_when_one_crash
         victim_served[Phase::AfterRestart as usize] > 0,
         "replica {VICTIM} served nothing after its restart: {served:?}"
     );
-    // The first request round robin gives the dead replica fails and is retried, and so is
-    // the one nginx tries it with again once its fail_timeout is over: the failover itself,
-    // not just the replicas that stayed up, was exercised.
+    // The first request round robin gives the dead replica fails and is retried: the
+    // failover itself, not just the replicas that stayed up, was exercised. (Usually nginx
+    // tries the dead replica once more when its fail_timeout is over, but whether that falls
+    // before the restart depends on the machine's pace, so it is not required.)
     assert!(
-        served.retried.len() >= 2,
-        "nginx did not fail over from the dead replica twice: {served:?}"
+        !served.retried.is_empty(),
+        "nginx never failed over from the dead replica: {served:?}"
     );
     assert_eq!(
         served.answered_by_the_dead, 0,
