@@ -134,10 +134,8 @@ async fn collect_once(
     progress: &Progress,
     projections: &[Arc<dyn Projection>],
 ) -> Result<(), sqlx::Error> {
-    metrics::gauge!("minitwit_db_pool_connections", "state" => "idle").set(pool.num_idle() as f64);
-    metrics::gauge!("minitwit_db_pool_connections", "state" => "in_use")
-        .set(pool.size().saturating_sub(pool.num_idle() as u32) as f64);
-
+    // Everything is read first and published after, the log's head last: whoever sees a new
+    // head sees the figures read with it.
     let row = sqlx::query(
         "SELECT (SELECT coalesce(max(global_position), 0) FROM events) AS head, \
                 (SELECT coalesce(extract(epoch FROM now() - min(xact_start)), 0)::float8 \
@@ -147,17 +145,12 @@ async fn collect_once(
     )
     .fetch_one(pool)
     .await?;
-    metrics::gauge!("minitwit_event_store_head_position")
-        .set(row.try_get::<i64, _>("head")? as f64);
-    metrics::gauge!("minitwit_transaction_horizon_age_seconds")
-        .set(row.try_get::<f64, _>("horizon_age")?.max(0.0));
-    if let Some(latest) = row.try_get::<Option<i64>, _>("latest")? {
-        metrics::gauge!("minitwit_latest_processed_id").set(latest as f64);
-    }
-    if let Some(at) = row.try_get::<Option<f64>, _>("latest_at")? {
-        metrics::gauge!("minitwit_latest_updated_timestamp_seconds").set(at);
-    }
+    let head: i64 = row.try_get("head")?;
+    let horizon_age: f64 = row.try_get("horizon_age")?;
+    let latest: Option<i64> = row.try_get("latest")?;
+    let latest_at: Option<f64> = row.try_get("latest_at")?;
 
+    let mut positions = Vec::with_capacity(projections.len());
     for projection in projections {
         let name = projection.name();
         let version = progress.reading_version(name);
@@ -165,14 +158,7 @@ async fn collect_once(
             continue;
         };
         let lag = maintenance::lag(pool, projection.as_ref(), checkpoint).await?;
-        metrics::gauge!(
-            "minitwit_projection_position",
-            "projection" => name, "version" => version.to_string()
-        )
-        .set(checkpoint.global_position as f64);
-        metrics::gauge!("minitwit_projection_lag_events", "projection" => name)
-            .set(lag.events as f64);
-        metrics::gauge!("minitwit_projection_lag_seconds", "projection" => name).set(lag.seconds);
+        positions.push((name, version, checkpoint, lag));
     }
 
     let accounts = progress.schema("accounts");
@@ -184,8 +170,30 @@ async fn collect_once(
     ))
     .fetch_one(pool)
     .await?;
+
+    metrics::gauge!("minitwit_db_pool_connections", "state" => "idle").set(pool.num_idle() as f64);
+    metrics::gauge!("minitwit_db_pool_connections", "state" => "in_use")
+        .set(pool.size().saturating_sub(pool.num_idle() as u32) as f64);
     for total in ["users", "follows", "messages"] {
         metrics::gauge!(format!("minitwit_{total}")).set(totals.try_get::<i64, _>(total)? as f64);
     }
+    for (name, version, checkpoint, lag) in positions {
+        metrics::gauge!(
+            "minitwit_projection_position",
+            "projection" => name, "version" => version.to_string()
+        )
+        .set(checkpoint.global_position as f64);
+        metrics::gauge!("minitwit_projection_lag_events", "projection" => name)
+            .set(lag.events as f64);
+        metrics::gauge!("minitwit_projection_lag_seconds", "projection" => name).set(lag.seconds);
+    }
+    metrics::gauge!("minitwit_transaction_horizon_age_seconds").set(horizon_age.max(0.0));
+    if let Some(latest) = latest {
+        metrics::gauge!("minitwit_latest_processed_id").set(latest as f64);
+    }
+    if let Some(at) = latest_at {
+        metrics::gauge!("minitwit_latest_updated_timestamp_seconds").set(at);
+    }
+    metrics::gauge!("minitwit_event_store_head_position").set(head as f64);
     Ok(())
 }
