@@ -28,7 +28,8 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::helpers::{
-    assert_views_equal_a_rebuild, authored, follow_names, free_port, SimClient, TestDatabase,
+    assert_views_equal_a_rebuild, authored, describe_failure, follow_names, free_port, millis,
+    SimClient, TestDatabase,
 };
 use crate::server_process::ServerProcess;
 
@@ -906,7 +907,7 @@ impl Load {
             .push(elapsed);
         let reply = match result {
             Ok(reply) => reply,
-            Err(err) => return self.fail(action, &describe(&err, elapsed)),
+            Err(err) => return self.fail(action, &describe_failure(&err, elapsed)),
         };
         let expected = match &action.request {
             Request::Register { user, .. } if self.model.is_registered(user) => {
@@ -1023,21 +1024,6 @@ impl Load {
             .map(|id| format!("#{id}: a first registration answered \"taken\" without a retry"))
             .collect()
     }
-}
-
-/// A request's failure as the simulator would see it, with reqwest's chain of causes.
-fn describe(err: &reqwest::Error, elapsed: Duration) -> String {
-    let mut text = if err.is_timeout() {
-        format!("timed out after {}", millis(elapsed))
-    } else {
-        err.to_string()
-    };
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        let _ = write!(text, ": {cause}");
-        source = cause.source();
-    }
-    text
 }
 
 /// Where two lists first differ, if they do, without printing hundreds of entries.
@@ -1251,8 +1237,4 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
         .get(rank.clamp(1, sorted.len().max(1)) - 1)
         .copied()
         .unwrap_or_default()
-}
-
-fn millis(duration: Duration) -> String {
-    format!("{:.1} ms", duration.as_secs_f64() * 1_000.0)
 }

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::helpers::{authored, follow_names, spawn_app, Reply, SimClient};
+use crate::helpers::{
+    authored, describe_failure, follow_names, millis, spawn_app, Reply, SimClient,
+};
 use crate::scenario::{self, Action, Command, Effect, Model, Rng};
 
 /// The simulator's bound on each request, connect and response together.
@@ -120,7 +122,7 @@ impl Replay {
             Ok(reply) => reply,
             Err(err) => {
                 self.errors
-                    .push(format!("{action:?}: {}", describe(&err, elapsed)));
+                    .push(format!("{action:?}: {}", describe_failure(&err, elapsed)));
                 return;
             }
         };
@@ -168,7 +170,7 @@ impl Replay {
             }
             Err(err) => {
                 self.failed_checks
-                    .push(format!("{what}: {}", describe(&err, elapsed)));
+                    .push(format!("{what}: {}", describe_failure(&err, elapsed)));
                 None
             }
         }
@@ -302,25 +304,6 @@ fn limit(no: Option<i64>) -> usize {
         None => 100,
         Some(no) => usize::try_from(no).map_or(SERVER_MAX_NO, |no| no.min(SERVER_MAX_NO)),
     }
-}
-
-fn millis(duration: Duration) -> String {
-    format!("{:.1} ms", duration.as_secs_f64() * 1_000.0)
-}
-
-/// A request's failure as the simulator would see it, with reqwest's chain of causes.
-fn describe(err: &reqwest::Error, elapsed: Duration) -> String {
-    let mut text = if err.is_timeout() {
-        format!("timed out after {}", millis(elapsed))
-    } else {
-        err.to_string()
-    };
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        let _ = write!(text, ": {cause}");
-        source = cause.source();
-    }
-    text
 }
 
 /// Where two lists first differ, without printing thousands of entries.

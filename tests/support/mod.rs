@@ -199,6 +199,26 @@ impl TestApp {
     }
 }
 
+/// A duration in milliseconds, for reports.
+pub fn millis(duration: Duration) -> String {
+    format!("{:.1} ms", duration.as_secs_f64() * 1_000.0)
+}
+
+/// A request's failure as the simulator would see it, with reqwest's chain of causes.
+pub fn describe_failure(err: &reqwest::Error, elapsed: Duration) -> String {
+    let mut text = if err.is_timeout() {
+        format!("timed out after {}", millis(elapsed))
+    } else {
+        err.to_string()
+    };
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
