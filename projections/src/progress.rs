@@ -102,9 +102,7 @@ impl Progress {
         let progress = Self::new(pool, projections);
         for projection in projections {
             if let Some(active) = progress.active_version(projection.name()).await? {
-                progress.start_tracking(projection.name(), active);
-                progress.read_version(projection.name(), active);
-                progress.stop_tracking_all_but(projection.name(), active);
+                progress.serve(projection.name(), active);
             }
         }
         progress.refresh().await?;
@@ -169,6 +167,14 @@ impl Progress {
         if let Some(position) = checkpoint {
             advance(&tracked.serving, position);
         }
+    }
+
+    /// Reads `version` of `projection`, and tracks it alone: where a process starts, and where
+    /// a move to a new version ends (once that version has caught up).
+    pub fn serve(&self, projection: &str, version: i32) {
+        self.start_tracking(projection, version);
+        self.read_version(projection, version);
+        self.stop_tracking_all_but(projection, version);
     }
 
     /// The checkpoint of `version` of `projection`, if tracked.

@@ -65,9 +65,7 @@ impl Supervisor {
                         .ok_or_else(|| anyhow::anyhow!("no active version of {name}"))?
                 }
             };
-            self.progress.start_tracking(name, active);
-            self.progress.read_version(name, active);
-            self.progress.stop_tracking_all_but(name, active);
+            self.progress.serve(name, active);
         }
         self.progress.refresh().await?;
         Ok(())
@@ -132,8 +130,7 @@ impl Supervisor {
             if !self.caught_up(name, current, active, &cancel).await {
                 break;
             }
-            self.progress.read_version(name, active);
-            self.progress.stop_tracking_all_but(name, active);
+            self.progress.serve(name, active);
             running.stop().await;
             running = next;
             current = active;

@@ -47,6 +47,23 @@ async fn query(base: &str, promql: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// Every rule Prometheus has loaded, with its evaluation state.
+async fn loaded_rules(base: &str) -> Vec<Value> {
+    let answer: Value = reqwest::get(format!("{base}/api/v1/rules"))
+        .await
+        .expect("asking Prometheus for its rules")
+        .json()
+        .await
+        .expect("a JSON answer");
+    answer["data"]["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|group| group["rules"].as_array().into_iter().flatten())
+        .cloned()
+        .collect()
+}
+
 /// Polls `promql` until it returns a sample whose value satisfies `wanted`.
 async fn await_sample(base: &str, promql: &str, wanted: impl Fn(f64) -> bool) -> Value {
     let mut last = Vec::new();
@@ -157,30 +174,16 @@ async fn prometheus_scrapes_requests_and_projection_lag_and_evaluates_the_rules(
     .await;
 
     // The rule file loads, and every rule evaluates against the live series without error.
-    let rules: Value = reqwest::get(format!("{base}/api/v1/rules"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let groups = rules["data"]["groups"].as_array().expect("rule groups");
-    let all: Vec<&Value> = groups
-        .iter()
-        .flat_map(|group| group["rules"].as_array().into_iter().flatten())
-        .collect();
-    assert!(all.len() >= 8, "the project's alerts are loaded: {rules}");
+    let rules = loaded_rules(&base).await;
+    assert!(
+        rules.len() >= 8,
+        "the project's alerts are loaded: {rules:?}"
+    );
+    let mut unhealthy = Vec::new();
     for _ in 0..40 {
-        let rules: Value = reqwest::get(format!("{base}/api/v1/rules"))
+        unhealthy = loaded_rules(&base)
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let unhealthy: Vec<&Value> = rules["data"]["groups"]
-            .as_array()
             .into_iter()
-            .flatten()
-            .flat_map(|group| group["rules"].as_array().into_iter().flatten())
             .filter(|rule| rule["health"] != "ok")
             .collect();
         if unhealthy.is_empty() {
@@ -190,5 +193,5 @@ async fn prometheus_scrapes_requests_and_projection_lag_and_evaluates_the_rules(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    panic!("some rules did not evaluate cleanly: {rules}");
+    panic!("some rules did not evaluate cleanly: {unhealthy:?}");
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use sqlx::PgPool;
 
-use crate::helpers::{authored, follow_names, spawn_app, SimClient};
+use crate::helpers::{authored, follow_names, spawn_app, SimClient, TestApp};
 use crate::tool::{command, run_ok};
 
 /// `(version, state, checkpoint)` of every version of `projection`.
@@ -56,6 +56,41 @@ async fn backlog(pool: &PgPool, author: &str, count: i64) {
     .execute(pool)
     .await
     .unwrap();
+}
+
+/// A server with a 20,000-event timeline backlog, and `rebuild timeline` started on it in
+/// small batches (so it takes a while), its stderr as `stderr` says.
+async fn slow_rebuild(stderr: std::process::Stdio) -> (TestApp, tokio::process::Child) {
+    let app = spawn_app().await;
+    app.client()
+        .register("author", "a@x", "pw", None)
+        .await
+        .unwrap();
+    backlog(&app.db.pool, "author", 20_000).await;
+    let rebuild = command(&app.db.url)
+        .args(["rebuild", "timeline", "--batch-size", "100"])
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    (app, rebuild)
+}
+
+/// Waits (a while at most) until timeline version 2 is being built and past `position`;
+/// returns where it got.
+async fn building_past(pool: &PgPool, position: i64) -> i64 {
+    let mut reached = 0;
+    for _ in 0..600 {
+        if let Some((2, state, checkpoint)) = versions(pool, "timeline").await.pop() {
+            assert_eq!(state, "building");
+            reached = checkpoint;
+            if checkpoint > position {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    reached
 }
 
 /// One client writing and reading its own writes in a loop until `stop`; counts every
@@ -175,31 +210,9 @@ async fn a_rebuild_under_load_switches_without_a_failed_or_stale_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuild_killed_half_way_resumes_and_finishes_with_identical_views() {
-    let app = spawn_app().await;
-    app.client()
-        .register("author", "a@x", "pw", None)
-        .await
-        .unwrap();
-    backlog(&app.db.pool, "author", 20_000).await;
-
-    let mut rebuild = command(&app.db.url)
-        .args(["rebuild", "timeline", "--batch-size", "100"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // Wait until it is part way through, then kill it without warning.
-    let mut progress = 0;
-    for _ in 0..600 {
-        if let Some((2, state, position)) = versions(&app.db.pool, "timeline").await.pop() {
-            assert_eq!(state, "building");
-            progress = position;
-            if position > 2_000 {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (app, mut rebuild) = slow_rebuild(std::process::Stdio::null()).await;
+    // Part way through, kill it without warning.
+    let progress = building_past(&app.db.pool, 2_000).await;
     rebuild.kill().await.unwrap();
     assert!(progress > 0, "the rebuild got going");
     let (version, state, killed_at) = versions(&app.db.pool, "timeline").await.pop().unwrap();
@@ -277,25 +290,8 @@ async fn verify_reports_a_view_that_differs_from_the_log() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_rebuild_stops_between_batches_and_says_how_to_resume() {
-    let app = spawn_app().await;
-    app.client()
-        .register("author", "a@x", "pw", None)
-        .await
-        .unwrap();
-    backlog(&app.db.pool, "author", 20_000).await;
-    let rebuild = command(&app.db.url)
-        .args(["rebuild", "timeline", "--batch-size", "100"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    for _ in 0..600 {
-        if matches!(versions(&app.db.pool, "timeline").await.pop(), Some((2, _, position)) if position > 0)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (app, rebuild) = slow_rebuild(std::process::Stdio::piped()).await;
+    building_past(&app.db.pool, 0).await;
     let pid = nix::unistd::Pid::from_raw(rebuild.id().unwrap() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
     let output = rebuild.wait_with_output().await.unwrap();
