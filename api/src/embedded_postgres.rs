@@ -252,6 +252,12 @@ impl EmbeddedPostgres {
         conn.close().await.map_err(fail)
     }
 
+    /// The folder of the PostgreSQL programs this cluster runs on (for tools of the same
+    /// installation, such as `pgbench`).
+    pub fn bin_dir(&self) -> &Path {
+        &self.cluster.bin_dir
+    }
+
     /// Whether this process started the cluster (as opposed to attaching to a running one).
     pub fn started_here(&self) -> bool {
         self.started_here

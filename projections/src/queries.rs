@@ -217,6 +217,36 @@ impl ReadModels {
         window: TimelineWindow,
         limit: i64,
     ) -> Result<Vec<TimelineEntry>, sqlx::Error> {
+        let mut entries = self
+            .fetch_entries(self.timeline_query(scope, window, limit))
+            .await?;
+        if matches!(window, TimelineWindow::NewerThan(_)) {
+            entries.reverse();
+        }
+        Ok(entries)
+    }
+
+    /// The SQL text a [`ReadModels::timeline`] read sends, with `$n` placeholders for its
+    /// arguments in this order: the scope's user (once for an author, twice for "my"
+    /// timeline), the window's cursor (`pub_date`, `position`), then `limit`. For tools that
+    /// run the very same statement directly, such as the benchmark's `pgbench` reference.
+    pub fn timeline_sql(
+        &self,
+        scope: TimelineScope<'_>,
+        window: TimelineWindow,
+        limit: i64,
+    ) -> String {
+        self.timeline_query(scope, window, limit).into_sql()
+    }
+
+    /// The statement behind [`ReadModels::timeline`]; a `NewerThan` window comes back oldest
+    /// first, as the index is walked upwards from the cursor.
+    fn timeline_query<'args>(
+        &self,
+        scope: TimelineScope<'args>,
+        window: TimelineWindow,
+        limit: i64,
+    ) -> QueryBuilder<'args, Postgres> {
         let mut sql = self.entries_select();
         sql.push(" WHERE NOT m.flagged");
         match scope {
@@ -251,11 +281,7 @@ impl ReadModels {
             " ORDER BY m.pub_date {order}, m.position {order} LIMIT "
         ))
         .push_bind(limit);
-        let mut entries = self.fetch_entries(sql).await?;
-        if order == "ASC" {
-            entries.reverse();
-        }
-        Ok(entries)
+        sql
     }
 
     /// Messages for moderators, flagged ones included, newest first: all of them, or those of

@@ -1,0 +1,470 @@
+//! The six workloads of issue 6, each measured beside its reference in the same run, each
+//! giving rows of the report.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use projections::{ReadModels, TimelineScope, TimelineWindow};
+use serde_json::json;
+use sqlx::{PgPool, Row as _};
+
+use crate::cluster::Cluster;
+use crate::load::{self, expect_status, Run};
+use crate::report::{millis, Row};
+use crate::scenario::{self, Command, Rng};
+
+/// The simulator's credentials (the server's defaults).
+const AUTHORIZATION: &str = "Basic c2ltdWxhdG9yOnN1cGVyX3NhZmUh";
+/// Rows a timeline page reads: a page of 30, and one more to know whether an older page
+/// exists (`api::web::timelines`).
+const PAGE_ROWS: i64 = 31;
+/// Rows `GET /msgs` returns by default.
+const MSGS_DEFAULT: i64 = 100;
+
+/// One simulator request, ready to send to any server.
+struct SimRequest {
+    path: String,
+    body: serde_json::Value,
+    /// Register counts a 400 ("already taken") as success, as the simulator does.
+    accepted: &'static [u16],
+}
+
+/// 1. A simulator-shaped scenario, sequential, a new connection per request, against the
+///    server and against a server that answers 204 at once (the client's own limit).
+pub async fn simulator_sequential(
+    api_url: &str,
+    trivial_url: &str,
+    actions: usize,
+    durable_commit: Duration,
+) -> anyhow::Result<Vec<Row>> {
+    let scenario = scenario::parse(&scenario::generate(actions, 0x5151))
+        .map_err(|err| anyhow::anyhow!("the generated scenario: {err}"))?;
+    let requests: Vec<SimRequest> = scenario
+        .iter()
+        .map(|action| {
+            let user = &action.user;
+            let id = action.id;
+            match &action.command {
+                Command::Register { email, pwd } => SimRequest {
+                    path: format!("/register?latest={id}"),
+                    body: json!({"username": user, "email": email, "pwd": pwd}),
+                    accepted: &[204, 400],
+                },
+                Command::Tweet { content } => SimRequest {
+                    path: format!("/msgs/{user}?latest={id}"),
+                    body: json!({ "content": content }),
+                    accepted: &[204],
+                },
+                Command::Follow { target } => SimRequest {
+                    path: format!("/fllws/{user}?latest={id}"),
+                    body: json!({ "follow": target }),
+                    accepted: &[204],
+                },
+                Command::Unfollow { target } => SimRequest {
+                    path: format!("/fllws/{user}?latest={id}"),
+                    body: json!({ "unfollow": target }),
+                    accepted: &[204],
+                },
+            }
+        })
+        .collect();
+    let client = load::fresh_connection_client();
+    let replay = |base: String| {
+        let client = client.clone();
+        let requests = &requests;
+        async move {
+            load::sequential(requests, |request: &SimRequest| {
+                let reply = client
+                    .post(format!("{base}{}", request.path))
+                    .header("Authorization", AUTHORIZATION)
+                    .header("Connection", "close")
+                    .json(&request.body)
+                    .send();
+                let accepted = request.accepted;
+                async move { expect_status(reply.await, accepted).await }
+            })
+            .await
+        }
+    };
+    let trivial = replay(trivial_url.to_owned()).await;
+    let ours = replay(api_url.to_owned()).await;
+    let ratio = ours.wall.as_secs_f64() / trivial.wall.as_secs_f64();
+    Ok(vec![Row {
+        workload: format!("1. Simulator, sequential ({actions} actions, new connection each)"),
+        ours: format!(
+            "wall {:.2} s; mean {}, p99 {}{}",
+            ours.wall.as_secs_f64(),
+            millis(ours.mean()),
+            millis(ours.quantile(0.99)),
+            failures(&ours)
+        ),
+        reference: format!(
+            "trivial 204 server: wall {:.2} s, mean {}; one durable commit (pgbench, 1 client): {}",
+            trivial.wall.as_secs_f64(),
+            millis(trivial.mean()),
+            millis(durable_commit)
+        ),
+        ratio: Some(ratio),
+        target: "wall ≤ 1.3×".to_owned(),
+        met: ratio <= 1.3 && ours.failures == 0,
+    }])
+}
+
+/// 2 and 4. Concurrent writers — tweets, follows, unfollows, each acknowledged after
+/// read-your-writes — against pgbench's single-row insert-and-commit at the same
+/// concurrency; then the projection lag those writes saw.
+pub async fn writes(
+    cluster: &Cluster,
+    work_dir: &Path,
+    api_url: &str,
+    users: usize,
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<Vec<Row>> {
+    let pool = &cluster.pool;
+    let head: i64 = sqlx::query_scalar("SELECT coalesce(max(global_position), 0) FROM events")
+        .fetch_one(pool)
+        .await?;
+    let client = load::keep_alive_client();
+    let base = api_url.to_owned();
+    let ours = load::concurrent(clients, duration, move |writer, step| {
+        let mut rng = Rng::new((writer as u64) << 32 | step);
+        let user = 1 + rng.below(users);
+        let other = 1 + rng.below(users);
+        let (path, body) = match rng.below(100) {
+            0..45 => (
+                format!("/msgs/{user}"),
+                json!({"content": format!("writer {writer} step {step}")}),
+            ),
+            45..80 => (
+                format!("/fllws/{user}"),
+                json!({ "follow": other.to_string() }),
+            ),
+            _ => (
+                format!("/fllws/{user}"),
+                json!({ "unfollow": other.to_string() }),
+            ),
+        };
+        let reply = client
+            .post(format!("{base}{path}"))
+            .header("Authorization", AUTHORIZATION)
+            .json(&body)
+            .send();
+        async move { expect_status(reply.await, &[204]).await }
+    })
+    .await;
+    cluster.create_insert_table().await?;
+    let reference = cluster
+        .pgbench(
+            work_dir,
+            "insert",
+            crate::cluster::INSERT_SCRIPT,
+            clients,
+            duration.as_secs(),
+        )
+        .await?;
+    let ratio = ours.rate() / reference.tps;
+    let p99 = ours.quantile(0.99);
+    let mut rows = vec![Row {
+        workload: format!("2. Write throughput ({clients} keep-alive clients, read-your-writes)"),
+        ours: format!(
+            "{:.0} commands/s; p50 {}, p99 {}{}",
+            ours.rate(),
+            millis(ours.quantile(0.5)),
+            millis(p99),
+            failures(&ours)
+        ),
+        reference: format!(
+            "pgbench insert+commit: {:.0} tps, p99 {}",
+            reference.tps,
+            millis(load::quantile(&reference.latencies, 0.99))
+        ),
+        ratio: Some(ratio),
+        target: "≥ 0.5×, p99 < 50 ms".to_owned(),
+        met: ratio >= 0.5 && p99 < Duration::from_millis(50) && ours.failures == 0,
+    }];
+    rows.push(projection_lag(pool, head).await?);
+    Ok(rows)
+}
+
+/// 4. From an event's commit to the commit of the view row it produced, for the events
+///    after `head`: both are commit timestamps (`track_commit_timestamp`), read off the rows.
+async fn projection_lag(pool: &PgPool, head: i64) -> anyhow::Result<Row> {
+    let schemas = active_schemas(pool).await?;
+    let row = sqlx::query(&format!(
+        "WITH lags AS ( \
+             SELECT pg_xact_commit_timestamp(m.xmin) - pg_xact_commit_timestamp(e.xmin) AS lag \
+             FROM events e JOIN {timeline}.messages m ON m.message_id = e.aggregate_id \
+             WHERE e.global_position > $1 AND e.event_type = 'MessagePosted' \
+             UNION ALL \
+             SELECT pg_xact_commit_timestamp(f.xmin) - pg_xact_commit_timestamp(e.xmin) \
+             FROM events e JOIN {accounts}.follows f ON f.position = e.global_position \
+             WHERE e.global_position > $1 AND e.event_type = 'UserFollowed') \
+         SELECT count(*) AS events, \
+                extract(epoch FROM percentile_cont(0.5) WITHIN GROUP (ORDER BY lag))::float8 AS p50, \
+                extract(epoch FROM percentile_cont(0.99) WITHIN GROUP (ORDER BY lag))::float8 AS p99 \
+         FROM lags",
+        timeline = schemas.timeline,
+        accounts = schemas.accounts
+    ))
+    .bind(head)
+    .fetch_one(pool)
+    .await?;
+    let events: i64 = row.try_get("events")?;
+    let p50 = Duration::from_secs_f64(row.try_get::<Option<f64>, _>("p50")?.unwrap_or(0.0));
+    let p99 = Duration::from_secs_f64(row.try_get::<Option<f64>, _>("p99")?.unwrap_or(0.0));
+    Ok(Row {
+        workload: "4. Projection lag under workload 2 (event commit → view row commit)".to_owned(),
+        ours: format!(
+            "p50 {}, p99 {} over {events} events",
+            millis(p50),
+            millis(p99)
+        ),
+        reference: "—".to_owned(),
+        ratio: None,
+        target: "p99 < 100 ms".to_owned(),
+        met: events > 0 && p99 < Duration::from_millis(100),
+    })
+}
+
+/// One read endpoint and the statement it is measured against.
+struct Read {
+    name: &'static str,
+    /// The URL, given a user number.
+    url: Box<dyn Fn(usize) -> String + Send + Sync>,
+    /// The pgbench script: the endpoint's timeline statement, run directly.
+    script: String,
+}
+
+/// 3. Reads on the large store, each endpoint against pgbench running its SQL directly at
+///    the same concurrency.
+#[allow(clippy::too_many_arguments)]
+pub async fn reads(
+    cluster: &Cluster,
+    work_dir: &Path,
+    api_url: &str,
+    web_url: &str,
+    users: usize,
+    reader: &str,
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<Vec<Row>> {
+    let pool = cluster.pool.clone();
+    let progress =
+        projections::Progress::of_active_versions(pool.clone(), &projections::all()).await?;
+    let reads = ReadModels::new(pool, progress);
+    let newest = TimelineWindow::Newest;
+    // pgbench binds `:user` (a number: users are named by number) as the text parameter.
+    let script = |sql: String, arguments: &[&str]| {
+        let mut sql = sql;
+        for (index, argument) in arguments.iter().enumerate().rev() {
+            sql = sql.replace(&format!("${}", index + 1), argument);
+        }
+        format!("\\set user random(1, {users})\n{sql};\n")
+    };
+    let quoted_reader = format!("'{reader}'");
+    let endpoints = [
+        Read {
+            name: "public timeline page `/public`",
+            url: Box::new({
+                let web = web_url.to_owned();
+                move |_| format!("{web}/public")
+            }),
+            script: script(
+                reads.timeline_sql(TimelineScope::Public, newest, PAGE_ROWS),
+                &[&PAGE_ROWS.to_string()],
+            ),
+        },
+        Read {
+            name: "a user's timeline page `/<user>`",
+            url: Box::new({
+                let web = web_url.to_owned();
+                move |user| format!("{web}/{user}")
+            }),
+            script: script(
+                reads.timeline_sql(TimelineScope::Author("?"), newest, PAGE_ROWS),
+                &[":user", &PAGE_ROWS.to_string()],
+            ),
+        },
+        Read {
+            name: "\"my\" timeline `/` (follows 500)",
+            url: Box::new({
+                let web = web_url.to_owned();
+                move |_| format!("{web}/")
+            }),
+            script: script(
+                reads.timeline_sql(TimelineScope::Personal("?"), newest, PAGE_ROWS),
+                &[&quoted_reader, &quoted_reader, &PAGE_ROWS.to_string()],
+            ),
+        },
+        Read {
+            name: "API `GET /msgs`",
+            url: Box::new({
+                let api = api_url.to_owned();
+                move |_| format!("{api}/msgs")
+            }),
+            script: script(
+                reads.timeline_sql(TimelineScope::Public, newest, MSGS_DEFAULT),
+                &[&MSGS_DEFAULT.to_string()],
+            ),
+        },
+    ];
+    let signed_in = sign_in(web_url, reader).await?;
+    let mut rows = Vec::new();
+    for (number, endpoint) in endpoints.into_iter().enumerate() {
+        let endpoint = Arc::new(endpoint);
+        let client = signed_in.clone();
+        let ours = {
+            let endpoint = endpoint.clone();
+            load::concurrent(clients, duration, move |reader_task, step| {
+                let mut rng = Rng::new((reader_task as u64) << 32 | step);
+                let reply = client
+                    .get((endpoint.url)(1 + rng.below(users)))
+                    .header("Authorization", AUTHORIZATION)
+                    .send();
+                async move { expect_status(reply.await, &[200]).await }
+            })
+            .await
+        };
+        let reference = cluster
+            .pgbench(
+                work_dir,
+                &format!("read{number}"),
+                &endpoint.script,
+                clients,
+                duration.as_secs(),
+            )
+            .await?;
+        let ratio = ours.rate() / reference.tps;
+        let p99 = ours.quantile(0.99);
+        rows.push(Row {
+            workload: format!("3. Reads: {} ({clients} clients)", endpoint.name),
+            ours: format!(
+                "{:.0} req/s; p50 {}, p99 {}{}",
+                ours.rate(),
+                millis(ours.quantile(0.5)),
+                millis(p99),
+                failures(&ours)
+            ),
+            reference: format!(
+                "pgbench, same SQL: {:.0} tps, p99 {}",
+                reference.tps,
+                millis(load::quantile(&reference.latencies, 0.99))
+            ),
+            ratio: Some(ratio),
+            target: "≥ 0.5×, p99 < 20 ms".to_owned(),
+            met: ratio >= 0.5 && p99 < Duration::from_millis(20) && ours.failures == 0,
+        });
+    }
+    Ok(rows)
+}
+
+/// A keep-alive client signed in as `reader` through the login form.
+async fn sign_in(web_url: &str, reader: &str) -> anyhow::Result<reqwest::Client> {
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(1024)
+        .build()?;
+    let reply = client
+        .post(format!("{web_url}/login"))
+        .form(&[("username", reader), ("password", crate::dataset::PASSWORD)])
+        .send()
+        .await?;
+    anyhow::ensure!(
+        reply.status().is_redirection(),
+        "signing in as {reader}: {}",
+        reply.status()
+    );
+    Ok(client)
+}
+
+/// 5. `minitwit-replay rebuild --all` over the whole log, against reading the log
+///    sequentially with COPY into a null sink.
+pub async fn rebuild(cluster: &Cluster, replay_tool: &Path) -> anyhow::Result<Row> {
+    let pool = &cluster.pool;
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(pool)
+        .await?;
+    let read_started = Instant::now();
+    let mut conn = pool.acquire().await?;
+    let mut copy = conn
+        .copy_out_raw("COPY events TO STDOUT")
+        .await
+        .context("COPY events")?;
+    use tokio_stream::StreamExt as _;
+    let mut bytes = 0_usize;
+    while let Some(chunk) = copy.next().await {
+        bytes += chunk?.len();
+    }
+    drop(copy);
+    drop(conn);
+    let raw_read = read_started.elapsed();
+    let raw_rate = events as f64 / raw_read.as_secs_f64();
+    let started = Instant::now();
+    let status = tokio::process::Command::new(replay_tool)
+        .args(["rebuild", "--all"])
+        .env("DATABASE_URL", &cluster.url)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .await?;
+    anyhow::ensure!(status.success(), "minitwit-replay rebuild --all failed");
+    let took = started.elapsed();
+    let rate = events as f64 / took.as_secs_f64();
+    let ratio = rate / raw_rate;
+    Ok(Row {
+        workload: format!("5. Rebuild rate (`rebuild --all`, {events} events)"),
+        ours: format!("{rate:.0} events/s ({:.1} s)", took.as_secs_f64()),
+        reference: format!(
+            "COPY events TO STDOUT, null sink: {raw_rate:.0} events/s ({:.1} s, {} MB)",
+            raw_read.as_secs_f64(),
+            bytes / 1_000_000
+        ),
+        ratio: Some(ratio),
+        target: "≥ 0.3×".to_owned(),
+        met: ratio >= 0.3,
+    })
+}
+
+/// 6. The server's peak resident memory over workloads 2 and 3.
+pub fn memory(peak_bytes: u64) -> Row {
+    let megabytes = peak_bytes as f64 / 1e6;
+    Row {
+        workload: "6. Memory: server's peak RSS during workloads 2–3".to_owned(),
+        ours: format!("{megabytes:.0} MB"),
+        reference: "—".to_owned(),
+        ratio: None,
+        target: "< 150 MB".to_owned(),
+        met: megabytes < 150.0,
+    }
+}
+
+/// The schemas of the active view versions.
+pub struct Schemas {
+    pub timeline: String,
+    pub accounts: String,
+}
+
+pub async fn active_schemas(pool: &PgPool) -> anyhow::Result<Schemas> {
+    let versions = projections::maintenance::versions(pool).await?;
+    let active = |name: &str| {
+        versions
+            .iter()
+            .find(|info| info.projection == name && info.state == "active")
+            .map(|info| info.schema())
+            .with_context(|| format!("no active version of {name}"))
+    };
+    Ok(Schemas {
+        timeline: active("timeline")?,
+        accounts: active("accounts")?,
+    })
+}
+
+fn failures(run: &Run) -> String {
+    match &run.first_failure {
+        None => String::new(),
+        Some(first) => format!("; **{} failed** (first: {first})", run.failures),
+    }
+}

@@ -1,0 +1,42 @@
+# Shared by scripts/test and scripts/bench (sourced): finding PostgreSQL's server binaries,
+# and installing Debian packages when we may (as root, with apt).
+
+find_pg_bin() {
+  local dir
+  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+  if [ -n "$dir" ] && [ -x "$dir/initdb" ]; then echo "$dir"; return; fi
+  command -v initdb >/dev/null 2>&1 && dirname "$(command -v initdb)"
+}
+
+can_apt() { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; }
+apt_updated=
+apt_install() {
+  if [ -z "$apt_updated" ]; then apt-get update -qq && apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# ensure_postgres WHO: installs Debian's PostgreSQL when no server binaries are found.
+ensure_postgres() {
+  if [ -n "${MINITWIT_PG_BIN:-}" ] || [ -n "$(find_pg_bin)" ]; then return 0; fi
+  if can_apt; then
+    echo "$1: installing PostgreSQL (no server binaries found)"
+    apt_install postgresql
+  else
+    echo "$1: no PostgreSQL server binaries; install the 'postgresql' package or set MINITWIT_PG_BIN" >&2
+    exit 1
+  fi
+}
+
+# stop_cluster DATA_DIR: stops a cluster a suite or the benchmark left running (after a crash;
+# normally they stop their own).
+stop_cluster() {
+  local cluster=$1
+  [ -f "$cluster/postmaster.pid" ] || return 0
+  local bin="${MINITWIT_PG_BIN:-$(find_pg_bin)}"
+  if [ "$(id -u)" = 0 ]; then
+    # PostgreSQL refuses to run as root; it ran as the cluster's owner.
+    runuser -u "$(stat -c %U "$cluster")" -- "$bin/pg_ctl" -D "$cluster" stop -m fast >/dev/null
+  else
+    "$bin/pg_ctl" -D "$cluster" stop -m fast >/dev/null
+  fi
+}
