@@ -34,9 +34,19 @@ impl LatestStore {
     }
 
     /// Replaces the stored value.
+    ///
+    /// Committed without waiting for the WAL flush (`synchronous_commit` off for this one
+    /// statement's transaction), which saves a disk flush on every simulator request. The
+    /// value is still durable when it matters: a request that writes an event commits it
+    /// synchronously afterwards, and that flush carries this earlier commit record with it,
+    /// so by the time a write is acknowledged its `latest` is on disk too. What a crash of
+    /// PostgreSQL itself (not of a server) can lose is the `latest` of the reads and refusals
+    /// of the last fraction of a second (at most three `wal_writer_delay`s), which the
+    /// simulator then sends again — harmless, as every simulator action is safe to repeat.
     pub async fn set(&self, latest: i64) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "INSERT INTO simulator_latest (singleton, latest) VALUES (true, $1) \
+            "INSERT INTO simulator_latest (singleton, latest) \
+             SELECT true, $1 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async \
              ON CONFLICT (singleton) DO UPDATE SET latest = EXCLUDED.latest, updated_at = now()",
         )
         .bind(latest)
