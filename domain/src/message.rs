@@ -219,6 +219,9 @@ fn storable(moderation: Moderation) -> Result<Moderation, MessageError> {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use std::sync::Arc;
 

@@ -240,6 +240,9 @@ impl Aggregate for User {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use std::collections::HashSet;
     use std::sync::Arc;
