@@ -223,26 +223,14 @@ mod properties;
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use async_trait::async_trait;
     use chrono::TimeZone;
     use cqrs_es::test::TestFramework;
 
     use super::*;
-    use crate::directory::UserDirectory;
-
-    struct OnlyAlice;
-
-    #[async_trait]
-    impl UserDirectory for OnlyAlice {
-        async fn is_registered(&self, username: &str) -> Result<bool, DirectoryError> {
-            Ok(username == "alice")
-        }
-    }
+    use crate::testing::FakeDirectory;
 
     fn framework() -> TestFramework<Message> {
-        TestFramework::with(Arc::new(OnlyAlice) as Directory)
+        TestFramework::with(FakeDirectory::with(["alice"]) as Directory)
     }
 
     fn at() -> DateTime<Utc> {
