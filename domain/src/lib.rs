@@ -16,6 +16,8 @@
 pub mod directory;
 pub mod message;
 pub mod registration;
+#[cfg(test)]
+mod testing;
 pub mod upcasting;
 pub mod user;
 

@@ -219,27 +219,18 @@ fn storable(moderation: Moderation) -> Result<Moderation, MessageError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Arc;
+mod properties;
 
-    use async_trait::async_trait;
+#[cfg(test)]
+mod tests {
     use chrono::TimeZone;
     use cqrs_es::test::TestFramework;
 
     use super::*;
-    use crate::directory::UserDirectory;
-
-    struct OnlyAlice;
-
-    #[async_trait]
-    impl UserDirectory for OnlyAlice {
-        async fn is_registered(&self, username: &str) -> Result<bool, DirectoryError> {
-            Ok(username == "alice")
-        }
-    }
+    use crate::testing::FakeDirectory;
 
     fn framework() -> TestFramework<Message> {
-        TestFramework::with(Arc::new(OnlyAlice) as Directory)
+        TestFramework::with(FakeDirectory::with(["alice"]) as Directory)
     }
 
     fn at() -> DateTime<Utc> {

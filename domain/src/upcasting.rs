@@ -56,9 +56,11 @@ impl EventUpcaster for ModerationRecorded {
 mod tests {
     use chrono::{TimeZone, Utc};
     use cqrs_es::EventEnvelope;
+    use proptest::prelude::*;
 
     use super::*;
     use crate::message::{Message, Moderation};
+    use crate::testing::{self, failure};
 
     fn stored(event_type: &str, version: &str, payload: Value) -> SerializedEvent {
         SerializedEvent::new(
@@ -132,5 +134,48 @@ mod tests {
             json!({"MessageFlagged": {"flagged_at": "2026-11-25T12:00:00Z"}}),
         );
         assert!(EventEnvelope::<Message>::try_from(v1).is_err());
+    }
+
+    proptest! {
+        /// Whatever a stored 1.0 flag or unflag holds — any instant, any stream, any
+        /// metadata — it is read as the 2.0 event with an unrecorded moderation.
+        #[test]
+        fn every_version_one_moderation_event_is_read_as_version_two(
+            flagged in any::<bool>(),
+            at in testing::instant(),
+            aggregate_id in testing::hostile_text(),
+            sequence in any::<usize>(),
+            request_id in testing::hostile_text(),
+        ) {
+            let (event_type, at_field) = if flagged {
+                ("MessageFlagged", "flagged_at")
+            } else {
+                ("MessageUnflagged", "unflagged_at")
+            };
+            let metadata = json!({ "request_id": request_id });
+            let v1 = SerializedEvent::new(
+                aggregate_id.clone(),
+                sequence,
+                "message".into(),
+                event_type.into(),
+                "1.0".into(),
+                json!({ event_type: { at_field: at } }),
+                metadata.clone(),
+            );
+
+            let read = upcast(v1, &upcasters());
+            prop_assert_eq!(&read.event_version, MessageEvent::MODERATION_VERSION);
+            prop_assert_eq!(&read.metadata, &metadata);
+            let envelope = EventEnvelope::<Message>::try_from(read).map_err(failure)?;
+            let moderation = Moderation::default();
+            let expected = if flagged {
+                MessageEvent::MessageFlagged { flagged_at: at, moderation }
+            } else {
+                MessageEvent::MessageUnflagged { unflagged_at: at, moderation }
+            };
+            prop_assert_eq!(envelope.payload, expected);
+            prop_assert_eq!(envelope.aggregate_id, aggregate_id);
+            prop_assert_eq!(envelope.sequence, sequence);
+        }
     }
 }

@@ -240,28 +240,18 @@ impl Aggregate for User {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::HashSet;
-    use std::sync::Arc;
+mod properties;
 
-    use async_trait::async_trait;
+#[cfg(test)]
+mod tests {
     use chrono::TimeZone;
     use cqrs_es::test::TestFramework;
 
     use super::*;
-    use crate::directory::UserDirectory;
-
-    struct KnownUsers(HashSet<&'static str>);
-
-    #[async_trait]
-    impl UserDirectory for KnownUsers {
-        async fn is_registered(&self, username: &str) -> Result<bool, DirectoryError> {
-            Ok(self.0.contains(username))
-        }
-    }
+    use crate::testing::FakeDirectory;
 
     fn framework() -> TestFramework<User> {
-        TestFramework::with(Arc::new(KnownUsers(["b", "c"].into())) as Directory)
+        TestFramework::with(FakeDirectory::with(["b", "c"]) as Directory)
     }
 
     fn at() -> DateTime<Utc> {
@@ -384,7 +374,7 @@ mod tests {
 
     #[test]
     fn following_yourself_is_allowed() {
-        TestFramework::<User>::with(Arc::new(KnownUsers(["a"].into())) as Directory)
+        TestFramework::<User>::with(FakeDirectory::with(["a"]) as Directory)
             .given(vec![registered("a")])
             .when(follow("a"))
             .then_expect_events(vec![followed("a")]);
