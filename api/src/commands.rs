@@ -255,8 +255,8 @@ impl CommandBus {
             transaction_id: row.try_get("transaction_id")?,
             global_position: row.try_get("global_position")?,
         };
-        // The local projectors need not wait for the notification's round trip.
-        self.progress.wake_projectors();
+        // The local projectors of this stream need not wait for the notification's round trip.
+        self.progress.wake_projectors_of(aggregate_type);
         let applied = self
             .progress
             .wait_until_applied(

@@ -5,6 +5,10 @@ use api::config::Command;
 use api::{shutdown_signal, Application, Config};
 use clap::Parser;
 
+/// See the workspace manifest for why the server does not use the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();

@@ -15,7 +15,7 @@
 //! to a dropped connection costs latency, never correctness.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use sqlx::postgres::PgListener;
@@ -46,9 +46,17 @@ pub struct Progress {
 struct Inner {
     pool: PgPool,
     projections: HashMap<&'static str, TrackedProjection>,
-    wakers: Mutex<Vec<Arc<Notify>>>,
+    /// Each registered projector's wake-up, with the aggregate types it reads. Weak: a
+    /// projector that stopped (its version was replaced) drops out of the list.
+    wakers: Mutex<Vec<Waker>>,
     /// Bumped on every announced state change, so supervisors look at the active versions.
     states_changed: watch::Sender<u64>,
+}
+
+/// A projector's wake-up, and what it reads.
+struct Waker {
+    notify: Weak<Notify>,
+    aggregate_types: &'static [&'static str],
 }
 
 struct TrackedProjection {
@@ -229,19 +237,32 @@ impl Progress {
         }
     }
 
-    /// A handle that [`Progress::wake_projectors`] will notify.
-    pub fn register_waker(&self) -> Arc<Notify> {
-        let waker = Arc::new(Notify::new());
-        self.inner
-            .wakers
-            .lock()
-            .expect("waker list poisoned")
-            .push(waker.clone());
-        waker
+    /// A handle that [`Progress::wake_projectors`] will notify, and
+    /// [`Progress::wake_projectors_of`] too when it names one of `aggregate_types`.
+    pub fn register_waker(&self, aggregate_types: &'static [&'static str]) -> Arc<Notify> {
+        let notify = Arc::new(Notify::new());
+        let mut wakers = self.inner.wakers.lock().expect("waker list poisoned");
+        wakers.retain(|waker| waker.notify.strong_count() > 0);
+        wakers.push(Waker {
+            notify: Arc::downgrade(&notify),
+            aggregate_types,
+        });
+        notify
     }
 
     /// Tells this process's projectors that new events may be there.
     pub fn wake_projectors(&self) {
+        self.wake_where(|_| true);
+    }
+
+    /// Tells this process's projectors of `aggregate_type`'s events that one was just
+    /// committed: a write waiting for its views wakes only those that have work, not every
+    /// projector for an empty batch.
+    pub fn wake_projectors_of(&self, aggregate_type: &str) {
+        self.wake_where(|types| types.contains(&aggregate_type));
+    }
+
+    fn wake_where(&self, reads: impl Fn(&[&str]) -> bool) {
         for waker in self
             .inner
             .wakers
@@ -249,7 +270,13 @@ impl Progress {
             .expect("waker list poisoned")
             .iter()
         {
-            waker.notify_one();
+            if let Some(notify) = waker
+                .notify
+                .upgrade()
+                .filter(|_| reads(waker.aggregate_types))
+            {
+                notify.notify_one();
+            }
         }
     }
 

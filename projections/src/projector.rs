@@ -174,7 +174,7 @@ impl Projector {
 
     /// Reports every committed batch to `progress` and lets it wake this projector.
     pub fn reporting_to(mut self, progress: &Progress) -> Self {
-        self.wake = progress.register_waker();
+        self.wake = progress.register_waker(self.projection.aggregate_types());
         self.progress = Some(progress.clone());
         self
     }
