@@ -85,6 +85,11 @@ pub async fn lag(
          WHERE (transaction_id, global_position) > ($1::bigint::text::xid8, $2) \
            AND aggregate_type = ANY($3)",
     )
+    // Planned for these very parameters each time (an unnamed statement): a plan cached
+    // for any position would have to assume a large share of the log lies past it and
+    // scan the whole table, where an index range is a few rows (the readiness probe and
+    // the metrics collector ask this every few seconds).
+    .persistent(false)
     .bind(checkpoint.transaction_id)
     .bind(checkpoint.global_position)
     .bind(projection.aggregate_types())
