@@ -8,7 +8,7 @@
 use askama::Template;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use chrono::DateTime;
+use chrono::{DateTime, Datelike as _, Timelike as _, Utc};
 use md5::{Digest as _, Md5};
 use projections::TimelineEntry;
 
@@ -114,6 +114,7 @@ impl MessageView {
     pub fn new(entry: TimelineEntry, avatars: AvatarSource) -> Self {
         let posted = DateTime::from_timestamp(entry.pub_date, 0).unwrap_or_default();
         let hash = email_hash(&entry.author_email);
+        let (date, datetime) = shown_and_machine_dates(posted);
         Self {
             id: entry.message_id,
             author_href: user_href(&entry.author),
@@ -122,10 +123,30 @@ impl MessageView {
                 .then(|| avatar_url(&hash, AvatarSource::Local)),
             author: entry.author,
             text: entry.content,
-            date: posted.format("%Y-%m-%d @ %H:%M").to_string(),
-            datetime: posted.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            date,
+            datetime,
         }
     }
+}
+
+/// A message's time as the page shows it (`YYYY-MM-DD @ HH:MM`, as the original did) and as
+/// `<time datetime>` states it (`YYYY-MM-DDTHH:MM:SSZ`). Written out by hand: chrono's
+/// `format` re-parses its pattern on every call, which made it the most expensive step of
+/// rendering a timeline (30 messages, two dates each).
+fn shown_and_machine_dates(at: DateTime<Utc>) -> (String, String) {
+    if !(0..=9999).contains(&at.year()) {
+        // Outside four digits chrono's sign and width rules apply; such dates are rare.
+        return (
+            at.format("%Y-%m-%d @ %H:%M").to_string(),
+            at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        );
+    }
+    let day = format!("{:04}-{:02}-{:02}", at.year(), at.month(), at.day());
+    let (hour, minute) = (at.hour(), at.minute());
+    (
+        format!("{day} @ {hour:02}:{minute:02}"),
+        format!("{day}T{hour:02}:{minute:02}:{:02}Z", at.second()),
+    )
 }
 
 #[derive(Template)]
@@ -293,5 +314,15 @@ mod tests {
         let view = MessageView::new(entry, AvatarSource::Local);
         assert_eq!(view.date, "2025-11-25 @ 12:00");
         assert_eq!(view.datetime, "2025-11-25T12:00:00Z");
+        let padded = DateTime::from_timestamp(1_704_164_645, 0).unwrap(); // 2024-01-02 03:04:05
+        assert_eq!(
+            shown_and_machine_dates(padded),
+            ("2024-01-02 @ 03:04".into(), "2024-01-02T03:04:05Z".into())
+        );
+        let five_digit_year = DateTime::from_timestamp(253_402_300_800, 0).unwrap();
+        assert_eq!(
+            shown_and_machine_dates(five_digit_year).0,
+            "+10000-01-01 @ 00:00"
+        );
     }
 }
