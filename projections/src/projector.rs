@@ -299,13 +299,15 @@ impl Projector {
             transaction_id: i64::MAX,
             global_position: i64::MAX,
         });
+        // Ordered by the qualified columns: a bare `transaction_id` would name the selected
+        // bigint alias, which no index orders, and every batch would sort the rest of the log.
         let rows = sqlx::query(&format!(
             "SELECT {EVENT_COLUMNS} FROM events \
              WHERE (transaction_id, global_position) > ($1::bigint::text::xid8, $2) \
                AND (transaction_id, global_position) <= ($5::bigint::text::xid8, $6) \
                AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
                AND aggregate_type = ANY($3) \
-             ORDER BY transaction_id, global_position \
+             ORDER BY events.transaction_id, events.global_position \
              LIMIT $4"
         ))
         .bind(checkpoint.transaction_id)
