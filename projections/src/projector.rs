@@ -9,7 +9,8 @@
 //!    (`transaction_id < pg_snapshot_xmin(pg_current_snapshot())`) in
 //!    `(transaction_id, global_position)` order — no transaction still running can add rows
 //!    there, so nothing can appear behind the checkpoint later;
-//! 4. applies them with idempotent SQL;
+//! 4. applies them with a few idempotent, set-based statements per batch (see
+//!    [`Projection::apply_batch`]);
 //! 5. moves the checkpoint with a compare-and-set on its old value, rolling back if someone
 //!    else moved it (a fence against a stale worker).
 //!
@@ -42,13 +43,15 @@ pub trait Projection: Send + Sync {
     fn aggregate_types(&self) -> &'static [&'static str];
     /// Idempotent DDL creating this projection's tables inside `schema` (which exists).
     fn create_tables_sql(&self, schema: &str) -> String;
-    /// Applies one event to the tables in `schema`. Must be idempotent: applying an event
-    /// twice leaves the tables as applying it once.
-    async fn apply(
+    /// Applies a batch of events, given in log order, to the tables in `schema`, with a
+    /// constant number of set-based statements: a rebuild's cost is then its batches, not
+    /// its events. The result must equal applying the events one at a time, in order, and
+    /// be idempotent: applying a batch twice leaves the tables as applying it once.
+    async fn apply_batch(
         &self,
         conn: &mut PgConnection,
         schema: &str,
-        event: &StoredEvent,
+        events: &[StoredEvent],
         upcasters: &[Box<dyn EventUpcaster>],
     ) -> anyhow::Result<()>;
 }
@@ -301,7 +304,7 @@ impl Projector {
         });
         // Ordered by the qualified columns: a bare `transaction_id` would name the selected
         // bigint alias, which no index orders, and every batch would sort the rest of the log.
-        let rows = sqlx::query(&format!(
+        let events = sqlx::query(&format!(
             "SELECT {EVENT_COLUMNS} FROM events \
              WHERE (transaction_id, global_position) > ($1::bigint::text::xid8, $2) \
                AND (transaction_id, global_position) <= ($5::bigint::text::xid8, $6) \
@@ -317,8 +320,11 @@ impl Projector {
         .bind(until.transaction_id)
         .bind(until.global_position)
         .fetch_all(&mut *tx)
-        .await?;
-        let Some(last) = rows.last() else {
+        .await?
+        .iter()
+        .map(StoredEvent::from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+        let (Some(first), Some(last)) = (events.first(), events.last()) else {
             let waiting = sqlx::query_scalar(
                 "SELECT EXISTS (SELECT 1 FROM events \
                  WHERE (transaction_id, global_position) > ($1::bigint::text::xid8, $2) \
@@ -334,19 +340,19 @@ impl Projector {
             .await?;
             return Ok(BatchOutcome::Idle { waiting });
         };
-        let through = StoredEvent::from_row(last)?.position;
-        for row in &rows {
-            let event = StoredEvent::from_row(row)?;
-            self.projection
-                .apply(&mut *tx, &self.schema, &event, &self.upcasters)
-                .await
-                .with_context(|| {
-                    format!(
-                        "applying {} at position {} to {}",
-                        event.event_type, event.position.global_position, self.schema
-                    )
-                })?;
-        }
+        let through = last.position;
+        self.projection
+            .apply_batch(&mut *tx, &self.schema, &events, &self.upcasters)
+            .await
+            .with_context(|| {
+                format!(
+                    "applying {} events (positions {} to {}, in log order) to {}",
+                    events.len(),
+                    first.position.global_position,
+                    through.global_position,
+                    self.schema
+                )
+            })?;
         let moved = sqlx::query(
             "UPDATE projection_checkpoints \
              SET last_tx = $3::bigint::text::xid8, last_position = $4, last_error = NULL, \
@@ -369,7 +375,7 @@ impl Projector {
             self.schema
         );
         Ok(BatchOutcome::Applied {
-            events: rows.len(),
+            events: events.len(),
             through,
         })
     }
