@@ -157,7 +157,10 @@ pub struct Config {
     #[arg(long, env = "MINITWIT_HASH_CONCURRENCY")]
     pub hash_concurrency: Option<usize>,
 
-    /// Events per projector batch.
+    /// Events per projector batch, at most. Live batches are usually smaller (what committed
+    /// since the last one); this bounds the batches of a backlog, and stays modest because
+    /// a batch's transaction holds back the horizon every projector reads below until it
+    /// commits (some 20 ms at 500).
     #[arg(long, env = "MINITWIT_PROJECTOR_BATCH_SIZE", default_value_t = 500)]
     pub projector_batch_size: i64,
 

@@ -108,6 +108,8 @@ impl LiveFeed {
         to: LogPosition,
     ) -> Result<(), sqlx::Error> {
         loop {
+            // Qualified: a bare `transaction_id` in ORDER BY would name the bigint alias, which
+            // no index orders, and each read would sort the whole stretch.
             let rows = sqlx::query(
                 "SELECT transaction_id::text::bigint AS transaction_id, global_position, \
                         aggregate_id, event_type \
@@ -115,7 +117,7 @@ impl LiveFeed {
                  WHERE (transaction_id, global_position) > ($1::bigint::text::xid8, $2) \
                    AND (transaction_id, global_position) <= ($3::bigint::text::xid8, $4) \
                    AND aggregate_type = 'message' \
-                 ORDER BY transaction_id, global_position LIMIT $5",
+                 ORDER BY events.transaction_id, events.global_position LIMIT $5",
             )
             .bind(from.transaction_id)
             .bind(from.global_position)

@@ -31,7 +31,8 @@ impl LogPosition {
     }
 }
 
-/// The columns of `events` in the order [`StoredEvent::from_row`] reads them.
+/// The columns of `events` in the order [`StoredEvent::from_row`] reads them. Its
+/// `transaction_id` is a bigint alias: order by `events.transaction_id`, which the index has.
 pub const EVENT_COLUMNS: &str = "global_position, transaction_id::text::bigint AS transaction_id, \
      aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at";
 

@@ -322,10 +322,11 @@ impl Comparison {
 /// How many differing rows a comparison shows (all are counted).
 const SAMPLE_ROWS: i64 = 5;
 
-/// Rebuilds `projection` from the log into a scratch version and compares it, row for row,
-/// with the active version at the same log position; the scratch version is dropped
-/// afterwards. The active version keeps serving and moving meanwhile: the comparison reads
-/// it in one snapshot, and the scratch is brought to exactly that snapshot's checkpoint.
+/// Rebuilds `projection` from the log into a scratch version, in batches as `settings` says,
+/// and compares it, row for row, with the active version at the same log position; the
+/// scratch version is dropped afterwards. The active version keeps serving and moving
+/// meanwhile: the comparison reads it in one snapshot, and the scratch is brought to exactly
+/// that snapshot's checkpoint.
 pub async fn verify(
     pool: &PgPool,
     projection: &Arc<dyn Projection>,
@@ -346,7 +347,7 @@ pub async fn verify(
     .await?
     .with_context(|| format!("{name} has no active version to compare with"))?;
     let scratch = new_version(pool, projection, settings, VersionState::Scratch).await?;
-    let compared = compare_with_active(pool, &scratch, active).await;
+    let compared = compare_with_active(pool, &scratch, active, settings).await;
     drop_version(pool, name, scratch.version()).await?;
     compared
 }
@@ -355,13 +356,13 @@ async fn compare_with_active(
     pool: &PgPool,
     scratch: &Projector,
     active: i32,
+    settings: ProjectorSettings,
 ) -> anyhow::Result<Comparison> {
     let name = scratch.projection().name();
     // Most of the work in committed batches, up to where the active version stands now...
     let mut conn = pool.acquire().await?;
     let now = checkpoint(&mut conn, name, active).await?;
     drop(conn);
-    let settings = ProjectorSettings::default();
     let bounded = |until| {
         Projector::new(pool.clone(), scratch.projection().clone(), settings)
             .at_version(scratch.version())

@@ -4,8 +4,14 @@
 //! (Unix seconds, as the original stores it) with ties broken by log position, newest
 //! written first. Flagged messages stay in the table but out of the partial indexes every
 //! timeline reads, so unflagging brings them back without a rebuild.
+//!
+//! A batch is reduced in memory to its new messages and each moderated message's final
+//! flag, then written with one insert and one update.
+
+use std::collections::{BTreeMap, HashSet};
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use cqrs_es::persist::EventUpcaster;
 use domain::{Message, MessageEvent};
 use sqlx::PgConnection;
@@ -50,56 +56,106 @@ impl Projection for Timeline {
         )
     }
 
-    async fn apply(
+    async fn apply_batch(
         &self,
         conn: &mut PgConnection,
         schema: &str,
-        event: &StoredEvent,
+        events: &[StoredEvent],
         upcasters: &[Box<dyn EventUpcaster>],
     ) -> anyhow::Result<()> {
-        let envelope = event.decode::<Message>(upcasters)?;
-        let message_id = &envelope.aggregate_id;
-        match envelope.payload {
-            MessageEvent::MessagePosted {
-                author,
-                content,
-                posted_at,
-            } => {
-                sqlx::query(&format!(
-                    "INSERT INTO {schema}.messages \
-                         (message_id, author, content, pub_date, posted_at, position) \
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (message_id) DO NOTHING"
-                ))
-                .bind(message_id)
-                .bind(author)
-                .bind(content)
-                .bind(posted_at.timestamp())
-                .bind(posted_at)
-                .bind(event.position.global_position)
-                .execute(conn)
-                .await?;
-            }
-            MessageEvent::MessageFlagged { .. } => set_flag(conn, schema, message_id, true).await?,
-            MessageEvent::MessageUnflagged { .. } => {
-                set_flag(conn, schema, message_id, false).await?
-            }
+        let changes = MessageChanges::of(events, upcasters)?;
+        if !changes.posted.message_ids.is_empty() {
+            let posted = &changes.posted;
+            sqlx::query(&format!(
+                "INSERT INTO {schema}.messages \
+                     (message_id, author, content, pub_date, posted_at, position) \
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], \
+                                      $5::timestamptz[], $6::bigint[]) \
+                 ON CONFLICT (message_id) DO NOTHING"
+            ))
+            .bind(&posted.message_ids)
+            .bind(&posted.authors)
+            .bind(&posted.contents)
+            .bind(&posted.pub_dates)
+            .bind(&posted.posted_at)
+            .bind(&posted.positions)
+            .execute(&mut *conn)
+            .await?;
+        }
+        if !changes.flags.is_empty() {
+            // After the insert: a message's flags come after its post in the log (same
+            // stream, later sequence), so a flag may be about a message of this very batch.
+            let (message_ids, flagged): (Vec<&str>, Vec<bool>) = changes
+                .flags
+                .iter()
+                .map(|(message_id, &flagged)| (message_id.as_str(), flagged))
+                .unzip();
+            sqlx::query(&format!(
+                "UPDATE {schema}.messages AS m SET flagged = f.flagged \
+                 FROM UNNEST($1::text[], $2::boolean[]) AS f(message_id, flagged) \
+                 WHERE m.message_id = f.message_id"
+            ))
+            .bind(message_ids)
+            .bind(flagged)
+            .execute(&mut *conn)
+            .await?;
         }
         Ok(())
     }
 }
 
-async fn set_flag(
-    conn: &mut PgConnection,
-    schema: &str,
-    message_id: &str,
-    flagged: bool,
-) -> anyhow::Result<()> {
-    sqlx::query(&format!(
-        "UPDATE {schema}.messages SET flagged = $2 WHERE message_id = $1"
-    ))
-    .bind(message_id)
-    .bind(flagged)
-    .execute(conn)
-    .await?;
-    Ok(())
+/// What a batch does to `messages`, reduced in memory to one row per message.
+#[derive(Debug, Default)]
+struct MessageChanges {
+    posted: PostedColumns,
+    /// Whether each moderated message ends up flagged: its last decision in the batch, the
+    /// only one sequential application would leave standing.
+    flags: BTreeMap<String, bool>,
+}
+
+/// New messages, column by column (the arrays the insert unnests), each message once: the
+/// first post of a message wins, as it would with one insert per event.
+#[derive(Debug, Default)]
+struct PostedColumns {
+    message_ids: Vec<String>,
+    authors: Vec<String>,
+    contents: Vec<String>,
+    pub_dates: Vec<i64>,
+    posted_at: Vec<DateTime<Utc>>,
+    positions: Vec<i64>,
+}
+
+impl MessageChanges {
+    fn of(events: &[StoredEvent], upcasters: &[Box<dyn EventUpcaster>]) -> anyhow::Result<Self> {
+        let mut changes = Self::default();
+        let mut seen = HashSet::new();
+        for event in events {
+            let envelope = event.decode::<Message>(upcasters)?;
+            let message_id = envelope.aggregate_id;
+            match envelope.payload {
+                MessageEvent::MessagePosted {
+                    author,
+                    content,
+                    posted_at,
+                } => {
+                    if seen.insert(message_id.clone()) {
+                        let posted = &mut changes.posted;
+                        posted.message_ids.push(message_id);
+                        posted.authors.push(author);
+                        posted.contents.push(content);
+                        posted.pub_dates.push(posted_at.timestamp());
+                        posted.posted_at.push(posted_at);
+                        posted.positions.push(event.position.global_position);
+                    }
+                }
+                MessageEvent::MessageFlagged { .. } => {
+                    changes.flags.insert(message_id, true);
+                }
+                MessageEvent::MessageUnflagged { .. } => {
+                    changes.flags.insert(message_id, false);
+                }
+            }
+        }
+        Ok(changes)
+    }
 }

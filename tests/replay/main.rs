@@ -10,6 +10,7 @@ mod tool;
 #[path = "../support/web_client.rs"]
 mod web_client;
 
+mod batching;
 mod export_import;
 mod legacy;
 mod moderation;

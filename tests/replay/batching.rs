@@ -1,0 +1,279 @@
+//! Set-based projection: the views built one event per batch, in small batches, in one batch
+//! of the whole log, and with every batch applied twice are the same tables — over a random
+//! log of registrations, posts, flags and unflags, follows (of users already followed, too),
+//! unfollows, re-follows and password upgrades.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{TimeZone, Utc};
+use cqrs_es::persist::EventUpcaster;
+use domain::{MessageEvent, Moderation, PasswordHash, UserEvent};
+use projections::maintenance;
+use projections::{Projection, Projector, ProjectorSettings, StoredEvent};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool};
+
+use crate::helpers::TestDatabase;
+
+/// A log long enough for every kind of event to meet every other inside one batch.
+const EVENTS: usize = 800;
+/// Few users, so that each pair is followed, unfollowed and followed again many times.
+const USERS: usize = 6;
+/// Flags are about the newest messages, so that one message meets several in a batch.
+const MODERATED: usize = 10;
+
+/// Writes a random, domain-shaped log of `EVENTS` events, in transactions of a few events.
+async fn write_random_log(pool: &PgPool, seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut log = RandomLog::default();
+    let mut written = 0;
+    while written < EVENTS {
+        let mut tx = pool.begin().await.unwrap();
+        for _ in 0..rng.random_range(1..20) {
+            log.append_next(&mut tx, &mut rng).await;
+            written += 1;
+        }
+        tx.commit().await.unwrap();
+    }
+}
+
+/// What has been written so far, so that every event is one the domain could have written:
+/// users act only once registered, flags are about posted messages.
+#[derive(Default)]
+struct RandomLog {
+    users: Vec<String>,
+    messages: Vec<String>,
+    /// The last sequence of each stream.
+    sequences: HashMap<(&'static str, String), i64>,
+}
+
+impl RandomLog {
+    async fn append_next(&mut self, conn: &mut PgConnection, rng: &mut StdRng) {
+        let at = Utc.timestamp_opt(1_800_000_000, 0).unwrap()
+            + chrono::Duration::seconds(rng.random_range(0..3_000));
+        let choice = rng.random_range(0..100);
+        if self.users.len() < 2 || (choice < 5 && self.users.len() < USERS) {
+            let username = format!("user {}", self.users.len());
+            self.users.push(username.clone());
+            let registered = UserEvent::UserRegistered {
+                username: username.clone(),
+                email: format!("{username}@example.org"),
+                password_hash: PasswordHash::new(format!("$argon2id${}", rng.random::<u32>())),
+                registered_at: at,
+            };
+            return self.append_user(conn, &username, &registered).await;
+        }
+        let user = rng.random_range(0..self.users.len());
+        // Anyone but the user (the domain refuses following oneself).
+        let other = (user + rng.random_range(1..self.users.len())) % self.users.len();
+        let (user, other) = (self.users[user].clone(), self.users[other].clone());
+        match choice {
+            5..40 => {
+                let message_id = format!("message {}", self.messages.len());
+                self.messages.push(message_id.clone());
+                let posted = MessageEvent::MessagePosted {
+                    author: user,
+                    content: format!("text {}", rng.random::<u16>()),
+                    posted_at: at,
+                };
+                self.append_message(conn, &message_id, &posted).await;
+            }
+            40..50 if !self.messages.is_empty() => {
+                let newest = self.messages.len().saturating_sub(MODERATED)..self.messages.len();
+                let message_id = self.messages[rng.random_range(newest)].clone();
+                let moderation = Moderation {
+                    moderator: "admin".to_owned(),
+                    reason: String::new(),
+                };
+                let decision = if rng.random_bool(0.5) {
+                    MessageEvent::MessageFlagged {
+                        flagged_at: at,
+                        moderation,
+                    }
+                } else {
+                    MessageEvent::MessageUnflagged {
+                        unflagged_at: at,
+                        moderation,
+                    }
+                };
+                self.append_message(conn, &message_id, &decision).await;
+            }
+            50..75 => {
+                let followed = UserEvent::UserFollowed {
+                    followee: other,
+                    followed_at: at,
+                };
+                self.append_user(conn, &user, &followed).await;
+            }
+            75..95 => {
+                let unfollowed = UserEvent::UserUnfollowed {
+                    followee: other,
+                    unfollowed_at: at,
+                };
+                self.append_user(conn, &user, &unfollowed).await;
+            }
+            _ => {
+                let upgraded = UserEvent::PasswordHashUpgraded {
+                    password_hash: PasswordHash::new(format!("$argon2id${}", rng.random::<u32>())),
+                    upgraded_at: at,
+                };
+                self.append_user(conn, &user, &upgraded).await;
+            }
+        }
+    }
+
+    async fn append_user(&mut self, conn: &mut PgConnection, username: &str, event: &UserEvent) {
+        let payload = serde_json::to_value(event).unwrap();
+        self.append(conn, "user", username, UserEvent::VERSION, payload)
+            .await;
+    }
+
+    async fn append_message(
+        &mut self,
+        conn: &mut PgConnection,
+        message_id: &str,
+        event: &MessageEvent,
+    ) {
+        let version = match event {
+            MessageEvent::MessagePosted { .. } => MessageEvent::POSTED_VERSION,
+            _ => MessageEvent::MODERATION_VERSION,
+        };
+        let payload = serde_json::to_value(event).unwrap();
+        self.append(conn, "message", message_id, version, payload)
+            .await;
+    }
+
+    async fn append(
+        &mut self,
+        conn: &mut PgConnection,
+        aggregate_type: &'static str,
+        aggregate_id: &str,
+        event_version: &str,
+        payload: Value,
+    ) {
+        // Serde tags each payload with its variant's name, which is the event type.
+        let event_type = payload
+            .as_object()
+            .and_then(|tagged| tagged.keys().next())
+            .expect("an externally tagged event")
+            .clone();
+        let sequence = self
+            .sequences
+            .entry((aggregate_type, aggregate_id.to_owned()))
+            .or_default();
+        *sequence += 1;
+        sqlx::query(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
+                 event_version, payload, metadata) \
+             VALUES ($1, $2, $3, $4, $5, $6, '{}')",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .bind(*sequence)
+        .bind(event_type)
+        .bind(event_version)
+        .bind(payload)
+        .execute(conn)
+        .await
+        .unwrap();
+    }
+}
+
+fn in_batches_of(batch_size: i64) -> ProjectorSettings {
+    ProjectorSettings {
+        batch_size,
+        ..ProjectorSettings::default()
+    }
+}
+
+/// Builds the active version of every projection from the log.
+async fn build_active_versions(
+    pool: &PgPool,
+    projections: Vec<Arc<dyn Projection>>,
+    batch_size: i64,
+) {
+    for projection in projections {
+        let projector = Projector::new(pool.clone(), projection, in_batches_of(batch_size));
+        projector.prepare().await.unwrap();
+        projector.catch_up().await.unwrap();
+    }
+}
+
+/// Rebuilds every projection in batches of `batch_size` and asserts that it equals the active
+/// version, row for row.
+async fn assert_a_rebuild_in_batches_of(pool: &PgPool, batch_size: i64) {
+    for projection in projections::all() {
+        let comparison = maintenance::verify(pool, &projection, in_batches_of(batch_size))
+            .await
+            .unwrap();
+        assert!(
+            comparison.is_equal(),
+            "{} built in batches of {batch_size} differs: {:#?}",
+            projection.name(),
+            comparison.tables
+        );
+    }
+}
+
+#[tokio::test]
+async fn views_built_one_event_at_a_time_equal_views_built_in_batches() {
+    let db = TestDatabase::create().await;
+    write_random_log(&db.pool, 6).await;
+    build_active_versions(&db.pool, projections::all(), 1).await;
+    // Small batches put boundaries everywhere; one batch of the whole log puts every event
+    // of a pair or a message in the same batch.
+    for batch_size in [7, 10_000] {
+        assert_a_rebuild_in_batches_of(&db.pool, batch_size).await;
+    }
+}
+
+/// A projection that applies every batch twice.
+struct Twice(Arc<dyn Projection>);
+
+#[async_trait]
+impl Projection for Twice {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+
+    fn version(&self) -> i32 {
+        self.0.version()
+    }
+
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        self.0.aggregate_types()
+    }
+
+    fn create_tables_sql(&self, schema: &str) -> String {
+        self.0.create_tables_sql(schema)
+    }
+
+    async fn apply_batch(
+        &self,
+        conn: &mut PgConnection,
+        schema: &str,
+        events: &[StoredEvent],
+        upcasters: &[Box<dyn EventUpcaster>],
+    ) -> anyhow::Result<()> {
+        for _ in 0..2 {
+            self.0.apply_batch(conn, schema, events, upcasters).await?;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn applying_every_batch_twice_equals_applying_it_once() {
+    let db = TestDatabase::create().await;
+    write_random_log(&db.pool, 7).await;
+    let twice = projections::all()
+        .into_iter()
+        .map(|projection| Arc::new(Twice(projection)) as Arc<dyn Projection>)
+        .collect();
+    build_active_versions(&db.pool, twice, 7).await;
+    assert_a_rebuild_in_batches_of(&db.pool, 10_000).await;
+}
