@@ -33,8 +33,8 @@ impl Projection for Accounts {
         1
     }
 
-    fn aggregate_types(&self) -> &'static [&'static str] {
-        &["user"]
+    fn aggregate_type(&self) -> &'static str {
+        "user"
     }
 
     fn create_tables_sql(&self, schema: &str) -> String {

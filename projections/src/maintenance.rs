@@ -83,7 +83,7 @@ pub async fn lag(
                 coalesce(extract(epoch FROM now() - min(recorded_at))::float8, 0) AS seconds \
          FROM events \
          WHERE (transaction_id, global_position) > ($1::bigint::text::xid8, $2) \
-           AND aggregate_type = ANY($3)",
+           AND aggregate_type = $3",
     )
     // Planned for these very parameters each time (an unnamed statement): a plan cached
     // for any position would have to assume a large share of the log lies past it and
@@ -92,7 +92,7 @@ pub async fn lag(
     .persistent(false)
     .bind(checkpoint.transaction_id)
     .bind(checkpoint.global_position)
-    .bind(projection.aggregate_types())
+    .bind(projection.aggregate_type())
     .fetch_one(pool)
     .await?;
     Ok(Lag {

@@ -56,11 +56,11 @@ struct Inner {
 /// A projector's wake-up, and what it reads.
 struct Waker {
     notify: Weak<Notify>,
-    aggregate_types: &'static [&'static str],
+    aggregate_type: &'static str,
 }
 
 struct TrackedProjection {
-    aggregate_types: &'static [&'static str],
+    aggregate_type: &'static str,
     versions: Mutex<Versions>,
     /// The checkpoint of the version being read: what live pages follow. Only moves forward,
     /// across version changes too (a version is read only once it has caught up).
@@ -81,7 +81,7 @@ impl Progress {
             .map(|projection| {
                 let version = projection.version();
                 let tracked = TrackedProjection {
-                    aggregate_types: projection.aggregate_types(),
+                    aggregate_type: projection.aggregate_type(),
                     versions: Mutex::new(Versions {
                         reading: version,
                         tracked: BTreeMap::from([(version, watch::Sender::default())]),
@@ -238,14 +238,14 @@ impl Progress {
     }
 
     /// A handle that [`Progress::wake_projectors`] will notify, and
-    /// [`Progress::wake_projectors_of`] too when it names one of `aggregate_types`.
-    pub fn register_waker(&self, aggregate_types: &'static [&'static str]) -> Arc<Notify> {
+    /// [`Progress::wake_projectors_of`] too when it names `aggregate_type`.
+    pub fn register_waker(&self, aggregate_type: &'static str) -> Arc<Notify> {
         let notify = Arc::new(Notify::new());
         let mut wakers = self.inner.wakers.lock().expect("waker list poisoned");
         wakers.retain(|waker| waker.notify.strong_count() > 0);
         wakers.push(Waker {
             notify: Arc::downgrade(&notify),
-            aggregate_types,
+            aggregate_type,
         });
         notify
     }
@@ -259,10 +259,10 @@ impl Progress {
     /// committed: a write waiting for its views wakes only those that have work, not every
     /// projector for an empty batch.
     pub fn wake_projectors_of(&self, aggregate_type: &str) {
-        self.wake_where(|types| types.contains(&aggregate_type));
+        self.wake_where(|read| read == aggregate_type);
     }
 
-    fn wake_where(&self, reads: impl Fn(&[&str]) -> bool) {
+    fn wake_where(&self, reads: impl Fn(&str) -> bool) {
         for waker in self
             .inner
             .wakers
@@ -273,7 +273,7 @@ impl Progress {
             if let Some(notify) = waker
                 .notify
                 .upgrade()
-                .filter(|_| reads(waker.aggregate_types))
+                .filter(|_| reads(waker.aggregate_type))
             {
                 notify.notify_one();
             }
@@ -342,7 +342,7 @@ impl Progress {
     ) -> Result<bool, sqlx::Error> {
         let deadline = Instant::now() + timeout;
         for (name, projection) in &self.inner.projections {
-            if !projection.aggregate_types.contains(&aggregate_type) {
+            if projection.aggregate_type != aggregate_type {
                 continue;
             }
             'tracked: loop {

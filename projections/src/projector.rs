@@ -39,8 +39,11 @@ pub trait Projection: Send + Sync {
     /// The version the code builds and reads. Bump it when the tables' shape or meaning
     /// changes; the new version is then built beside the old one.
     fn version(&self) -> i32;
-    /// The aggregate types whose events this projection reads; others are not fetched.
-    fn aggregate_types(&self) -> &'static [&'static str];
+    /// The aggregate type whose events this projection reads; others are not fetched. One
+    /// type, so that a projector reads its own stretch of the `(aggregate_type,
+    /// transaction_id, global_position)` index in log order and never steps over the other
+    /// types' events (a million messages between two registrations, for the accounts).
+    fn aggregate_type(&self) -> &'static str;
     /// Idempotent DDL creating this projection's tables inside `schema` (which exists).
     fn create_tables_sql(&self, schema: &str) -> String;
     /// Applies a batch of events, given in log order, to the tables in `schema`, with a
@@ -177,7 +180,7 @@ impl Projector {
 
     /// Reports every committed batch to `progress` and lets it wake this projector.
     pub fn reporting_to(mut self, progress: &Progress) -> Self {
-        self.wake = progress.register_waker(self.projection.aggregate_types());
+        self.wake = progress.register_waker(self.projection.aggregate_type());
         self.progress = Some(progress.clone());
         self
     }
@@ -317,13 +320,13 @@ impl Projector {
              WHERE (transaction_id, global_position) > ($1::bigint::text::xid8, $2) \
                AND (transaction_id, global_position) <= ($5::bigint::text::xid8, $6) \
                AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-               AND aggregate_type = ANY($3) \
+               AND aggregate_type = $3 \
              ORDER BY events.transaction_id, events.global_position \
              LIMIT $4"
         ))
         .bind(checkpoint.transaction_id)
         .bind(checkpoint.global_position)
-        .bind(self.projection.aggregate_types())
+        .bind(self.projection.aggregate_type())
         .bind(self.settings.batch_size)
         .bind(until.transaction_id)
         .bind(until.global_position)
@@ -341,12 +344,12 @@ impl Projector {
                 "SELECT 1 FROM events \
                  WHERE (transaction_id, global_position) > ($1::bigint::text::xid8, $2) \
                    AND (transaction_id, global_position) <= ($4::bigint::text::xid8, $5) \
-                   AND aggregate_type = ANY($3) \
+                   AND aggregate_type = $3 \
                  ORDER BY transaction_id, global_position LIMIT 1",
             )
             .bind(checkpoint.transaction_id)
             .bind(checkpoint.global_position)
-            .bind(self.projection.aggregate_types())
+            .bind(self.projection.aggregate_type())
             .bind(until.transaction_id)
             .bind(until.global_position)
             .fetch_optional(&mut *tx)

@@ -32,8 +32,8 @@ impl Projection for Timeline {
         1
     }
 
-    fn aggregate_types(&self) -> &'static [&'static str] {
-        &["message"]
+    fn aggregate_type(&self) -> &'static str {
+        "message"
     }
 
     fn create_tables_sql(&self, schema: &str) -> String {

@@ -244,8 +244,8 @@ impl Projection for Twice {
         self.0.version()
     }
 
-    fn aggregate_types(&self) -> &'static [&'static str] {
-        self.0.aggregate_types()
+    fn aggregate_type(&self) -> &'static str {
+        self.0.aggregate_type()
     }
 
     fn create_tables_sql(&self, schema: &str) -> String {

@@ -310,11 +310,11 @@ async fn wait_until_projected(pool: &PgPool) {
             let caught_up: bool = sqlx::query_scalar(
                 "SELECT EXISTS (SELECT 1 FROM projection_checkpoints c \
                  WHERE c.projection = $1 AND c.state = 'active' AND NOT EXISTS ( \
-                     SELECT 1 FROM events e WHERE e.aggregate_type = ANY($2) \
+                     SELECT 1 FROM events e WHERE e.aggregate_type = $2 \
                        AND (e.transaction_id, e.global_position) > (c.last_tx, c.last_position)))",
             )
             .bind(projection.name())
-            .bind(projection.aggregate_types())
+            .bind(projection.aggregate_type())
             .fetch_one(pool)
             .await
             .expect("reading a checkpoint");
