@@ -52,8 +52,13 @@ impl Projection for Accounts {
                  followed_at timestamptz NOT NULL,
                  position    bigint      NOT NULL,
                  PRIMARY KEY (follower, followee)
-             );
-             -- A user's follows, oldest first (GET /fllws/<user>).
+             );"
+        )
+    }
+
+    fn create_indexes_sql(&self, schema: &str) -> String {
+        format!(
+            "-- A user's follows, oldest first (GET /fllws/<user>).
              CREATE INDEX IF NOT EXISTS follows_by_follower
                  ON {schema}.follows (follower, position);
              -- Who follows a user (the browser's follower counts and fan-out).

@@ -157,6 +157,10 @@ pub struct Switched {
 /// new version is nearly caught up: the old version's projector waits meanwhile.
 pub async fn activate(pool: &PgPool, building: &Projector) -> anyhow::Result<Switched> {
     let name = building.projection().name();
+    // Built without its read indexes (they are cheaper to build once than to keep up); they
+    // must exist before anyone reads it. Outside the switch's transaction, so the serving
+    // version keeps projecting meanwhile, and the switch applies what arrived.
+    building.create_indexes().await?;
     let mut tx = pool.begin().await?;
     // No row lock here: a projector takes its version's batch lock and then updates the
     // checkpoint row, so taking the row first and the batch lock second would deadlock with

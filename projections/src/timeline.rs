@@ -46,8 +46,13 @@ impl Projection for Timeline {
                  posted_at  timestamptz NOT NULL,
                  position   bigint      NOT NULL,
                  flagged    boolean     NOT NULL DEFAULT false
-             );
-             -- The public timeline.
+             );"
+        )
+    }
+
+    fn create_indexes_sql(&self, schema: &str) -> String {
+        format!(
+            "-- The public timeline.
              CREATE INDEX IF NOT EXISTS messages_public
                  ON {schema}.messages (pub_date DESC, position DESC) WHERE NOT flagged;
              -- One author's timeline, and each followee's slice of \"my\" timeline.

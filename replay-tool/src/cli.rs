@@ -160,12 +160,18 @@ async fn execute(admin: &Admin, command: Command) -> anyhow::Result<ExitCode> {
         } => {
             let chosen = choose(&projections, all)?;
             let cancel = cancel_on_signal();
-            for projection in chosen {
-                let rebuilt =
-                    crate::rebuild::rebuild(pool, &projection, batch_size, &cancel).await?;
-                if let Rebuilt::Interrupted { .. } = rebuilt {
-                    return Ok(ExitCode::from(130));
-                }
+            // At once: each projection reads only its own events and writes only its own
+            // schema, so the rebuilds share nothing but the machine, whose cores the
+            // database then uses together.
+            let rebuilds = chosen
+                .iter()
+                .map(|projection| crate::rebuild::rebuild(pool, projection, batch_size, &cancel));
+            let mut interrupted = false;
+            for rebuilt in futures_util::future::join_all(rebuilds).await {
+                interrupted |= matches!(rebuilt?, Rebuilt::Interrupted { .. });
+            }
+            if interrupted {
+                return Ok(ExitCode::from(130));
             }
         }
         Command::Verify { projections } => {

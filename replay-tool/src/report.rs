@@ -2,12 +2,20 @@
 //! file, CI) a plain line every few seconds, which reads well when nobody redraws it.
 
 use std::io::IsTerminal as _;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 /// How often a plain progress line is printed.
 const LINE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Every bar of this process, drawn together: jobs running at once (the rebuilds of
+/// `rebuild --all`) each keep their own line instead of overwriting one another's.
+fn bars() -> &'static MultiProgress {
+    static BARS: OnceLock<MultiProgress> = OnceLock::new();
+    BARS.get_or_init(MultiProgress::new)
+}
 
 /// Progress of one job over a known (possibly growing) number of items.
 pub struct ProgressReport {
@@ -46,7 +54,7 @@ impl ProgressReport {
     ) -> Self {
         let label = label.into();
         let output = if std::io::stderr().is_terminal() {
-            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+            let bar = bars().add(ProgressBar::new(total));
             bar.set_style(
                 ProgressStyle::with_template(&format!(
                     "{{prefix}} [{{bar:30}}] {{human_pos}}/{{human_len}} {unit}, {{per_sec}}, ETA {{eta}} {{msg}}"

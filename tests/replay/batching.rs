@@ -252,6 +252,10 @@ impl Projection for Twice {
         self.0.create_tables_sql(schema)
     }
 
+    fn create_indexes_sql(&self, schema: &str) -> String {
+        self.0.create_indexes_sql(schema)
+    }
+
     async fn apply_batch(
         &self,
         conn: &mut PgConnection,
