@@ -230,12 +230,15 @@ async fn projection_lag(pool: &PgPool, head: i64) -> anyhow::Result<Row> {
 }
 
 /// One read endpoint and the statement it is measured against.
-struct Read {
+struct Read<'a> {
     name: &'static str,
-    /// The URL, given a user number.
-    url: Box<dyn Fn(usize) -> String + Send + Sync>,
-    /// The pgbench script: the endpoint's timeline statement, run directly.
-    script: String,
+    /// The URL; `{user}` stands for a random user's number.
+    url: String,
+    /// Whose timeline the endpoint reads, and how many rows.
+    scope: TimelineScope<'a>,
+    limit: i64,
+    /// What pgbench binds for the scope's user in the statement.
+    scope_arguments: Vec<String>,
 }
 
 /// 3. Reads on the large store, each endpoint against pgbench running its SQL directly at
@@ -255,10 +258,11 @@ pub async fn reads(
     let progress =
         projections::Progress::of_active_versions(pool.clone(), &projections::all()).await?;
     let reads = ReadModels::new(pool, progress);
-    let newest = TimelineWindow::Newest;
     // pgbench binds `:user` (a number: users are named by number) as the text parameter.
-    let script = |sql: String, arguments: &[&str]| {
-        let mut sql = sql;
+    let script = |endpoint: &Read| {
+        let mut sql = reads.timeline_sql(endpoint.scope, TimelineWindow::Newest, endpoint.limit);
+        let arguments = endpoint.scope_arguments.iter().cloned();
+        let arguments: Vec<String> = arguments.chain([endpoint.limit.to_string()]).collect();
         for (index, argument) in arguments.iter().enumerate().rev() {
             sql = sql.replace(&format!("${}", index + 1), argument);
         }
@@ -268,60 +272,43 @@ pub async fn reads(
     let endpoints = [
         Read {
             name: "public timeline page `/public`",
-            url: Box::new({
-                let web = web_url.to_owned();
-                move |_| format!("{web}/public")
-            }),
-            script: script(
-                reads.timeline_sql(TimelineScope::Public, newest, PAGE_ROWS),
-                &[&PAGE_ROWS.to_string()],
-            ),
+            url: format!("{web_url}/public"),
+            scope: TimelineScope::Public,
+            limit: PAGE_ROWS,
+            scope_arguments: vec![],
         },
         Read {
             name: "a user's timeline page `/<user>`",
-            url: Box::new({
-                let web = web_url.to_owned();
-                move |user| format!("{web}/{user}")
-            }),
-            script: script(
-                reads.timeline_sql(TimelineScope::Author("?"), newest, PAGE_ROWS),
-                &[":user", &PAGE_ROWS.to_string()],
-            ),
+            url: format!("{web_url}/{{user}}"),
+            scope: TimelineScope::Author("?"),
+            limit: PAGE_ROWS,
+            scope_arguments: vec![":user".to_owned()],
         },
         Read {
             name: "\"my\" timeline `/` (follows 500)",
-            url: Box::new({
-                let web = web_url.to_owned();
-                move |_| format!("{web}/")
-            }),
-            script: script(
-                reads.timeline_sql(TimelineScope::Personal("?"), newest, PAGE_ROWS),
-                &[&quoted_reader, &quoted_reader, &PAGE_ROWS.to_string()],
-            ),
+            url: format!("{web_url}/"),
+            scope: TimelineScope::Personal("?"),
+            limit: PAGE_ROWS,
+            scope_arguments: vec![quoted_reader.clone(), quoted_reader],
         },
         Read {
             name: "API `GET /msgs`",
-            url: Box::new({
-                let api = api_url.to_owned();
-                move |_| format!("{api}/msgs")
-            }),
-            script: script(
-                reads.timeline_sql(TimelineScope::Public, newest, MSGS_DEFAULT),
-                &[&MSGS_DEFAULT.to_string()],
-            ),
+            url: format!("{api_url}/msgs"),
+            scope: TimelineScope::Public,
+            limit: MSGS_DEFAULT,
+            scope_arguments: vec![],
         },
     ];
     let signed_in = sign_in(web_url, reader).await?;
     let mut rows = Vec::new();
-    for (number, endpoint) in endpoints.into_iter().enumerate() {
-        let endpoint = Arc::new(endpoint);
+    for (number, endpoint) in endpoints.iter().enumerate() {
         let client = signed_in.clone();
         let ours = {
-            let endpoint = endpoint.clone();
+            let url = Arc::new(endpoint.url.clone());
             load::concurrent(clients, duration, move |reader_task, step| {
                 let mut rng = Rng::new((reader_task as u64) << 32 | step);
                 let reply = client
-                    .get((endpoint.url)(1 + rng.below(users)))
+                    .get(url.replace("{user}", &(1 + rng.below(users)).to_string()))
                     .header("Authorization", AUTHORIZATION)
                     .send();
                 async move { expect_status(reply.await, &[200]).await }
@@ -332,7 +319,7 @@ pub async fn reads(
             .pgbench(
                 work_dir,
                 &format!("read{number}"),
-                &endpoint.script,
+                &script(endpoint),
                 clients,
                 duration.as_secs(),
             )
