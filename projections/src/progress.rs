@@ -46,7 +46,7 @@ pub struct Progress {
 struct Inner {
     pool: PgPool,
     projections: HashMap<&'static str, TrackedProjection>,
-    /// Each registered projector's wake-up, with the aggregate types it reads. Weak: a
+    /// Each registered projector's wake-up, with the aggregate type it reads. Weak: a
     /// projector that stopped (its version was replaced) drops out of the list.
     wakers: Mutex<Vec<Waker>>,
     /// Bumped on every announced state change, so supervisors look at the active versions.

@@ -19,4 +19,5 @@ mod projection_ordering;
 mod read_models;
 mod replicas;
 mod simulator_api;
+mod sql_metacharacters;
 mod version_switch;
