@@ -101,14 +101,8 @@ impl Cluster {
         let script_path = work_dir.join(format!("{name}.sql"));
         std::fs::write(&script_path, script)?;
         let log_prefix = work_dir.join(format!("pgbench-{name}"));
-        for old in std::fs::read_dir(work_dir)? {
-            let old = old?.path();
-            if old.file_name().is_some_and(|file| {
-                file.to_string_lossy()
-                    .starts_with(&format!("pgbench-{name}."))
-            }) {
-                std::fs::remove_file(old)?;
-            }
+        for old in pgbench_logs(work_dir, name)? {
+            std::fs::remove_file(old)?;
         }
         let output = tokio::process::Command::new(self.postgres.bin_dir().join("pgbench"))
             .args(["-n", "-M", "prepared", "-h"])
@@ -138,17 +132,11 @@ impl Cluster {
             .and_then(|number| number.parse::<f64>().ok())
             .with_context(|| format!("no tps in pgbench's output: {stdout}"))?;
         let mut latencies = Vec::new();
-        for log in std::fs::read_dir(work_dir)? {
-            let log = log?.path();
-            if log.file_name().is_some_and(|file| {
-                file.to_string_lossy()
-                    .starts_with(&format!("pgbench-{name}."))
-            }) {
-                // Each line: client, transaction, latency in µs, script, epoch, µs.
-                for line in std::fs::read_to_string(&log)?.lines() {
-                    if let Some(micros) = line.split_whitespace().nth(2) {
-                        latencies.push(Duration::from_micros(micros.parse()?));
-                    }
+        for log in pgbench_logs(work_dir, name)? {
+            // Each line: client, transaction, latency in µs, script, epoch, µs.
+            for line in std::fs::read_to_string(&log)?.lines() {
+                if let Some(micros) = line.split_whitespace().nth(2) {
+                    latencies.push(Duration::from_micros(micros.parse()?));
                 }
             }
         }
@@ -180,6 +168,22 @@ impl Cluster {
 /// One durable single-row insert per transaction.
 pub const INSERT_SCRIPT: &str =
     "INSERT INTO bench_inserts (payload) VALUES ('a row the size of a small event');\n";
+
+/// The per-thread transaction logs of the pgbench run `name` (`pgbench-<name>.<pid>[.<n>]`).
+fn pgbench_logs(work_dir: &Path, name: &str) -> anyhow::Result<Vec<PathBuf>> {
+    let prefix = format!("pgbench-{name}.");
+    let mut logs = Vec::new();
+    for entry in std::fs::read_dir(work_dir)? {
+        let path = entry?.path();
+        if path
+            .file_name()
+            .is_some_and(|file| file.to_string_lossy().starts_with(&prefix))
+        {
+            logs.push(path);
+        }
+    }
+    Ok(logs)
+}
 
 /// What a `pgbench` run measured.
 pub struct PgbenchResult {

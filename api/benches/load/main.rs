@@ -152,7 +152,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
 
     server.reset_peak_memory()?;
     step("2. concurrent writes (and 4. their projection lag)");
-    let write_rows = workloads::writes(
+    let (writes, lag) = workloads::writes(
         &cluster,
         &work_dir,
         &server.api_url,
@@ -174,10 +174,9 @@ async fn run(options: Options) -> anyhow::Result<()> {
     )
     .await?;
     let peak = server.peak_memory()?;
-    let mut write_rows = write_rows.into_iter();
-    rows.extend(write_rows.next());
+    rows.push(writes);
     rows.extend(read_rows);
-    rows.extend(write_rows);
+    rows.push(lag);
 
     step("5. rebuild of every view");
     rows.push(workloads::rebuild(&cluster, &replay_tool).await?);
