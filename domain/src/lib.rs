@@ -8,12 +8,14 @@
 //! - [`user`] — the `User` aggregate, keyed by username, owning whom that user follows.
 //! - [`message`] — the `Message` aggregate, one per posted message, owning its flag state.
 //! - [`registration`] — the checks on registration input, shared by every front door.
+//! - [`limits`] — the length limits on new input.
 //! - [`directory`] — the port through which aggregates ask whether a username is registered.
 //! - [`upcasting`] — how stored events of older versions are read as the current version.
 
 #![forbid(unsafe_code)]
 
 pub mod directory;
+pub mod limits;
 pub mod message;
 pub mod registration;
 #[cfg(test)]

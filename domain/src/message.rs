@@ -11,6 +11,7 @@ use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::directory::{Directory, DirectoryError};
+use crate::limits::{self, MAX_MESSAGE_CHARS};
 use crate::registration;
 
 /// What can be asked of a message.
@@ -118,6 +119,10 @@ pub enum MessageError {
     /// PostgreSQL cannot store the NUL character in text.
     #[error("A message cannot contain the NUL character")]
     UnstorableContent,
+    /// New messages are limited in length (see [`crate::limits`]); checked by the front
+    /// doors with [`check_new_content`], not by the aggregate, which also takes history.
+    #[error("A message can have at most {MAX_MESSAGE_CHARS} characters")]
+    ContentTooLong,
     #[error(transparent)]
     Directory(#[from] DirectoryError),
 }
@@ -207,6 +212,15 @@ impl Aggregate for Message {
     }
 }
 
+/// Checks the content of a message someone is posting now against the length limit.
+pub fn check_new_content(content: &str) -> Result<(), MessageError> {
+    if limits::exceeds(content, MAX_MESSAGE_CHARS) {
+        Err(MessageError::ContentTooLong)
+    } else {
+        Ok(())
+    }
+}
+
 /// `moderation`, if PostgreSQL can store its texts.
 fn storable(moderation: Moderation) -> Result<Moderation, MessageError> {
     if registration::is_storable(&moderation.moderator)
@@ -231,6 +245,15 @@ mod tests {
 
     fn framework() -> TestFramework<Message> {
         TestFramework::with(FakeDirectory::with(["alice"]) as Directory)
+    }
+
+    #[test]
+    fn new_content_is_limited_in_characters() {
+        assert_eq!(check_new_content(&"€".repeat(MAX_MESSAGE_CHARS)), Ok(()));
+        assert_eq!(
+            check_new_content(&"x".repeat(MAX_MESSAGE_CHARS + 1)),
+            Err(MessageError::ContentTooLong)
+        );
     }
 
     fn at() -> DateTime<Utc> {

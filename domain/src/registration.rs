@@ -7,33 +7,51 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::limits::{self, MAX_EMAIL_CHARS, MAX_PASSWORD_CHARS, MAX_USERNAME_CHARS};
+
 /// Why a registration was refused. The `Display` texts are part of the public contract.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistrationError {
     #[error("You have to enter a username")]
     MissingUsername,
+    #[error("A username can have at most {MAX_USERNAME_CHARS} characters")]
+    UsernameTooLong,
     /// PostgreSQL cannot store the NUL character in text, so no name may hold it.
     #[error("A username cannot contain the NUL character")]
     UnstorableUsername,
     #[error("You have to enter a valid email address")]
     InvalidEmail,
+    #[error("An email address can have at most {MAX_EMAIL_CHARS} characters")]
+    EmailTooLong,
     #[error("You have to enter a password")]
     MissingPassword,
+    #[error("A password can have at most {MAX_PASSWORD_CHARS} characters")]
+    PasswordTooLong,
     #[error("The two passwords do not match")]
     PasswordsDiffer,
     #[error("The username is already taken")]
     UsernameTaken,
 }
 
-/// Checks the parts of a registration that need nothing but the input itself.
+/// Checks the parts of a new registration that need nothing but the input itself: each
+/// field's own rule, then its length limit (see [`crate::limits`]), field by field.
 ///
 /// Whether the username is taken is the aggregate's business (see [`crate::user`]); callers
 /// may check it earlier to avoid hashing a password for nothing.
 pub fn validate(username: &str, email: &str, password: &str) -> Result<(), RegistrationError> {
     validate_username(username)?;
+    if limits::exceeds(username, MAX_USERNAME_CHARS) {
+        return Err(RegistrationError::UsernameTooLong);
+    }
     validate_email(email)?;
+    if limits::exceeds(email, MAX_EMAIL_CHARS) {
+        return Err(RegistrationError::EmailTooLong);
+    }
     if password.is_empty() {
         return Err(RegistrationError::MissingPassword);
+    }
+    if limits::exceeds(password, MAX_PASSWORD_CHARS) {
+        return Err(RegistrationError::PasswordTooLong);
     }
     Ok(())
 }
@@ -134,6 +152,39 @@ mod tests {
             Err(RegistrationError::MissingPassword)
         );
         assert_eq!(validate("Roger Histand", "r@h", "\\\"'{<"), Ok(()));
+    }
+
+    #[test]
+    fn each_field_is_limited_after_its_own_rule() {
+        let at_limit = |max: usize| "é".repeat(max);
+        let over = |max: usize| "x".repeat(max + 1);
+        let (name, email, password) = (
+            at_limit(MAX_USERNAME_CHARS),
+            format!("{}@b", at_limit(MAX_EMAIL_CHARS - 2)),
+            at_limit(MAX_PASSWORD_CHARS),
+        );
+        assert_eq!(validate(&name, &email, &password), Ok(()));
+        assert_eq!(
+            validate(&over(MAX_USERNAME_CHARS), "", ""),
+            Err(RegistrationError::UsernameTooLong)
+        );
+        assert_eq!(
+            validate(&name, &over(MAX_EMAIL_CHARS), ""),
+            Err(RegistrationError::InvalidEmail),
+            "an address without @ is invalid before it is long"
+        );
+        assert_eq!(
+            validate(&name, &format!("{}@b", over(MAX_EMAIL_CHARS - 2)), ""),
+            Err(RegistrationError::EmailTooLong)
+        );
+        assert_eq!(
+            validate(&name, &email, &over(MAX_PASSWORD_CHARS)),
+            Err(RegistrationError::PasswordTooLong)
+        );
+        assert_eq!(
+            RegistrationError::UsernameTooLong.to_string(),
+            "A username can have at most 100 characters"
+        );
     }
 
     #[test]

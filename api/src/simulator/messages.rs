@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     latest, listing_limit, listing_limit_for, parse_body, user_lookup_then, SimulatorState,
 };
+use crate::commands::CommandError;
 use crate::error::ApiError;
 use crate::request_context::RequestContext;
 
@@ -71,6 +72,15 @@ struct NewMessage {
     content: String,
 }
 
+impl NewMessage {
+    /// The content, if within the length limit: a message too long is a bad body.
+    fn checked_content(self) -> Result<String, ApiError> {
+        domain::message::check_new_content(&self.content)
+            .map_err(|refusal| CommandError::Rejected(refusal).into())
+            .map(|()| self.content)
+    }
+}
+
 pub(super) async fn post(
     State(state): State<SimulatorState>,
     Path(username): Path<String>,
@@ -78,8 +88,8 @@ pub(super) async fn post(
     context: RequestContext,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let NewMessage { content } = match parse_body(&body) {
-        Ok(message) => message,
+    let content = match parse_body(&body).and_then(NewMessage::checked_content) {
+        Ok(content) => content,
         Err(bad_body) => return Err(user_lookup_then(&state, &username, bad_body).await),
     };
     // The simulator numbers its actions with `latest`: a retried request is the same action.

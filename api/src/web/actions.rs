@@ -14,6 +14,7 @@ use super::form::FormData;
 use super::pages::{redirect, user_href};
 use super::session::BrowserSession;
 use super::WebState;
+use crate::commands::CommandError;
 use crate::request_context::RequestContext;
 
 #[derive(Deserialize)]
@@ -31,6 +32,7 @@ pub async fn add_message(
 ) -> Result<Response, WebError> {
     let author = session.require_user()?.to_owned();
     if !form.text.is_empty() {
+        domain::message::check_new_content(&form.text).map_err(CommandError::Rejected)?;
         state
             .commands
             .post_message(author, form.text, None, &context)
