@@ -144,6 +144,19 @@ pub struct Config {
     )]
     pub read_your_writes_timeout_ms: u64,
 
+    /// The largest request body accepted, in bytes; larger ones are answered 413. The
+    /// largest valid body (a registration with every field at its length limit) takes
+    /// under 9 KiB.
+    #[arg(long, env = "MINITWIT_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// How long a client may take to send a request's headers, and then its body, in
+    /// milliseconds. Slower clients are disconnected (headers) or answered 408 (body), so
+    /// that a slowloris cannot hold connections. Also how long a keep-alive connection may
+    /// stay idle.
+    #[arg(long, env = "MINITWIT_CLIENT_TIMEOUT_MS", default_value_t = 10_000)]
+    pub client_timeout_ms: u64,
+
     /// The most messages one request may list, whatever its `no` says.
     #[arg(long, env = "MINITWIT_MAX_MESSAGES", default_value_t = 10_000)]
     pub max_messages: i64,
@@ -204,6 +217,11 @@ impl Config {
             );
         }
         Ok(key)
+    }
+
+    /// How long a client may take to send headers, or a body.
+    pub fn client_timeout(&self) -> Duration {
+        Duration::from_millis(self.client_timeout_ms)
     }
 
     /// The read-your-writes wait bound.

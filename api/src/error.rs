@@ -6,6 +6,7 @@
 //! | `NotFound`     | 404    | what was not found           |
 //! | `BadRequest`   | 400    | what is wrong with the input |
 //! | `Conflict`     | 409    | the command lost every retry |
+//! | `Refused`      | 400, 408, 413, 414 | which limit the request broke (see [`crate::request_limits`]) |
 //! | `Internal`     | 500    | a generic text; the cause is logged, never sent |
 
 use axum::http::StatusCode;
@@ -15,6 +16,7 @@ use domain::{MessageError, UserError};
 use serde_json::json;
 
 use crate::commands::CommandError;
+use crate::request_limits::RefusedRequest;
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +29,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("The request conflicted with concurrent changes; please retry")]
     Conflict,
+    #[error(transparent)]
+    Refused(#[from] RefusedRequest),
     #[error("Internal server error")]
     Internal(#[source] anyhow::Error),
 }
@@ -38,6 +42,7 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Conflict => StatusCode::CONFLICT,
+            Self::Refused(refusal) => refusal.status(),
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -101,9 +106,9 @@ impl From<CommandError<MessageError>> for ApiError {
             CommandError::Rejected(MessageError::UnknownMessage) => {
                 Self::NotFound("Unknown message".to_owned())
             }
-            CommandError::Rejected(refusal @ MessageError::UnstorableContent) => {
-                Self::BadRequest(refusal.to_string())
-            }
+            CommandError::Rejected(
+                refusal @ (MessageError::UnstorableContent | MessageError::ContentTooLong),
+            ) => Self::BadRequest(refusal.to_string()),
             CommandError::Rejected(MessageError::AlreadyPosted) | CommandError::Conflict => {
                 Self::Conflict
             }

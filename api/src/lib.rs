@@ -15,6 +15,8 @@
 //! - [`error`] — the API's error type and its one mapping to HTTP statuses.
 //! - [`request_context`] — request ids and times, carried into event metadata.
 //! - [`startup`] — building the application and running it until a shutdown signal.
+//! - [`serving`] — HTTP/1.1 connections, with deadlines and caps on request headers;
+//!   [`request_limits`] — the caps on URIs and bodies, and the body's deadline.
 //! - [`telemetry`] — logging; [`monitoring`] — metrics; [`health`] — liveness, readiness and
 //!   the container probe.
 
@@ -30,6 +32,8 @@ pub mod health;
 pub mod monitoring;
 pub mod passwords;
 pub mod request_context;
+pub mod request_limits;
+pub mod serving;
 pub mod simulator;
 pub mod startup;
 pub mod telemetry;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware;
 use axum::routing::get;
 use axum::Router;
@@ -30,12 +30,16 @@ use crate::config::Config;
 use crate::database::{self, Database};
 use crate::directory::EventStoreDirectory;
 use crate::embedded_postgres::EmbeddedPostgres;
+use crate::error::ApiError;
 use crate::health::{self, HealthState};
 use crate::monitoring::{self, Metrics};
 use crate::passwords::PasswordHasher;
 use crate::request_context::REQUEST_ID_HEADER;
+use crate::request_limits::{self, RequestLimits};
+use crate::serving;
 use crate::simulator::{self, LatestStore, SimulatorState};
 use crate::users::Users;
+use crate::web::error::WebError;
 use crate::web::rate_limit::LoginLimiter;
 use crate::web::{self, WebState};
 
@@ -45,6 +49,8 @@ pub struct Application {
     api_router: Router,
     web_listener: TcpListener,
     web_router: Router,
+    /// How long a client may take to send a request's headers.
+    client_timeout: Duration,
     pool: PgPool,
     progress: Progress,
     supervisor: Supervisor,
@@ -129,8 +135,20 @@ impl Application {
                         ),
                     }),
             );
-        let api_router =
-            with_http_layers(simulator::router(simulator_state).merge(operations), "api");
+        let limits = RequestLimits {
+            max_body_bytes: config.max_body_bytes,
+            body_deadline: config.client_timeout(),
+        };
+        let api_router = with_http_layers(
+            simulator::router(simulator_state)
+                .merge(operations)
+                .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+                .layer(middleware::from_fn_with_state(
+                    limits,
+                    request_limits::enforce::<ApiError>,
+                )),
+            "api",
+        );
 
         let live = LiveFeed::new();
         let login_limiter = Arc::new(LoginLimiter::new(config.login_attempts_per_minute));
@@ -147,12 +165,21 @@ impl Application {
             client_ip_header,
             stopping: stopping.clone(),
         };
-        let web_router = with_http_layers(web::router(web_state, sessions.clone(), key), "web");
+        let web_router = with_http_layers(
+            web::router(web_state, sessions.clone(), key)
+                .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+                .layer(middleware::from_fn_with_state(
+                    limits,
+                    request_limits::enforce::<WebError>,
+                )),
+            "web",
+        );
         Ok(Self {
             api_listener,
             api_router,
             web_listener,
             web_router,
+            client_timeout: config.client_timeout(),
             pool,
             progress,
             supervisor,
@@ -179,7 +206,7 @@ impl Application {
             .expect("a bound listener has an address")
     }
 
-    /// Serves until `shutdown` completes (or a listener fails), then drains requests in
+    /// Serves until `shutdown` completes, then drains requests in
     /// flight, stops the projectors between batches, closes the pool and stops the embedded
     /// database if this process started it.
     pub async fn run_until_stopped(
@@ -224,28 +251,20 @@ impl Application {
             shutdown.await;
             signalled.cancel();
         });
-        // Whichever listener stops first (by the signal, or by failing) stops the other.
-        let api = async {
-            let served = axum::serve(self.api_listener, self.api_router)
-                .with_graceful_shutdown(stopping.clone().cancelled_owned())
-                .await
-                .context("serving the simulator API");
-            stopping.cancel();
-            served
-        };
-        let pages = async {
-            // The peer address is the rate limiter's key (unless a proxy header says better).
-            let service = self
-                .web_router
-                .into_make_service_with_connect_info::<SocketAddr>();
-            let served = axum::serve(self.web_listener, service)
-                .with_graceful_shutdown(stopping.clone().cancelled_owned())
-                .await
-                .context("serving the web pages");
-            stopping.cancel();
-            served
-        };
-        let (api_served, pages_served) = tokio::join!(api, pages);
+        // Each listener stops accepting on the signal, then drains its requests.
+        let api = serving::serve(
+            self.api_listener,
+            self.api_router,
+            self.client_timeout,
+            stopping.clone(),
+        );
+        let pages = serving::serve(
+            self.web_listener,
+            self.web_router,
+            self.client_timeout,
+            stopping,
+        );
+        tokio::join!(api, pages);
         tracing::info!("requests drained; stopping background tasks");
         cancel.cancel();
         while let Some(joined) = background.join_next().await {
@@ -257,7 +276,7 @@ impl Application {
         if let Some(embedded) = self.embedded {
             embedded.stop().await?;
         }
-        api_served.and(pages_served)
+        Ok(())
     }
 }
 

@@ -15,6 +15,7 @@ mod server_process;
 
 mod concurrency;
 mod crash_restart;
+mod limits;
 mod projection_ordering;
 mod read_models;
 mod replicas;

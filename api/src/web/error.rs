@@ -7,6 +7,7 @@
 //! | `NotFound`       | 404    | what was not found                          |
 //! | `BadRequest`     | 400    | what is wrong with the input                |
 //! | `Conflict`       | 409    | concurrent changes won every retry          |
+//! | `Refused`        | 400, 408, 413, 414 | which limit the request broke ([`crate::request_limits`]) |
 //! | `Internal`       | 500    | a generic text; the cause is logged, never shown |
 //!
 //! (The simulator's JSON errors are mapped in [`crate::error`].)
@@ -18,6 +19,7 @@ use domain::{MessageError, UserError};
 use super::assets::ASSET_URLS;
 use super::pages::{render, Chrome, ErrorPage, Title, Visitor};
 use crate::commands::CommandError;
+use crate::request_limits::RefusedRequest;
 
 /// Everything a page request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +34,8 @@ pub enum WebError {
     BadRequest(String),
     #[error("Someone else changed this at the same moment; please try again.")]
     Conflict,
+    #[error(transparent)]
+    Refused(#[from] RefusedRequest),
     #[error("Something went wrong on our side; please try again later.")]
     Internal(#[source] anyhow::Error),
 }
@@ -44,6 +48,7 @@ impl WebError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Conflict => StatusCode::CONFLICT,
+            Self::Refused(refusal) => refusal.status(),
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -114,9 +119,9 @@ impl From<CommandError<MessageError>> for WebError {
             CommandError::Rejected(MessageError::UnknownMessage) => {
                 Self::NotFound("There is no such message.".to_owned())
             }
-            CommandError::Rejected(refusal @ MessageError::UnstorableContent) => {
-                Self::BadRequest(refusal.to_string())
-            }
+            CommandError::Rejected(
+                refusal @ (MessageError::UnstorableContent | MessageError::ContentTooLong),
+            ) => Self::BadRequest(refusal.to_string()),
             CommandError::Rejected(MessageError::AlreadyPosted) | CommandError::Conflict => {
                 Self::Conflict
             }
