@@ -9,7 +9,10 @@ use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{percent_encode, spawn_app, spawn_app_with, TestApp, SIMULATOR_AUTH};
+use crate::helpers::{
+    percent_encode, spawn_app, spawn_app_with, TestApp, TestDatabase, SIMULATOR_AUTH,
+};
+use crate::server_process::ServerProcess;
 
 /// The server's client timeout in the slow-client tests: short, so the tests are quick.
 const CLIENT_TIMEOUT: Duration = Duration::from_millis(1_000);
@@ -271,4 +274,57 @@ async fn a_client_too_slow_to_send_its_body_gets_a_408() {
         "the answer was {answer:?}"
     );
     assert!(answer.contains(r#""error_msg":"The request body did not arrive within 1000 ms""#));
+}
+
+/// A hundred and twenty registrations at once, against a server hashing two at a time: each argon2id
+/// hash holds 19 MiB, so unbounded they would take over 2 GB; the semaphore keeps the
+/// server's peak within a few work areas, and every registration still succeeds.
+#[tokio::test]
+async fn a_flood_of_registrations_is_bounded_by_the_hashing_semaphore_not_by_memory() {
+    const FLOOD: usize = 120;
+    const HASHES_AT_ONCE: usize = 2;
+    const WORK_AREA: u64 = 19 * 1024 * 1024;
+    let db = TestDatabase::create().await;
+    let server = ServerProcess::start_with(&[
+        ("DATABASE_URL", db.url.as_str()),
+        ("MINITWIT_HASH_CONCURRENCY", &HASHES_AT_ONCE.to_string()),
+    ])
+    .await;
+    // Warmed up: the allocator has held the work areas of a burst once.
+    register_all(&server, "warm", HASHES_AT_ONCE).await;
+    let before = server.peak_memory_bytes();
+
+    let registered = register_all(&server, "flood", FLOOD).await;
+    assert_eq!(
+        registered, FLOOD,
+        "every registration of the flood succeeds"
+    );
+    let growth = server.peak_memory_bytes().saturating_sub(before);
+    eprintln!(
+        "a flood of {FLOOD} registrations raised the peak memory by {} MiB",
+        growth / (1024 * 1024)
+    );
+    assert!(
+        growth < 4 * HASHES_AT_ONCE as u64 * WORK_AREA,
+        "the peak memory grew by {} MiB under the flood",
+        growth / (1024 * 1024)
+    );
+}
+
+/// Registers `count` users named `prefix n` at once; returns how many succeeded.
+async fn register_all(server: &ServerProcess, prefix: &str, count: usize) -> usize {
+    let sim = server.client();
+    let registrations = (0..count).map(|n| {
+        let sim = &sim;
+        async move {
+            let name = format!("{prefix} {n}");
+            let reply = sim.register(&name, "flood@example.org", "pw", None).await;
+            matches!(reply, Ok(reply) if reply.status == StatusCode::NO_CONTENT)
+        }
+    });
+    futures_util::future::join_all(registrations)
+        .await
+        .into_iter()
+        .filter(|registered| *registered)
+        .count()
 }

@@ -103,6 +103,19 @@ impl ServerProcess {
         SimClient::new(&self.base_url)
     }
 
+    /// The most memory the process has held at once so far (its peak resident set).
+    pub fn peak_memory_bytes(&self) -> u64 {
+        let pid = self.child.id().expect("a running child has a pid");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .expect("reading the process status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in the process status");
+        kib * 1024
+    }
+
     /// Kills the process without warning, as a crash would.
     pub async fn kill(mut self) {
         self.child.kill().await.expect("killing minitwit");
