@@ -276,9 +276,9 @@ async fn a_client_too_slow_to_send_its_body_gets_a_408() {
     assert!(answer.contains(r#""error_msg":"The request body did not arrive within 1000 ms""#));
 }
 
-/// A hundred and twenty registrations at once, against a server hashing two at a time: each argon2id
-/// hash holds 19 MiB, so unbounded they would take over 2 GB; the semaphore keeps the
-/// server's peak within a few work areas, and every registration still succeeds.
+/// A hundred and twenty registrations at once, against a server hashing two at a time: each
+/// argon2id hash holds 19 MiB, so unbounded they would take over 2 GB; the semaphore keeps
+/// the server's peak within a few work areas, and every registration still succeeds.
 #[tokio::test]
 async fn a_flood_of_registrations_is_bounded_by_the_hashing_semaphore_not_by_memory() {
     const FLOOD: usize = 120;
