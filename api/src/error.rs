@@ -6,7 +6,11 @@
 //! | `NotFound`     | 404    | what was not found           |
 //! | `BadRequest`   | 400    | what is wrong with the input |
 //! | `Conflict`     | 409    | the command lost every retry |
+//! | `Unavailable`  | 503    | retry shortly (with `Retry-After`); the cause is logged |
 //! | `Internal`     | 500    | a generic text; the cause is logged, never sent |
+//!
+//! Whether a database error is `Unavailable` (the database cannot be reached) or `Internal`
+//! (anything else) is decided by [`crate::outage`].
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -15,6 +19,7 @@ use domain::{MessageError, UserError};
 use serde_json::json;
 
 use crate::commands::CommandError;
+use crate::outage;
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +32,10 @@ pub enum ApiError {
     BadRequest(String),
     #[error("The request conflicted with concurrent changes; please retry")]
     Conflict,
+    /// The database cannot be reached. No cause when the breaker refused the request
+    /// without trying (the breaker logged the outage once).
+    #[error("The service is temporarily unavailable; please retry shortly")]
+    Unavailable(#[source] Option<anyhow::Error>),
     #[error("Internal server error")]
     Internal(#[source] anyhow::Error),
 }
@@ -38,7 +47,22 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Conflict => StatusCode::CONFLICT,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The 503 of a request the breaker refused without trying the database.
+    pub fn refused_while_unreachable() -> Response {
+        Self::Unavailable(None).into_response()
+    }
+
+    /// `cause` as a 503 if it says the database cannot be reached, else as a 500.
+    fn classify(cause: anyhow::Error) -> Self {
+        if outage::is_unreachable(cause.as_ref()) {
+            Self::Unavailable(Some(cause))
+        } else {
+            Self::Internal(cause)
         }
     }
 
@@ -50,30 +74,41 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let Self::Internal(cause) = &self {
-            tracing::error!(error = format!("{cause:#}"), "request failed");
+        match &self {
+            Self::Internal(cause) => {
+                tracing::error!(error = format!("{cause:#}"), "request failed")
+            }
+            Self::Unavailable(Some(cause)) => tracing::warn!(
+                error = format!("{cause:#}"),
+                "request failed: the database cannot be reached"
+            ),
+            _ => {}
         }
         let status = self.status();
         let body = json!({"status": status.as_u16(), "error_msg": self.to_string()});
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Self::Unavailable(_) = self {
+            outage::mark_unavailable(&mut response);
+        }
+        response
     }
 }
 
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
-        Self::Internal(err.into())
+        Self::classify(err.into())
     }
 }
 
 impl From<domain::DirectoryError> for ApiError {
     fn from(err: domain::DirectoryError) -> Self {
-        Self::Internal(err.into())
+        Self::classify(err.into())
     }
 }
 
 impl From<anyhow::Error> for ApiError {
     fn from(err: anyhow::Error) -> Self {
-        Self::Internal(err)
+        Self::classify(err)
     }
 }
 
@@ -89,7 +124,8 @@ impl From<CommandError<UserError>> for ApiError {
             CommandError::Rejected(UserError::UnknownFollowee(name)) => Self::unknown_user(&name),
             CommandError::Rejected(UserError::Directory(cause)) => cause.into(),
             CommandError::Conflict => Self::Conflict,
-            CommandError::Failed(cause) => Self::Internal(cause),
+            CommandError::Unavailable(cause) => Self::Unavailable(Some(cause)),
+            CommandError::Failed(cause) => Self::classify(cause),
         }
     }
 }
@@ -108,7 +144,8 @@ impl From<CommandError<MessageError>> for ApiError {
                 Self::Conflict
             }
             CommandError::Rejected(MessageError::Directory(cause)) => cause.into(),
-            CommandError::Failed(cause) => Self::Internal(cause),
+            CommandError::Unavailable(cause) => Self::Unavailable(Some(cause)),
+            CommandError::Failed(cause) => Self::classify(cause),
         }
     }
 }

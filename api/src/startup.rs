@@ -30,8 +30,10 @@ use crate::config::Config;
 use crate::database::{self, Database};
 use crate::directory::EventStoreDirectory;
 use crate::embedded_postgres::EmbeddedPostgres;
+use crate::error::ApiError;
 use crate::health::{self, HealthState};
 use crate::monitoring::{self, Metrics};
+use crate::outage::{self, DatabaseGate};
 use crate::passwords::PasswordHasher;
 use crate::request_context::REQUEST_ID_HEADER;
 use crate::simulator::{self, LatestStore, SimulatorState};
@@ -129,8 +131,15 @@ impl Application {
                         ),
                     }),
             );
-        let api_router =
-            with_http_layers(simulator::router(simulator_state).merge(operations), "api");
+        // Health and metrics stay outside the breaker: liveness must answer through an
+        // outage, and readiness reports it by its own checks.
+        let gate = DatabaseGate::new(pool.clone());
+        let simulator_routes =
+            simulator::router(simulator_state).layer(middleware::from_fn_with_state(
+                gate.guard("api", ApiError::refused_while_unreachable),
+                outage::guard,
+            ));
+        let api_router = with_http_layers(simulator_routes.merge(operations), "api");
 
         let live = LiveFeed::new();
         let login_limiter = Arc::new(LoginLimiter::new(config.login_attempts_per_minute));
@@ -147,7 +156,8 @@ impl Application {
             client_ip_header,
             stopping: stopping.clone(),
         };
-        let web_router = with_http_layers(web::router(web_state, sessions.clone(), key), "web");
+        let web_router =
+            with_http_layers(web::router(web_state, sessions.clone(), key, &gate), "web");
         Ok(Self {
             api_listener,
             api_router,
@@ -206,15 +216,7 @@ impl Application {
             self.login_limiter,
             cancel.clone(),
         ));
-        let listener = ProgressListener::new(self.progress.clone());
-        let listener_cancel = cancel.clone();
-        background.spawn(async move {
-            // Without notifications everything still works, by polling; so this is logged,
-            // not fatal.
-            if let Err(err) = listener.run(listener_cancel).await {
-                tracing::error!(error = %err, "the notification listener stopped");
-            }
-        });
+        background.spawn(ProgressListener::new(self.progress.clone()).run(cancel.clone()));
         tracing::info!(address = %api_addr, "simulator API listening");
         tracing::info!(address = %web_addr, "web pages listening");
 
