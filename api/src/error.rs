@@ -19,7 +19,7 @@ use domain::{MessageError, UserError};
 use serde_json::json;
 
 use crate::commands::CommandError;
-use crate::outage;
+use crate::outage::{self, OutageAware};
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -52,20 +52,6 @@ impl ApiError {
         }
     }
 
-    /// The 503 of a request the breaker refused without trying the database.
-    pub fn refused_while_unreachable() -> Response {
-        Self::Unavailable(None).into_response()
-    }
-
-    /// `cause` as a 503 if it says the database cannot be reached, else as a 500.
-    fn classify(cause: anyhow::Error) -> Self {
-        if outage::is_unreachable(cause.as_ref()) {
-            Self::Unavailable(Some(cause))
-        } else {
-            Self::Internal(cause)
-        }
-    }
-
     /// The 404 for a username nobody registered.
     pub fn unknown_user(username: &str) -> Self {
         Self::NotFound(format!("Unknown user: {username}"))
@@ -91,6 +77,16 @@ impl IntoResponse for ApiError {
             outage::mark_unavailable(&mut response);
         }
         response
+    }
+}
+
+impl OutageAware for ApiError {
+    fn unavailable(cause: Option<anyhow::Error>) -> Self {
+        Self::Unavailable(cause)
+    }
+
+    fn internal(cause: anyhow::Error) -> Self {
+        Self::Internal(cause)
     }
 }
 

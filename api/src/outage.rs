@@ -25,7 +25,7 @@ use axum::extract::{Request, State};
 use axum::http::header::RETRY_AFTER;
 use axum::http::HeaderValue;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use sqlx::{Connection, PgConnection, PgPool};
 
 /// How often the breaker tries to connect while the database is unreachable: also the
@@ -71,6 +71,31 @@ fn is_unreachable_sqlstate(code: &str) -> bool {
     code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
 }
 
+/// What the API's and the pages' error types share about outages: each has a 503 and a 500,
+/// and which of the two a failure is, is decided here.
+pub trait OutageAware: IntoResponse + Sized {
+    /// The 503. No cause when the breaker refused the request without trying the database
+    /// (it logged the outage once).
+    fn unavailable(cause: Option<anyhow::Error>) -> Self;
+
+    /// The 500.
+    fn internal(cause: anyhow::Error) -> Self;
+
+    /// `cause` as the 503 if it says the database cannot be reached, else as the 500.
+    fn classify(cause: anyhow::Error) -> Self {
+        if is_unreachable(cause.as_ref()) {
+            Self::unavailable(Some(cause))
+        } else {
+            Self::internal(cause)
+        }
+    }
+
+    /// The 503 of a request the breaker refused without trying the database.
+    fn refused_while_unreachable() -> Response {
+        Self::unavailable(None).into_response()
+    }
+}
+
 /// Marks a response that failed because the database was unreachable, so that [`guard`]
 /// opens the breaker. Set by the 503 of the API's and the pages' error types.
 #[derive(Debug, Clone, Copy)]
@@ -99,6 +124,7 @@ struct GateInner {
 impl DatabaseGate {
     /// A closed breaker for the database behind `pool`.
     pub fn new(pool: PgPool) -> Self {
+        metrics::gauge!("minitwit_database_unreachable").set(0.0);
         Self {
             inner: Arc::new(GateInner {
                 pool,

@@ -33,7 +33,7 @@ use crate::embedded_postgres::EmbeddedPostgres;
 use crate::error::ApiError;
 use crate::health::{self, HealthState};
 use crate::monitoring::{self, Metrics};
-use crate::outage::{self, DatabaseGate};
+use crate::outage::{self, DatabaseGate, OutageAware as _};
 use crate::passwords::PasswordHasher;
 use crate::request_context::REQUEST_ID_HEADER;
 use crate::simulator::{self, LatestStore, SimulatorState};
@@ -282,7 +282,11 @@ fn with_http_layers(router: Router, listener: &'static str) -> Router {
             tracing::info_span!("request", method = %request.method(), route, request_id)
         })
         .on_request(())
-        .on_response(DefaultOnResponse::new().level(Level::INFO));
+        .on_response(DefaultOnResponse::new().level(Level::INFO))
+        // Not a second line per 5xx at error level: a 500's cause is logged where it is
+        // mapped (`error`), and during a database outage every request is a 503, which the
+        // breaker logs once.
+        .on_failure(());
     router.layer(
         ServiceBuilder::new()
             .layer(middleware::from_fn_with_state(

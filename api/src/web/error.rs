@@ -20,7 +20,7 @@ use domain::{MessageError, UserError};
 use super::assets::ASSET_URLS;
 use super::pages::{render, Chrome, ErrorPage, Title, Visitor};
 use crate::commands::CommandError;
-use crate::outage;
+use crate::outage::{self, OutageAware};
 
 /// Everything a page request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -53,20 +53,6 @@ impl WebError {
             Self::Conflict => StatusCode::CONFLICT,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    /// The 503 page of a request the breaker refused without trying the database.
-    pub fn refused_while_unreachable() -> Response {
-        Self::Unavailable(None).into_response()
-    }
-
-    /// `cause` as a 503 if it says the database cannot be reached, else as a 500.
-    fn classify(cause: anyhow::Error) -> Self {
-        if outage::is_unreachable(cause.as_ref()) {
-            Self::Unavailable(Some(cause))
-        } else {
-            Self::Internal(cause)
         }
     }
 
@@ -104,6 +90,16 @@ impl IntoResponse for WebError {
             outage::mark_unavailable(&mut response);
         }
         response
+    }
+}
+
+impl OutageAware for WebError {
+    fn unavailable(cause: Option<anyhow::Error>) -> Self {
+        Self::Unavailable(cause)
+    }
+
+    fn internal(cause: anyhow::Error) -> Self {
+        Self::Internal(cause)
     }
 }
 

@@ -47,7 +47,7 @@ use tower_sessions_sqlx_store::PostgresStore;
 
 use crate::commands::CommandBus;
 use crate::config::AvatarSource;
-use crate::outage::{self, DatabaseGate};
+use crate::outage::{self, DatabaseGate, OutageAware as _};
 use crate::users::Users;
 use error::WebError;
 use rate_limit::LoginLimiter;
