@@ -24,8 +24,6 @@ const CONTRACT_METRICS: &[&str] = &[
     "minitwit_command_retries_total",
     "minitwit_events_appended_total",
     "minitwit_read_your_writes_timeouts_total",
-    "minitwit_unavailable_responses_total",
-    "minitwit_database_unreachable",
     "minitwit_event_store_head_position",
     "minitwit_projection_position",
     "minitwit_projection_lag_events",
