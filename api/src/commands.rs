@@ -20,6 +20,7 @@ use rand::Rng;
 use sqlx::{PgPool, Row};
 
 use crate::directory::EventStoreDirectory;
+use crate::outage;
 use crate::request_context::RequestContext;
 
 type Cqrs<A> = CqrsFramework<A, PersistedEventStore<PostgresEventRepository, A>>;
@@ -37,6 +38,10 @@ pub enum CommandError<E: std::error::Error> {
     /// Other writers kept winning the race for the stream, through every retry.
     #[error("the command kept conflicting with concurrent writes")]
     Conflict,
+    /// The store could not be reached (see [`crate::outage`]). The command may or may not
+    /// have been committed: only the store knows, once it is back.
+    #[error("the event store cannot be reached")]
+    Unavailable(#[source] anyhow::Error),
     /// The store failed.
     #[error(transparent)]
     Failed(#[from] anyhow::Error),
@@ -168,6 +173,7 @@ impl CommandBus {
             Ok(()) => "ok",
             Err(CommandError::Rejected(_)) => "rejected",
             Err(CommandError::Conflict) => "conflict",
+            Err(CommandError::Unavailable(_)) => "unavailable",
             Err(CommandError::Failed(_)) => "error",
         };
         metrics::counter!(
@@ -209,6 +215,16 @@ impl CommandBus {
                 Err(AggregateError::AggregateConflict) => return Err(CommandError::Conflict),
                 Err(AggregateError::UserError(refusal)) => {
                     return Err(CommandError::Rejected(refusal))
+                }
+                // postgres-es boxes the driver's error itself, so it can be looked at.
+                Err(
+                    AggregateError::DatabaseConnectionError(cause)
+                    | AggregateError::UnexpectedError(cause),
+                ) if outage::is_unreachable(cause.as_ref()) => {
+                    return Err(CommandError::Unavailable(anyhow::anyhow!(
+                        "executing a {} command: {cause}",
+                        A::TYPE
+                    )))
                 }
                 Err(other) => {
                     return Err(CommandError::Failed(anyhow::anyhow!(

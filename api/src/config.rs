@@ -42,9 +42,21 @@ pub struct DatabaseConfig {
     /// Connections in the database pool.
     #[arg(long, env = "MINITWIT_DB_POOL_SIZE", default_value_t = 20)]
     pub db_pool_size: u32,
+
+    /// How long a request waits for a database connection, in milliseconds, before it fails
+    /// with 503: the wait for a busy pool to free one, and also (sqlx retrying meanwhile) for
+    /// a database that refuses connections. Outages are mostly answered at once by the
+    /// breaker (see `outage`), so this bounds only the requests that meet one first.
+    #[arg(long, env = "MINITWIT_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 1000)]
+    pub db_acquire_timeout_ms: u64,
 }
 
 impl DatabaseConfig {
+    /// The pool's acquire deadline.
+    pub fn db_acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.db_acquire_timeout_ms)
+    }
+
     /// The database URL, if one was configured directly or through its file.
     pub fn database_url(&self) -> anyhow::Result<Option<String>> {
         match &self.database_url_file {

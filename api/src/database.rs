@@ -9,9 +9,14 @@ use sqlx::PgPool;
 
 use crate::config::DatabaseConfig;
 use crate::embedded_postgres::{EmbeddedPostgres, EmbeddedPostgresOptions};
+use crate::outage;
 
 /// The database name used on the embedded cluster.
 const EMBEDDED_DATABASE: &str = "minitwit";
+/// How long start-up waits for the database to accept connections.
+const STARTUP_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// The pause between start-up's connection attempts.
+const STARTUP_RETRY_DELAY: Duration = Duration::from_millis(100);
 
 /// An open pool, and the embedded cluster behind it if there is one.
 pub struct Database {
@@ -42,12 +47,32 @@ pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<Database> {
         .max_connections(config.db_pool_size)
         // A request that cannot get a connection within this is failing anyway (the
         // simulator gives up after 0.3 s); waiting longer only piles requests up.
-        .acquire_timeout(Duration::from_secs(3))
-        .connect_with(options)
+        .acquire_timeout(config.db_acquire_timeout())
+        .connect_lazy_with(options);
+    await_first_connection(&pool)
         .await
         .context("connecting to PostgreSQL")?;
     migrate(&pool).await?;
     Ok(Database { pool, embedded })
+}
+
+/// Waits, up to [`STARTUP_CONNECT_TIMEOUT`], until the database accepts a connection: at
+/// start-up it may still be starting (a container started beside ours), which deserves more
+/// patience than a request's acquire deadline.
+async fn await_first_connection(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let deadline = tokio::time::Instant::now() + STARTUP_CONNECT_TIMEOUT;
+    loop {
+        match pool.acquire().await {
+            Ok(_) => return Ok(()),
+            Err(err)
+                if outage::is_unreachable_sqlx(&err) && tokio::time::Instant::now() < deadline =>
+            {
+                tracing::debug!(error = %err, "PostgreSQL not reachable yet; waiting");
+                tokio::time::sleep(STARTUP_RETRY_DELAY).await;
+            }
+            Err(err) => return Err(err),
+        }
+    }
 }
 
 /// The schema migrations of this build (`migrations/`), compiled in.

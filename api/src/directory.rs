@@ -7,6 +7,8 @@ use async_trait::async_trait;
 use domain::{DirectoryError, User, UserDirectory};
 use sqlx::PgPool;
 
+use crate::outage;
+
 /// Answers "is this username registered?" from the `events` table.
 #[derive(Clone)]
 pub struct EventStoreDirectory {
@@ -35,6 +37,12 @@ impl UserDirectory for EventStoreDirectory {
         .bind(username)
         .fetch_one(&self.pool)
         .await
-        .map_err(|err| DirectoryError(err.to_string()))
+        .map_err(|err| {
+            if outage::is_unreachable_sqlx(&err) {
+                DirectoryError::Unreachable(err.to_string())
+            } else {
+                DirectoryError::Failed(err.to_string())
+            }
+        })
     }
 }

@@ -24,7 +24,8 @@
 //!   run `initdb`/`pg_ctl start` and lets the others attach to the running server afterwards.
 //! - **The server outlives the process.** `pg_ctl` detaches the postmaster; dropping an
 //!   [`EmbeddedPostgres`] leaves it running, so a killed MiniTwit loses nothing and the next
-//!   start simply attaches. [`EmbeddedPostgres::stop`] stops it only if this process started it.
+//!   start simply attaches. [`EmbeddedPostgres::stop`] stops it only if this process started it;
+//!   [`EmbeddedPostgres::crash`] stops it abruptly, for tests of database outages.
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -266,13 +267,38 @@ impl EmbeddedPostgres {
     /// Stop the cluster (`pg_ctl stop -m fast`) if this process started it; otherwise do nothing.
     pub async fn stop(self) -> Result<()> {
         if self.started_here {
-            self.cluster.stop().await
+            self.cluster.stop(StopMode::Fast).await
         } else {
             tracing::debug!(
                 data_dir = %self.cluster.data_dir.display(),
                 "leaving PostgreSQL running: another process started it"
             );
             Ok(())
+        }
+    }
+
+    /// Stop the cluster the way a crash would (`pg_ctl stop -m immediate`: every server
+    /// process quits at once, no checkpoint; the next start recovers from the WAL), whoever
+    /// started it. For fault tests.
+    pub async fn crash(self) -> Result<()> {
+        self.cluster.stop(StopMode::Immediate).await
+    }
+}
+
+/// How `pg_ctl stop` stops a server.
+#[derive(Debug, Clone, Copy)]
+enum StopMode {
+    /// Disconnect clients, then shut down with a checkpoint.
+    Fast,
+    /// Quit at once, as a crash would.
+    Immediate,
+}
+
+impl StopMode {
+    fn pg_ctl_mode(self) -> &'static str {
+        match self {
+            Self::Fast => "fast",
+            Self::Immediate => "immediate",
         }
     }
 }
@@ -283,7 +309,7 @@ pub async fn stop_cluster(data_dir: &Path) -> Result<()> {
         tracing::debug!(data_dir = %data_dir.display(), "no PostgreSQL cluster to stop");
         return Ok(());
     }
-    Cluster::locate(data_dir).await?.stop().await
+    Cluster::locate(data_dir).await?.stop(StopMode::Fast).await
 }
 
 /// The unprivileged user PostgreSQL runs as when we are root.
@@ -576,18 +602,18 @@ impl Cluster {
         Ok(())
     }
 
-    async fn stop(&self) -> Result<()> {
+    async fn stop(&self, mode: StopMode) -> Result<()> {
         // Under the lock, so that nobody attaches to a server that is shutting down.
         let _lock = self.lock().await?;
         if !self.is_running().await? {
             tracing::debug!(data_dir = %self.data_dir.display(), "PostgreSQL already stopped");
             return Ok(());
         }
-        tracing::info!(data_dir = %self.data_dir.display(), "stopping PostgreSQL");
+        tracing::info!(data_dir = %self.data_dir.display(), ?mode, "stopping PostgreSQL");
         let mut cmd = self.command("pg_ctl");
         cmd.arg("-D").arg(&self.data_dir).args([
             "-m",
-            "fast",
+            mode.pg_ctl_mode(),
             "-w",
             "-t",
             PG_CTL_TIMEOUT_SECS,

@@ -7,7 +7,11 @@
 //! | `BadRequest`   | 400    | what is wrong with the input |
 //! | `Conflict`     | 409    | the command lost every retry |
 //! | `Refused`      | 400, 408, 413, 414 | which limit the request broke (see [`crate::request_limits`]) |
+//! | `Unavailable`  | 503    | retry shortly (with `Retry-After`); the cause is logged |
 //! | `Internal`     | 500    | a generic text; the cause is logged, never sent |
+//!
+//! Whether a database error is `Unavailable` (the database cannot be reached) or `Internal`
+//! (anything else) is decided by [`crate::outage`].
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -16,6 +20,7 @@ use domain::{MessageError, UserError};
 use serde_json::json;
 
 use crate::commands::CommandError;
+use crate::outage::{self, OutageAware};
 use crate::request_limits::RefusedRequest;
 
 /// Everything a request can fail with.
@@ -31,6 +36,10 @@ pub enum ApiError {
     Conflict,
     #[error(transparent)]
     Refused(#[from] RefusedRequest),
+    /// The database cannot be reached. No cause when the breaker refused the request
+    /// without trying (the breaker logged the outage once).
+    #[error("The service is temporarily unavailable; please retry shortly")]
+    Unavailable(#[source] Option<anyhow::Error>),
     #[error("Internal server error")]
     Internal(#[source] anyhow::Error),
 }
@@ -43,6 +52,7 @@ impl ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Conflict => StatusCode::CONFLICT,
             Self::Refused(refusal) => refusal.status(),
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -55,30 +65,51 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let Self::Internal(cause) = &self {
-            tracing::error!(error = format!("{cause:#}"), "request failed");
+        match &self {
+            Self::Internal(cause) => {
+                tracing::error!(error = format!("{cause:#}"), "request failed")
+            }
+            Self::Unavailable(Some(cause)) => tracing::warn!(
+                error = format!("{cause:#}"),
+                "request failed: the database cannot be reached"
+            ),
+            _ => {}
         }
         let status = self.status();
         let body = json!({"status": status.as_u16(), "error_msg": self.to_string()});
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Self::Unavailable(_) = self {
+            outage::mark_unavailable(&mut response);
+        }
+        response
+    }
+}
+
+impl OutageAware for ApiError {
+    fn unavailable(cause: Option<anyhow::Error>) -> Self {
+        Self::Unavailable(cause)
+    }
+
+    fn internal(cause: anyhow::Error) -> Self {
+        Self::Internal(cause)
     }
 }
 
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
-        Self::Internal(err.into())
+        Self::classify(err.into())
     }
 }
 
 impl From<domain::DirectoryError> for ApiError {
     fn from(err: domain::DirectoryError) -> Self {
-        Self::Internal(err.into())
+        Self::classify(err.into())
     }
 }
 
 impl From<anyhow::Error> for ApiError {
     fn from(err: anyhow::Error) -> Self {
-        Self::Internal(err)
+        Self::classify(err)
     }
 }
 
@@ -94,7 +125,8 @@ impl From<CommandError<UserError>> for ApiError {
             CommandError::Rejected(UserError::UnknownFollowee(name)) => Self::unknown_user(&name),
             CommandError::Rejected(UserError::Directory(cause)) => cause.into(),
             CommandError::Conflict => Self::Conflict,
-            CommandError::Failed(cause) => Self::Internal(cause),
+            CommandError::Unavailable(cause) => Self::Unavailable(Some(cause)),
+            CommandError::Failed(cause) => Self::classify(cause),
         }
     }
 }
@@ -113,7 +145,8 @@ impl From<CommandError<MessageError>> for ApiError {
                 Self::Conflict
             }
             CommandError::Rejected(MessageError::Directory(cause)) => cause.into(),
-            CommandError::Failed(cause) => Self::Internal(cause),
+            CommandError::Unavailable(cause) => Self::Unavailable(Some(cause)),
+            CommandError::Failed(cause) => Self::classify(cause),
         }
     }
 }

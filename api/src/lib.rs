@@ -13,6 +13,8 @@
 //! - [`simulator`] — the simulator's JSON API.
 //! - [`web`] — the browser pages, with sessions and live timelines.
 //! - [`error`] — the API's error type and its one mapping to HTTP statuses.
+//! - [`outage`] — which database errors mean an outage (503, not 500), and the breaker that
+//!   answers 503 at once while one lasts.
 //! - [`request_context`] — request ids and times, carried into event metadata.
 //! - [`startup`] — building the application and running it until a shutdown signal.
 //! - [`serving`] — HTTP/1.1 connections, with deadlines and caps on request headers;
@@ -30,6 +32,7 @@ pub mod embedded_postgres;
 pub mod error;
 pub mod health;
 pub mod monitoring;
+pub mod outage;
 pub mod passwords;
 pub mod request_context;
 pub mod request_limits;

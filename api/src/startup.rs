@@ -33,6 +33,7 @@ use crate::embedded_postgres::EmbeddedPostgres;
 use crate::error::ApiError;
 use crate::health::{self, HealthState};
 use crate::monitoring::{self, Metrics};
+use crate::outage::{self, DatabaseGate, OutageAware as _};
 use crate::passwords::PasswordHasher;
 use crate::request_context::REQUEST_ID_HEADER;
 use crate::request_limits::{self, RequestLimits};
@@ -139,8 +140,16 @@ impl Application {
             max_body_bytes: config.max_body_bytes,
             body_deadline: config.client_timeout(),
         };
+        // Health and metrics stay outside the breaker: liveness must answer through an
+        // outage, and readiness reports it by its own checks.
+        let gate = DatabaseGate::new(pool.clone());
+        let simulator_routes =
+            simulator::router(simulator_state).layer(middleware::from_fn_with_state(
+                gate.guard("api", ApiError::refused_while_unreachable),
+                outage::guard,
+            ));
         let api_router = with_http_layers(
-            simulator::router(simulator_state)
+            simulator_routes
                 .merge(operations)
                 .layer(DefaultBodyLimit::max(limits.max_body_bytes))
                 .layer(middleware::from_fn_with_state(
@@ -166,7 +175,7 @@ impl Application {
             stopping: stopping.clone(),
         };
         let web_router = with_http_layers(
-            web::router(web_state, sessions.clone(), key)
+            web::router(web_state, sessions.clone(), key, &gate)
                 .layer(DefaultBodyLimit::max(limits.max_body_bytes))
                 .layer(middleware::from_fn_with_state(
                     limits,
@@ -233,15 +242,7 @@ impl Application {
             self.login_limiter,
             cancel.clone(),
         ));
-        let listener = ProgressListener::new(self.progress.clone());
-        let listener_cancel = cancel.clone();
-        background.spawn(async move {
-            // Without notifications everything still works, by polling; so this is logged,
-            // not fatal.
-            if let Err(err) = listener.run(listener_cancel).await {
-                tracing::error!(error = %err, "the notification listener stopped");
-            }
-        });
+        background.spawn(ProgressListener::new(self.progress.clone()).run(cancel.clone()));
         tracing::info!(address = %api_addr, "simulator API listening");
         tracing::info!(address = %web_addr, "web pages listening");
 
@@ -299,7 +300,11 @@ fn with_http_layers(router: Router, listener: &'static str) -> Router {
             tracing::info_span!("request", method = %request.method(), route, request_id)
         })
         .on_request(())
-        .on_response(DefaultOnResponse::new().level(Level::INFO));
+        .on_response(DefaultOnResponse::new().level(Level::INFO))
+        // Not a second line per 5xx at error level: a 500's cause is logged where it is
+        // mapped (`error`), and during a database outage every request is a 503, which the
+        // breaker logs once.
+        .on_failure(());
     router.layer(
         ServiceBuilder::new()
             .layer(middleware::from_fn_with_state(

@@ -84,7 +84,7 @@ impl Users {
             .directory
             .is_registered(&username)
             .await
-            .map_err(|err| CommandError::Failed(err.into()))?
+            .map_err(|err| CommandError::Rejected(UserError::Directory(err)))?
         {
             return Err(refused(RegistrationError::UsernameTaken));
         }

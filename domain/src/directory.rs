@@ -17,9 +17,18 @@ pub trait UserDirectory: Send + Sync {
 }
 
 /// The directory could not answer; the command fails without emitting anything.
+///
+/// The two kinds let the caller tell a client "try again shortly" (the store is down or
+/// restarting) apart from a failure that retrying will not cure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the user directory is unavailable: {0}")]
-pub struct DirectoryError(pub String);
+pub enum DirectoryError {
+    /// Its store cannot be reached right now.
+    #[error("the user directory cannot be reached: {0}")]
+    Unreachable(String),
+    /// It failed in some other way.
+    #[error("the user directory failed: {0}")]
+    Failed(String),
+}
 
 /// The services handed to every aggregate's `handle`.
 pub type Directory = Arc<dyn UserDirectory>;

@@ -54,7 +54,9 @@ impl FakeDirectory {
         if self.answering.load(Ordering::Relaxed) {
             Ok(self.registered.lock().unwrap().contains(name))
         } else {
-            Err(DirectoryError("the test directory is switched off".into()))
+            Err(DirectoryError::Unreachable(
+                "the test directory is switched off".into(),
+            ))
         }
     }
 

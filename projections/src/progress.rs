@@ -36,6 +36,11 @@ pub const STATE_CHANNEL: &str = "minitwit_projection_state";
 
 /// How often a waiter re-reads a checkpoint from the database when no notification came.
 const RECHECK_INTERVAL: Duration = Duration::from_millis(100);
+/// The listener's first pause before reconnecting; it doubles while the database stays
+/// unreachable, up to the maximum — a warning every few seconds, not a flood, and a return
+/// of the database noticed within that.
+const RECONNECT_DELAY_MIN: Duration = Duration::from_millis(250);
+const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(4);
 
 /// Shared, cheaply cloned progress tracker of this process.
 #[derive(Clone)]
@@ -392,34 +397,54 @@ impl ProgressListener {
         Self { progress }
     }
 
-    /// Runs until `cancel` fires. Reconnects by itself; after a reconnect it wakes the
-    /// projectors and re-reads checkpoints, since notifications sent meanwhile are lost.
-    pub async fn run(self, cancel: CancellationToken) -> Result<(), sqlx::Error> {
-        let mut listener = PgListener::connect_with(&self.progress.inner.pool).await?;
-        listener
-            .listen_all([EVENTS_CHANNEL, PROGRESS_CHANNEL, STATE_CHANNEL])
-            .await?;
+    /// Runs until `cancel` fires. Reconnects by itself, backing off while the database
+    /// stays unreachable; on each (re)connection it wakes the projectors and re-reads
+    /// checkpoints, since notifications sent meanwhile are lost. Without notifications
+    /// everything still works, by polling, only slower.
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut delay = RECONNECT_DELAY_MIN;
         loop {
-            let received = tokio::select! {
-                () = cancel.cancelled() => return Ok(()),
-                received = listener.try_recv() => received,
+            let lost = tokio::select! {
+                () = cancel.cancelled() => return,
+                lost = self.listen(&mut delay) => lost,
             };
-            match received {
+            tracing::warn!(
+                error = format!("{lost:#}"),
+                retry_in_ms = delay.as_millis(),
+                "no notification connection; reconnecting"
+            );
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(RECONNECT_DELAY_MAX);
+        }
+    }
+
+    /// Connects and handles notifications until the connection fails; returns why. Resets
+    /// `delay` once connected.
+    async fn listen(&self, delay: &mut Duration) -> anyhow::Error {
+        let connected = async {
+            let mut listener = PgListener::connect_with(&self.progress.inner.pool).await?;
+            listener
+                .listen_all([EVENTS_CHANNEL, PROGRESS_CHANNEL, STATE_CHANNEL])
+                .await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let mut listener = match connected.await {
+            Ok(listener) => listener,
+            Err(err) => return err.into(),
+        };
+        *delay = RECONNECT_DELAY_MIN;
+        self.catch_up_after_gap().await;
+        loop {
+            // `try_recv` rather than `recv`, which would reconnect by itself and hide the gap.
+            match listener.try_recv().await {
                 Ok(Some(notification)) => {
                     self.handle(notification.channel(), notification.payload())
                 }
-                Ok(None) => {
-                    tracing::warn!("lost the notification connection; reconnecting");
-                    self.catch_up_after_gap().await;
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "notification listener failed; retrying");
-                    tokio::select! {
-                        () = cancel.cancelled() => return Ok(()),
-                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
-                    self.catch_up_after_gap().await;
-                }
+                Ok(None) => return anyhow::anyhow!("the connection closed"),
+                Err(err) => return err.into(),
             }
         }
     }

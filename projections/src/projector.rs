@@ -451,8 +451,11 @@ impl Projector {
     /// on the checkpoint row; an event is never skipped.
     pub async fn run(self, cancel: CancellationToken) {
         tracing::info!(projection = %self.schema, "projector started");
+        let mut failures = 0;
         loop {
-            let pause = match self.run_batch().await {
+            let batch = self.run_batch().await;
+            failures = if batch.is_ok() { 0 } else { failures + 1 };
+            let pause = match batch {
                 // A partial batch may have raced a commit: the next batch says whether to
                 // wait, and how long. Shutdown is checked here too, or a long backlog would
                 // be drained to the end before the projector stopped.
@@ -467,7 +470,10 @@ impl Projector {
                     metrics::counter!("minitwit_projection_errors_total", "projection" => self.projection.name())
                         .increment(1);
                     self.record_error(&err).await;
-                    self.settings.retry_delay
+                    // Doubling while the failures last (up to 8×): a database that is down
+                    // costs a log line every few seconds, not a flood. A write or the
+                    // notification listener's reconnection wakes the projector earlier.
+                    self.settings.retry_delay * (1 << (failures - 1).min(3))
                 }
             };
             tokio::select! {

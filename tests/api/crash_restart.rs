@@ -1,4 +1,5 @@
-//! Crashes and restarts lose nothing and apply nothing twice.
+//! Crashes and restarts of the server lose nothing and apply nothing twice. (Crashes of
+//! PostgreSQL: `database_outage`.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,9 +11,11 @@ use tokio_util::sync::CancellationToken;
 use reqwest::StatusCode;
 
 use crate::helpers::{
-    assert_views_equal_a_rebuild, authored, follow_names, timeline_checkpoint, TestDatabase,
+    assert_views_equal_a_rebuild, authored, await_projections_at_head, follow_names,
+    timeline_checkpoint, TestDatabase,
 };
 use crate::server_process::ServerProcess;
+use crate::write_load::WriteLoad;
 
 /// Forty batches: enough that the kill lands mid-stream.
 const BACKLOG: i64 = 20_000;
@@ -79,6 +82,45 @@ async fn a_projector_killed_mid_stream_resumes_without_gap_or_duplicate() {
     );
     server.terminate().await;
     assert_views_equal_a_rebuild(&db.pool).await;
+}
+
+/// A server SIGKILLed while several clients write loses no acknowledged write: restarted on
+/// the same database, it shows every one, its views equal a rebuild from the log, and
+/// `latest` holds what the last acknowledged write (or a later request) sent.
+#[tokio::test]
+async fn a_server_killed_under_write_load_loses_no_acknowledged_write() {
+    const CLIENTS: usize = 6;
+    let db = TestDatabase::create().await;
+    let server = ServerProcess::start(&db.url).await;
+    let load = WriteLoad::start(&server.base_url, CLIENTS);
+    load.await_acknowledged(80, Duration::from_secs(60)).await;
+    server.kill().await;
+    let ledger = load.stop().await;
+    let unanswered = ledger
+        .attempts
+        .iter()
+        .filter(|attempt| attempt.status().is_none())
+        .count();
+    for attempt in ledger.attempts.iter().filter(|a| a.status().is_some()) {
+        assert!(
+            attempt.acknowledged(),
+            "before the kill every write succeeds: {attempt:?}"
+        );
+    }
+
+    let server = ServerProcess::start(&db.url).await;
+    await_projections_at_head(&db.pool, Duration::from_secs(60)).await;
+    let checked = ledger
+        .assert_acknowledged_present(&server.client(), &db.pool)
+        .await;
+    assert_views_equal_a_rebuild(&db.pool).await;
+    let latest = ledger.assert_latest_intact(&server.client()).await;
+    server.terminate().await;
+    eprintln!(
+        "kill -9 under load: {} requests, {unanswered} cut off by the kill, {checked} \
+         acknowledged writes checked present after the restart; /latest = {latest}",
+        ledger.attempts.len()
+    );
 }
 
 /// Shutdown stops a projector between batches, not at the end of its backlog.

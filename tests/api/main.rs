@@ -12,9 +12,12 @@ mod helpers;
 #[allow(dead_code)]
 #[path = "../support/server_process.rs"]
 mod server_process;
+#[path = "../support/write_load.rs"]
+mod write_load;
 
 mod concurrency;
 mod crash_restart;
+mod database_outage;
 mod limits;
 mod projection_ordering;
 mod read_models;

@@ -17,7 +17,7 @@ use clap::Parser;
 use projections::ProjectorSettings;
 use reqwest::StatusCode;
 use serde_json::Value;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use tokio::sync::{oneshot, OnceCell};
 
@@ -93,13 +93,7 @@ impl TestDatabase {
             .await
             .expect("creating a test database");
         let options = cluster.connect_options(&name);
-        let socket = options
-            .get_socket()
-            .expect("the test cluster listens on a socket");
-        let url = format!(
-            "postgres://minitwit@localhost/{name}?host={}",
-            percent_encode(&socket.to_string_lossy())
-        );
+        let url = socket_url(&options);
         let pool = PgPoolOptions::new()
             .max_connections(5)
             .connect_with(options)
@@ -108,6 +102,19 @@ impl TestDatabase {
         api::database::migrate(&pool).await.expect("migrating");
         Self { url, pool }
     }
+}
+
+/// A URL any process can connect with to the database of `options`, an embedded cluster's
+/// (which listens on a unix socket only).
+pub fn socket_url(options: &PgConnectOptions) -> String {
+    let socket = options
+        .get_socket()
+        .expect("an embedded cluster listens on a socket");
+    format!(
+        "postgres://minitwit@localhost/{}?host={}",
+        options.get_database().expect("a database is named"),
+        percent_encode(&socket.to_string_lossy())
+    )
 }
 
 /// The configuration tests run the server with: a random port, quick polling, and a
@@ -509,6 +516,39 @@ pub async fn timeline_checkpoint(pool: &PgPool) -> i64 {
     .fetch_one(pool)
     .await
     .expect("reading the timeline checkpoint")
+}
+
+/// Waits until every active projection has applied every event in the log; panics if one
+/// has not within `timeout`.
+pub async fn await_projections_at_head(pool: &PgPool, timeout: Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    let projections = projections::all();
+    loop {
+        let mut behind = Vec::new();
+        let versions = projections::maintenance::versions(pool)
+            .await
+            .expect("reading the projection versions");
+        for version in versions.iter().filter(|version| version.state == "active") {
+            let projection = projections
+                .iter()
+                .find(|projection| projection.name() == version.projection)
+                .expect("an active version of a known projection");
+            let lag = projections::maintenance::lag(pool, projection.as_ref(), version.checkpoint)
+                .await
+                .expect("reading a projection's lag");
+            if lag.events > 0 {
+                behind.push((version.projection.clone(), lag.events));
+            }
+        }
+        if behind.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "projections still behind the log after {timeout:?}: {behind:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Rebuilds every projection from position zero into a scratch version and asserts that it

@@ -116,6 +116,22 @@ impl ServerProcess {
         kib * 1024
     }
 
+    /// Asserts that the process is still running and has logged no panic.
+    pub fn assert_alive(&mut self) {
+        let exited = self.child.try_wait().expect("asking whether minitwit runs");
+        let logs = self.logs();
+        assert!(
+            exited.is_none(),
+            "minitwit exited ({exited:?}); it logged:\n{}",
+            logs.join("\n")
+        );
+        assert!(
+            !logs.iter().any(|line| line.contains("panicked")),
+            "minitwit panicked; it logged:\n{}",
+            logs.join("\n")
+        );
+    }
+
     /// Kills the process without warning, as a crash would.
     pub async fn kill(mut self) {
         self.child.kill().await.expect("killing minitwit");

@@ -153,7 +153,7 @@ pub async fn login(
             session.flash(SIGNED_IN).await?;
             Ok(redirect("/"))
         }
-        Err(SignInError::Failed(cause)) => Err(WebError::Internal(cause)),
+        Err(SignInError::Failed(cause)) => Err(cause.into()),
         Err(refusal) => {
             metrics::counter!("minitwit_logins_total", "outcome" => "refused").increment(1);
             login_page(

@@ -8,9 +8,11 @@
 //! | `BadRequest`     | 400    | what is wrong with the input                |
 //! | `Conflict`       | 409    | concurrent changes won every retry          |
 //! | `Refused`        | 400, 408, 413, 414 | which limit the request broke ([`crate::request_limits`]) |
+//! | `Unavailable`    | 503    | try again in a moment (with `Retry-After`)  |
 //! | `Internal`       | 500    | a generic text; the cause is logged, never shown |
 //!
-//! (The simulator's JSON errors are mapped in [`crate::error`].)
+//! (The simulator's JSON errors are mapped in [`crate::error`]; which database errors are
+//! `Unavailable` is decided by [`crate::outage`].)
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -19,6 +21,7 @@ use domain::{MessageError, UserError};
 use super::assets::ASSET_URLS;
 use super::pages::{render, Chrome, ErrorPage, Title, Visitor};
 use crate::commands::CommandError;
+use crate::outage::{self, OutageAware};
 use crate::request_limits::RefusedRequest;
 
 /// Everything a page request can fail with.
@@ -36,6 +39,10 @@ pub enum WebError {
     Conflict,
     #[error(transparent)]
     Refused(#[from] RefusedRequest),
+    /// The database cannot be reached. No cause when the breaker refused the request
+    /// without trying (the breaker logged the outage once).
+    #[error("The service is briefly unavailable; please try again in a moment.")]
+    Unavailable(#[source] Option<anyhow::Error>),
     #[error("Something went wrong on our side; please try again later.")]
     Internal(#[source] anyhow::Error),
 }
@@ -49,6 +56,7 @@ impl WebError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Conflict => StatusCode::CONFLICT,
             Self::Refused(refusal) => refusal.status(),
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -61,9 +69,17 @@ impl WebError {
 
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
-        if let Self::Internal(cause) = &self {
-            tracing::error!(error = format!("{cause:#}"), "page request failed");
+        match &self {
+            Self::Internal(cause) => {
+                tracing::error!(error = format!("{cause:#}"), "page request failed");
+            }
+            Self::Unavailable(Some(cause)) => tracing::warn!(
+                error = format!("{cause:#}"),
+                "page request failed: the database cannot be reached"
+            ),
+            _ => {}
         }
+        let unavailable = matches!(self, Self::Unavailable(_));
         let status = self.status();
         let page = ErrorPage {
             chrome: Chrome {
@@ -74,19 +90,33 @@ impl IntoResponse for WebError {
             title: Title::fixed(status.canonical_reason().unwrap_or("Error")),
             explanation: self.to_string(),
         };
-        render(status, &page)
+        let mut response = render(status, &page);
+        if unavailable {
+            outage::mark_unavailable(&mut response);
+        }
+        response
+    }
+}
+
+impl OutageAware for WebError {
+    fn unavailable(cause: Option<anyhow::Error>) -> Self {
+        Self::Unavailable(cause)
+    }
+
+    fn internal(cause: anyhow::Error) -> Self {
+        Self::Internal(cause)
     }
 }
 
 impl From<sqlx::Error> for WebError {
     fn from(err: sqlx::Error) -> Self {
-        Self::Internal(err.into())
+        Self::classify(err.into())
     }
 }
 
 impl From<anyhow::Error> for WebError {
     fn from(err: anyhow::Error) -> Self {
-        Self::Internal(err)
+        Self::classify(err)
     }
 }
 
@@ -105,9 +135,10 @@ impl From<CommandError<UserError>> for WebError {
             CommandError::Rejected(UserError::NotRegistered | UserError::UnknownFollowee(_)) => {
                 Self::unknown_user()
             }
-            CommandError::Rejected(UserError::Directory(cause)) => Self::Internal(cause.into()),
+            CommandError::Rejected(UserError::Directory(cause)) => Self::classify(cause.into()),
             CommandError::Conflict => Self::Conflict,
-            CommandError::Failed(cause) => Self::Internal(cause),
+            CommandError::Unavailable(cause) => Self::Unavailable(Some(cause)),
+            CommandError::Failed(cause) => Self::classify(cause),
         }
     }
 }
@@ -125,8 +156,9 @@ impl From<CommandError<MessageError>> for WebError {
             CommandError::Rejected(MessageError::AlreadyPosted) | CommandError::Conflict => {
                 Self::Conflict
             }
-            CommandError::Rejected(MessageError::Directory(cause)) => Self::Internal(cause.into()),
-            CommandError::Failed(cause) => Self::Internal(cause),
+            CommandError::Rejected(MessageError::Directory(cause)) => Self::classify(cause.into()),
+            CommandError::Unavailable(cause) => Self::Unavailable(Some(cause)),
+            CommandError::Failed(cause) => Self::classify(cause),
         }
     }
 }

@@ -47,6 +47,7 @@ use tower_sessions_sqlx_store::PostgresStore;
 
 use crate::commands::CommandBus;
 use crate::config::AvatarSource;
+use crate::outage::{self, DatabaseGate, OutageAware as _};
 use crate::users::Users;
 use error::WebError;
 use rate_limit::LoginLimiter;
@@ -73,8 +74,9 @@ const CONTENT_SECURITY_POLICY_VALUE: &str = "default-src 'self'; \
      connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; \
      object-src 'none'";
 
-/// The pages' routes, with sessions signed by `key` and kept in `store`.
-pub fn router(state: WebState, store: PostgresStore, key: Key) -> Router {
+/// The pages' routes, with sessions signed by `key` and kept in `store`; those that need
+/// the database answer 503 at once while `gate` says it cannot be reached.
+pub fn router(state: WebState, store: PostgresStore, key: Key, gate: &DatabaseGate) -> Router {
     // The original changed state on GET here; those GETs keep working, but only same-site.
     let state_changing_gets = Router::new()
         .route("/logout", get(account::logout))
@@ -87,7 +89,7 @@ pub fn router(state: WebState, store: PostgresStore, key: Key) -> Router {
             get(actions::unfollow).post(actions::unfollow),
         )
         .route_layer(middleware::from_fn(cross_origin::protect_every_method));
-    Router::new()
+    let pages = Router::new()
         .route("/", get(timelines::mine))
         .route("/public", get(timelines::public))
         .route("/login", get(account::login_form).post(account::login))
@@ -96,10 +98,16 @@ pub fn router(state: WebState, store: PostgresStore, key: Key) -> Router {
             get(account::register_form).post(account::register),
         )
         .route("/add_message", post(actions::add_message))
-        .route("/static/{name}", get(assets::file))
-        .route("/static/avatars/{file}", get(assets::avatar))
         .route("/{username}", get(timelines::user))
         .merge(state_changing_gets)
+        .route_layer(middleware::from_fn_with_state(
+            gate.guard("web", WebError::refused_while_unreachable),
+            outage::guard,
+        ));
+    // Static files need no database, so they are served through an outage too.
+    pages
+        .route("/static/{name}", get(assets::file))
+        .route("/static/avatars/{file}", get(assets::avatar))
         .fallback(|| async { WebError::NotFound("There is no such page.".to_owned()) })
         .with_state(state)
         .layer(
