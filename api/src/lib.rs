@@ -13,6 +13,8 @@
 //! - [`simulator`] — the simulator's JSON API.
 //! - [`web`] — the browser pages, with sessions and live timelines.
 //! - [`error`] — the API's error type and its one mapping to HTTP statuses.
+//! - [`openapi`] — the API listener's OpenAPI description, made from the handlers that serve
+//!   it, at `GET /openapi.json`.
 //! - [`request_context`] — request ids and times, carried into event metadata.
 //! - [`startup`] — building the application and running it until a shutdown signal.
 //! - [`telemetry`] — logging; [`monitoring`] — metrics; [`health`] — liveness, readiness and
@@ -28,6 +30,7 @@ pub mod embedded_postgres;
 pub mod error;
 pub mod health;
 pub mod monitoring;
+pub mod openapi;
 pub mod passwords;
 pub mod request_context;
 pub mod simulator;

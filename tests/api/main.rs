@@ -15,6 +15,8 @@ mod server_process;
 
 mod concurrency;
 mod crash_restart;
+mod openapi;
+mod openapi_fuzz;
 mod projection_ordering;
 mod read_models;
 mod replicas;
