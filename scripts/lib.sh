@@ -40,3 +40,22 @@ stop_cluster() {
     "$bin/pg_ctl" -D "$cluster" stop -m fast >/dev/null
   fi
 }
+
+# ensure_schemathesis WHO VERSION VENV: installs schemathesis VERSION from PyPI into the
+# virtualenv VENV, unless that already holds it. Its own venv, so neither the machine's Python
+# nor another project's packages are touched, and a fresh CI machine gets the same version.
+ensure_schemathesis() {
+  local who=$1 version=$2 venv=$3
+  if [ "$("$venv/bin/schemathesis" --version 2>/dev/null)" = "schemathesis, version $version" ]; then
+    return 0
+  fi
+  echo "$who: installing schemathesis $version into $venv"
+  rm -rf "$venv"
+  if ! python3 -m venv "$venv" 2>/dev/null; then
+    # Debian ships venv separately from python3.
+    rm -rf "$venv"
+    if can_apt; then apt_install python3-venv; fi
+    python3 -m venv "$venv"
+  fi
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$version"
+}

@@ -12,12 +12,17 @@
 //!
 //! Whether a database error is `Unavailable` (the database cannot be reached) or `Internal`
 //! (anything else) is decided by [`crate::outage`].
+//!
+//! A request axum's extractors cannot read (a path segment that is not UTF-8, say) is a
+//! `BadRequest` too, with the extractor's explanation, so every answer has the same shape.
 
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use domain::{MessageError, UserError};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::commands::CommandError;
 use crate::outage::{self, OutageAware};
@@ -61,6 +66,27 @@ impl ApiError {
     pub fn unknown_user(username: &str) -> Self {
         Self::NotFound(format!("Unknown user: {username}"))
     }
+
+    /// An extractor's refusal: the client's fault (4xx) is a 400 with axum's explanation;
+    /// anything else is our own mistake, such as a route template that lacks a parameter its
+    /// handler extracts.
+    fn unreadable_request(status: StatusCode, explanation: String) -> Self {
+        if status.is_client_error() {
+            Self::BadRequest(explanation)
+        } else {
+            Self::Internal(anyhow::anyhow!(explanation))
+        }
+    }
+}
+
+/// The body of every error answer, and its schema in the OpenAPI description.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"status": 404, "error_msg": "Unknown user: Roger Histand"}))]
+pub struct ErrorBody {
+    /// The HTTP status code, repeated.
+    pub status: u16,
+    /// What went wrong, for a person to read.
+    pub error_msg: String,
 }
 
 impl IntoResponse for ApiError {
@@ -76,7 +102,10 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let status = self.status();
-        let body = json!({"status": status.as_u16(), "error_msg": self.to_string()});
+        let body = ErrorBody {
+            status: status.as_u16(),
+            error_msg: self.to_string(),
+        };
         let mut response = (status, Json(body)).into_response();
         if let Self::Unavailable(_) = self {
             outage::mark_unavailable(&mut response);
@@ -92,6 +121,18 @@ impl OutageAware for ApiError {
 
     fn internal(cause: anyhow::Error) -> Self {
         Self::Internal(cause)
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        Self::unreadable_request(rejection.status(), rejection.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::unreadable_request(rejection.status(), rejection.body_text())
     }
 }
 

@@ -18,9 +18,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use projections::maintenance;
 use projections::Progress;
-use serde_json::json;
+use serde::Serialize;
 use sqlx::PgPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use utoipa::ToSchema;
 
 /// How long each check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -34,33 +35,58 @@ pub struct HealthState {
     pub max_projection_lag: Duration,
 }
 
-/// `GET /health/live`.
+/// Whether the process answers.
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    operation_id = "live",
+    tag = "operations",
+    responses((status = 200, description = "The process answers", content_type = "text/plain", body = String, example = "ok")),
+)]
 pub async fn live() -> &'static str {
     "ok"
 }
 
-/// `GET /health/ready`: 200 with each check's result, or 503 naming what failed.
+/// Each readiness check's verdict.
+#[derive(Serialize, ToSchema)]
+struct Readiness {
+    /// "ok", or why the database does not answer.
+    database: String,
+    /// "ok", or which migrations of this build are not applied.
+    migrations: String,
+    /// "ok", or which projection is stalled.
+    projections: String,
+}
+
+/// Whether this replica can serve: the database answers, this build's migrations are
+/// applied and no projection is stalled.
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    operation_id = "ready",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready: every check says \"ok\"", body = Readiness),
+        (status = 503, description = "Not ready: the failing checks say why", body = Readiness),
+    ),
+)]
 pub async fn ready(State(state): State<HealthState>) -> Response {
-    let checks = [
-        ("database", check(database(&state.pool)).await),
-        ("migrations", check(migrations(&state.pool)).await),
-        ("projections", check(projections_moving(&state)).await),
-    ];
-    let healthy = checks.iter().all(|(_, result)| result.is_ok());
-    let body: serde_json::Map<String, serde_json::Value> = checks
-        .into_iter()
-        .map(|(name, result)| {
-            let verdict = match result {
-                Ok(()) => json!("ok"),
-                Err(err) => json!(format!("{err:#}")),
-            };
-            (name.to_owned(), verdict)
-        })
-        .collect();
-    let status = if healthy {
+    let database = check(database(&state.pool)).await;
+    let migrations = check(migrations(&state.pool)).await;
+    let projections = check(projections_moving(&state)).await;
+    let status = if database.is_ok() && migrations.is_ok() && projections.is_ok() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
+    };
+    let verdict = |result: anyhow::Result<()>| match result {
+        Ok(()) => "ok".to_owned(),
+        Err(err) => format!("{err:#}"),
+    };
+    let body = Readiness {
+        database: verdict(database),
+        migrations: verdict(migrations),
+        projections: verdict(projections),
     };
     (status, Json(body)).into_response()
 }

@@ -15,6 +15,8 @@
 //! - [`error`] — the API's error type and its one mapping to HTTP statuses.
 //! - [`outage`] — which database errors mean an outage (503, not 500), and the breaker that
 //!   answers 503 at once while one lasts.
+//! - [`openapi`] — the API listener's OpenAPI description, made from the handlers that serve
+//!   it, at `GET /openapi.json`.
 //! - [`request_context`] — request ids and times, carried into event metadata.
 //! - [`startup`] — building the application and running it until a shutdown signal.
 //! - [`serving`] — HTTP/1.1 connections, with deadlines and caps on request headers;
@@ -32,6 +34,7 @@ pub mod embedded_postgres;
 pub mod error;
 pub mod health;
 pub mod monitoring;
+pub mod openapi;
 pub mod outage;
 pub mod passwords;
 pub mod request_context;

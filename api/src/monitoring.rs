@@ -68,7 +68,14 @@ impl Metrics {
     }
 }
 
-/// `GET /metrics`.
+/// The Prometheus text exposition of this process's metrics.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus' text format, version 0.0.4 (catalogue in the README)", content_type = "text/plain", body = String)),
+)]
 pub async fn metrics_endpoint(State(metrics): State<Metrics>) -> Response {
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],

@@ -9,7 +9,6 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware;
-use axum::routing::get;
 use axum::Router;
 use projections::{
     LiveFeed, Progress, ProgressListener, ProjectorSettings, ReadModels, Supervisor,
@@ -24,6 +23,8 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tower_sessions_sqlx_store::PostgresStore;
 use tracing::Level;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::commands::{CommandBus, CommandSettings};
 use crate::config::Config;
@@ -33,6 +34,7 @@ use crate::embedded_postgres::EmbeddedPostgres;
 use crate::error::ApiError;
 use crate::health::{self, HealthState};
 use crate::monitoring::{self, Metrics};
+use crate::openapi;
 use crate::outage::{self, DatabaseGate, OutageAware as _};
 use crate::passwords::PasswordHasher;
 use crate::request_context::REQUEST_ID_HEADER;
@@ -121,13 +123,13 @@ impl Application {
             max_messages: config.max_messages,
         };
         let metrics = Metrics::install();
-        let operations = Router::new()
-            .route("/metrics", get(monitoring::metrics_endpoint))
+        let operations = OpenApiRouter::new()
+            .routes(routes!(monitoring::metrics_endpoint))
             .with_state(metrics.clone())
             .merge(
-                Router::new()
-                    .route("/health/live", get(health::live))
-                    .route("/health/ready", get(health::ready))
+                OpenApiRouter::new()
+                    .routes(routes!(health::live))
+                    .routes(routes!(health::ready))
                     .with_state(HealthState {
                         pool: pool.clone(),
                         progress: progress.clone(),
@@ -149,8 +151,7 @@ impl Application {
                 outage::guard,
             ));
         let api_router = with_http_layers(
-            simulator_routes
-                .merge(operations)
+            openapi::serve_described(simulator_routes.merge(operations))
                 .layer(DefaultBodyLimit::max(limits.max_body_bytes))
                 .layer(middleware::from_fn_with_state(
                     limits,

@@ -19,6 +19,8 @@ mod concurrency;
 mod crash_restart;
 mod database_outage;
 mod limits;
+mod openapi;
+mod openapi_fuzz;
 mod projection_ordering;
 mod read_models;
 mod replicas;

@@ -472,3 +472,39 @@ async fn a_retried_tweet_with_the_same_latest_is_posted_once() {
     );
     app.stop().await;
 }
+
+/// A username that does not percent-decode to UTF-8 is refused with the API's JSON error
+/// body (axum's own refusal is plain text), after `latest` is stored and credentials checked.
+#[tokio::test]
+async fn an_undecodable_username_is_a_400_with_the_error_body() {
+    let app = spawn_app().await;
+    let sim = app.client();
+    for (method, path, latest) in [
+        (Method::GET, "/msgs/%FF", 11),
+        (Method::POST, "/msgs/%C3%28", 12),
+        (Method::GET, "/fllws/a%FEb", 13),
+        (Method::POST, "/fllws/%FF", 14),
+    ] {
+        let body = (method == Method::POST).then_some(r#"{"content": "x", "follow": "a"}"#);
+        let reply = sim
+            .send(
+                method.clone(),
+                &format!("{path}?latest={latest}"),
+                true,
+                body,
+            )
+            .await
+            .unwrap();
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{method} {path}");
+        assert_eq!(
+            reply.body["status"], 400,
+            "{method} {path}: {:?}",
+            reply.body
+        );
+        assert!(reply.body["error_msg"].is_string(), "{method} {path}");
+        assert_eq!(sim.latest().await.unwrap(), latest, "{method} {path}");
+
+        let refused = sim.send(method.clone(), path, false, body).await.unwrap();
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{method} {path}");
+    }
+}

@@ -3,36 +3,84 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use domain::UserCommand;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use super::{listing_limit_for, parse_body, user_lookup_then, SimulatorState};
-use crate::error::ApiError;
+use super::extract::{Path, Query};
+use super::{
+    listing_limit_for, parse_body, user_lookup_then, Listing, SimulatorState, Tracked, UserPath,
+};
+use crate::error::{ApiError, ErrorBody};
+use crate::openapi::{DatabaseFailures, NotAuthorized, WriteConflict};
 use crate::request_context::RequestContext;
 
-pub(super) async fn list(
-    State(state): State<SimulatorState>,
-    Path(username): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
-    let limit = listing_limit_for(&state, &username, &query).await?;
-    let follows = state.reads.followees(&username, limit).await?;
-    Ok(Json(json!({ "follows": follows })))
+/// Whom a user follows.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Followees {
+    /// Their usernames, oldest follow first.
+    follows: Vec<String>,
 }
 
-#[derive(Deserialize)]
+/// Whom `username` follows, oldest follow first.
+#[utoipa::path(
+    get,
+    path = "/fllws/{username}",
+    operation_id = "listFollows",
+    tag = "simulator",
+    params(UserPath, Tracked, Listing),
+    security(("simulator_credentials" = [])),
+    responses(
+        (status = 200, description = "At most `no` usernames (maybe none)", body = Followees),
+        (status = 400, description = "The username does not decode to UTF-8", body = ErrorBody),
+        NotAuthorized,
+        (status = 404, description = "No user has this name", body = ErrorBody),
+        DatabaseFailures,
+    ),
+)]
+pub(super) async fn list(
+    State(state): State<SimulatorState>,
+    Path(UserPath { username }): Path<UserPath>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Followees>, ApiError> {
+    let limit = listing_limit_for(&state, &username, &query).await?;
+    let follows = state.reads.followees(&username, limit).await?;
+    Ok(Json(Followees { follows }))
+}
+
+/// A follow or an unfollow; `follow` wins when both are given, and one of them must be.
+#[derive(Deserialize, ToSchema)]
 struct FollowChange {
+    /// The username to follow (following again changes nothing).
     follow: Option<String>,
+    /// The username to stop following (not following them is no error).
     unfollow: Option<String>,
 }
 
+/// Makes `username` follow or unfollow another user.
+#[utoipa::path(
+    post,
+    path = "/fllws/{username}",
+    operation_id = "changeFollow",
+    tag = "simulator",
+    params(UserPath, Tracked),
+    request_body(content = FollowChange, content_type = "application/json"),
+    security(("simulator_credentials" = [])),
+    responses(
+        (status = 204, description = "Done; a read from now on reflects it"),
+        (status = 400, description = "The body is not JSON naming a user to `follow` or `unfollow`, or the username does not decode to UTF-8", body = ErrorBody),
+        NotAuthorized,
+        (status = 404, description = "No user has this name, or none has the target's", body = ErrorBody),
+        WriteConflict,
+        DatabaseFailures,
+    ),
+)]
 pub(super) async fn change(
     State(state): State<SimulatorState>,
-    Path(username): Path<String>,
+    Path(UserPath { username }): Path<UserPath>,
     context: RequestContext,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {

@@ -2,15 +2,18 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Query, Request, State};
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::Json;
-use serde_json::{json, Value};
+use serde::Serialize;
 use sqlx::PgPool;
+use utoipa::ToSchema;
 
+use super::extract::Query;
 use super::SimulatorState;
 use crate::error::ApiError;
+use crate::openapi::DatabaseFailures;
 
 /// Where `latest` lives: one row in Postgres, shared by every replica and kept across
 /// restarts, so the simulator can resume after a crash.
@@ -76,9 +79,27 @@ pub(super) async fn record(
     Ok(next.run(request).await)
 }
 
-/// `GET /latest`.
-pub(super) async fn get(State(state): State<SimulatorState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({"latest": state.latest.get().await?})))
+/// The stored `latest`.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Latest {
+    /// The last stored value, or -1 before the first.
+    latest: i64,
+}
+
+/// The last `latest` any request stored.
+#[utoipa::path(
+    get,
+    path = "/latest",
+    operation_id = "getLatest",
+    tag = "simulator",
+    responses(
+        (status = 200, description = "The stored value", body = Latest),
+        DatabaseFailures,
+    ),
+)]
+pub(super) async fn get(State(state): State<SimulatorState>) -> Result<Json<Latest>, ApiError> {
+    let latest = state.latest.get().await?;
+    Ok(Json(Latest { latest }))
 }
 
 #[cfg(test)]

@@ -3,24 +3,32 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use projections::{TimelineEntry, TimelineScope, TimelineWindow};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
+use super::extract::{Path, Query};
 use super::{
-    latest, listing_limit, listing_limit_for, parse_body, user_lookup_then, SimulatorState,
+    latest, listing_limit, listing_limit_for, parse_body, user_lookup_then, Listing,
+    SimulatorState, Tracked, UserPath,
 };
 use crate::commands::CommandError;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
+use crate::openapi::{DatabaseFailures, NotAuthorized, WriteConflict};
 use crate::request_context::RequestContext;
 
 /// A message as the simulator sees it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Message)]
 pub(super) struct MessageView {
+    /// The text, raw (it may hold markup; nothing is escaped).
     content: String,
+    /// When it was posted, in Unix seconds.
     pub_date: i64,
+    /// Its author's username.
     user: String,
 }
 
@@ -38,6 +46,20 @@ fn views(entries: Vec<TimelineEntry>) -> Json<Vec<MessageView>> {
     Json(entries.into_iter().map(MessageView::from).collect())
 }
 
+/// The newest non-flagged messages of all users, newest first.
+#[utoipa::path(
+    get,
+    path = "/msgs",
+    operation_id = "listMessages",
+    tag = "simulator",
+    params(Tracked, Listing),
+    security(("simulator_credentials" = [])),
+    responses(
+        (status = 200, description = "At most `no` messages, newest first", body = Vec<MessageView>),
+        NotAuthorized,
+        DatabaseFailures,
+    ),
+)]
 pub(super) async fn list_all(
     State(state): State<SimulatorState>,
     Query(query): Query<HashMap<String, String>>,
@@ -50,9 +72,25 @@ pub(super) async fn list_all(
     Ok(views(entries))
 }
 
+/// One author's newest non-flagged messages, newest first.
+#[utoipa::path(
+    get,
+    path = "/msgs/{username}",
+    operation_id = "listMessagesOf",
+    tag = "simulator",
+    params(UserPath, Tracked, Listing),
+    security(("simulator_credentials" = [])),
+    responses(
+        (status = 200, description = "At most `no` messages, newest first (maybe none)", body = Vec<MessageView>),
+        (status = 400, description = "The username does not decode to UTF-8", body = ErrorBody),
+        NotAuthorized,
+        (status = 404, description = "No user has this name", body = ErrorBody),
+        DatabaseFailures,
+    ),
+)]
 pub(super) async fn list_by_author(
     State(state): State<SimulatorState>,
-    Path(username): Path<String>,
+    Path(UserPath { username }): Path<UserPath>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Vec<MessageView>>, ApiError> {
     let limit = listing_limit_for(&state, &username, &query).await?;
@@ -67,8 +105,10 @@ pub(super) async fn list_by_author(
     Ok(views(entries))
 }
 
-#[derive(Deserialize)]
+/// A message to post.
+#[derive(Deserialize, ToSchema)]
 struct NewMessage {
+    /// The text, stored raw; empty is allowed, a NUL character is not.
     content: String,
 }
 
@@ -81,9 +121,27 @@ impl NewMessage {
     }
 }
 
+/// Posts a message as `username`, at the time of the request.
+#[utoipa::path(
+    post,
+    path = "/msgs/{username}",
+    operation_id = "postMessage",
+    tag = "simulator",
+    params(UserPath, Tracked),
+    request_body(content = NewMessage, content_type = "application/json"),
+    security(("simulator_credentials" = [])),
+    responses(
+        (status = 204, description = "Posted; a read from now on includes it"),
+        (status = 400, description = "The body is not `{\"content\": string}`, the content holds a NUL character or is over 1000 characters long, or the username does not decode to UTF-8", body = ErrorBody),
+        NotAuthorized,
+        (status = 404, description = "No user has this name", body = ErrorBody),
+        WriteConflict,
+        DatabaseFailures,
+    ),
+)]
 pub(super) async fn post(
     State(state): State<SimulatorState>,
-    Path(username): Path<String>,
+    Path(UserPath { username }): Path<UserPath>,
     Query(query): Query<HashMap<String, String>>,
     context: RequestContext,
     body: Bytes,

@@ -3,8 +3,10 @@
 //!
 //! Every endpoint but `GET /latest` first stores the `latest` query parameter, then checks
 //! authorization, then looks the user up, then reads the body — in that order, as the
-//! simulator expects. Writes answer 204 only once the views include them.
+//! simulator expects. Writes answer 204 only once the views include them. Each handler's
+//! `#[utoipa::path]` is both its route and its OpenAPI description (see [`crate::openapi`]).
 
+mod extract;
 mod follows;
 mod latest;
 mod messages;
@@ -17,12 +19,16 @@ use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::Router;
 use base64::Engine as _;
 use domain::UserDirectory as _;
 use projections::ReadModels;
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use utoipa::openapi::schema::{AnyOfBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
+use utoipa::openapi::Schema;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::commands::CommandBus;
 use crate::directory::EventStoreDirectory;
@@ -54,34 +60,74 @@ impl SimulatorState {
     }
 }
 
-/// The simulator API's routes.
-pub fn router(state: SimulatorState) -> Router {
-    let protected = Router::new()
-        .route("/msgs", get(messages::list_all))
-        .route(
-            "/msgs/{username}",
-            get(messages::list_by_author).post(messages::post),
-        )
-        .route(
-            "/fllws/{username}",
-            get(follows::list).post(follows::change),
-        )
+/// The simulator API's routes, with their descriptions.
+pub fn router(state: SimulatorState) -> OpenApiRouter {
+    let protected = OpenApiRouter::new()
+        .routes(routes!(messages::list_all))
+        .routes(routes!(messages::list_by_author, messages::post))
+        .routes(routes!(follows::list, follows::change))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_simulator,
         ));
-    let tracked = Router::new()
-        .route("/register", post(register::register))
+    let tracked = OpenApiRouter::new()
+        .routes(routes!(register::register))
         .merge(protected)
         // Outermost, so `latest` is stored even when authorization or validation fails.
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             latest::record,
         ));
-    Router::new()
-        .route("/latest", get(latest::get))
+    OpenApiRouter::new()
+        .routes(routes!(latest::get))
         .merge(tracked)
         .with_state(state)
+}
+
+/// The user a `/msgs/{username}` or `/fllws/{username}` operation is about.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+struct UserPath {
+    /// The exact, case-sensitive username, percent-encoded (`Roger%20Histand`).
+    #[param(example = "Roger Histand")]
+    username: String,
+}
+
+/// The query every endpoint but `GET /latest` reads. Only described by this type: handlers
+/// read the query as a map, where a repeated key keeps its last value instead of being
+/// refused as a duplicate field.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Read by the description only (above).
+struct Tracked {
+    /// The simulator's action number. Stored, before any other check, if it is an integer
+    /// other than -1; any other value is ignored. Read back by `GET /latest`.
+    #[param(schema_with = lenient_integer)]
+    latest: Option<String>,
+}
+
+/// The query of a listing, beside [`Tracked`]; only described by this type, as that one.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Read by the description only (above).
+struct Listing {
+    /// How many entries to list: 100 when absent or not an integer, none for 0, and as many
+    /// as the server allows (its `max_messages`) when negative or larger.
+    #[param(schema_with = lenient_integer)]
+    no: Option<String>,
+}
+
+/// An integer parameter that tolerates anything: a value that is not an integer is ignored
+/// rather than refused, so the description admits any string.
+fn lenient_integer() -> Schema {
+    AnyOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64))),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::String))
+        .into()
 }
 
 /// Lets through only requests carrying the simulator's exact credentials.
