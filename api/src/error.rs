@@ -91,7 +91,7 @@ impl From<CommandError<UserError>> for ApiError {
             CommandError::Rejected(UserError::NotRegistered) => {
                 Self::NotFound("Unknown user".to_owned())
             }
-            CommandError::Rejected(UserError::UnknownFollowee(name)) => Self::unknown_user(&name),
+            CommandError::Rejected(UserError::UnknownOtherUser(name)) => Self::unknown_user(&name),
             CommandError::Rejected(UserError::Directory(cause)) => cause.into(),
             CommandError::Conflict => Self::Conflict,
             CommandError::Failed(cause) => Self::Internal(cause),

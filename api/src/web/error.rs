@@ -102,7 +102,7 @@ impl From<CommandError<UserError>> for WebError {
             CommandError::Rejected(UserError::Registration(refusal)) => {
                 Self::BadRequest(refusal.to_string())
             }
-            CommandError::Rejected(UserError::NotRegistered | UserError::UnknownFollowee(_)) => {
+            CommandError::Rejected(UserError::NotRegistered | UserError::UnknownOtherUser(_)) => {
                 Self::unknown_user()
             }
             CommandError::Rejected(UserError::Directory(cause)) => Self::Internal(cause.into()),
