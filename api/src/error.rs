@@ -92,6 +92,9 @@ impl From<CommandError<UserError>> for ApiError {
                 Self::NotFound("Unknown user".to_owned())
             }
             CommandError::Rejected(UserError::UnknownOtherUser(name)) => Self::unknown_user(&name),
+            CommandError::Rejected(refusal @ UserError::CannotBlockSelf) => {
+                Self::BadRequest(refusal.to_string())
+            }
             CommandError::Rejected(UserError::Directory(cause)) => cause.into(),
             CommandError::Conflict => Self::Conflict,
             CommandError::Failed(cause) => Self::Internal(cause),

@@ -102,6 +102,9 @@ impl From<CommandError<UserError>> for WebError {
             CommandError::Rejected(UserError::Registration(refusal)) => {
                 Self::BadRequest(refusal.to_string())
             }
+            CommandError::Rejected(refusal @ UserError::CannotBlockSelf) => {
+                Self::BadRequest(refusal.to_string())
+            }
             CommandError::Rejected(UserError::NotRegistered | UserError::UnknownOtherUser(_)) => {
                 Self::unknown_user()
             }
