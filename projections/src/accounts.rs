@@ -213,6 +213,9 @@ impl AccountChanges {
                         .password_hashes
                         .insert(user, password_hash.as_str().to_owned());
                 }
+                // Blocks decide who may send private messages, which the command side checks
+                // against the event store; no account view shows them.
+                UserEvent::UserBlocked { .. } | UserEvent::UserUnblocked { .. } => {}
             }
         }
         Ok(changes)
