@@ -99,6 +99,7 @@ impl Application {
             CommandSettings {
                 retries: config.command_retries,
                 read_your_writes_timeout: config.read_your_writes_timeout(),
+                chat_policy: config.chat_policy.into(),
             },
         ));
         let reads = ReadModels::new(pool.clone(), progress.clone());
