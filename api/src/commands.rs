@@ -172,15 +172,20 @@ impl CommandBus {
             ConversationCommand::Send { sender, .. } => sender,
             ConversationCommand::MarkRead { reader, .. } => reader,
         };
-        if !domain::registration::is_storable(user) || !domain::registration::is_storable(partner)
-        {
+        if !domain::registration::is_storable(user) || !domain::registration::is_storable(partner) {
             // No stream can have this id, and loading one would make the database fail.
             return Err(CommandError::Rejected(ConversationError::NotAParticipant));
         }
         let conversation_id = domain::conversation_id(user, partner);
         let name = command.name();
-        self.execute(&self.conversations, &conversation_id, name, command, context)
-            .await
+        self.execute(
+            &self.conversations,
+            &conversation_id,
+            name,
+            command,
+            context,
+        )
+        .await
     }
 
     /// Executes `command` (called `name`), counting it by outcome.

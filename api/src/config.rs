@@ -126,7 +126,12 @@ pub struct Config {
 
     /// Whom users may send private messages to: `connected` (someone they follow or who
     /// follows them) or `anyone`. A user's blocks apply either way.
-    #[arg(long, env = "MINITWIT_CHAT_POLICY", default_value = "connected", value_enum)]
+    #[arg(
+        long,
+        env = "MINITWIT_CHAT_POLICY",
+        default_value = "connected",
+        value_enum
+    )]
     pub chat_policy: ChatPolicySetting,
 
     /// Sign-in attempts allowed per minute, per client address and per username (each a

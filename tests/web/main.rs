@@ -15,6 +15,7 @@ mod server_process;
 mod web_client;
 
 mod assets;
+mod chat;
 mod cross_site;
 mod end_to_end;
 mod escaping;

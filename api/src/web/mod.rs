@@ -5,7 +5,9 @@
 //! - [`timelines`] — `/`, `/public`, `/{username}`, paged by keyset; their live streams in
 //!   [`live`].
 //! - [`account`] — sign up, sign in (rate-limited by [`rate_limit`]), sign out.
-//! - [`actions`] — posting, following and unfollowing: commands through the shared bus.
+//! - [`actions`] — posting, following, unfollowing, blocking and unblocking: commands
+//!   through the shared bus.
+//! - [`chat`] — private messages as JSON, for the chat pages' script.
 //! - [`session`] — sessions in PostgreSQL behind signed cookies; flash messages.
 //! - [`cross_origin`] — refusing cross-site state changes (CSRF).
 //! - [`pages`] — templates and view models; [`assets`] and [`avatar`] — static files and
@@ -18,6 +20,7 @@ pub mod account;
 pub mod actions;
 pub mod assets;
 pub mod avatar;
+pub mod chat;
 pub mod cross_origin;
 pub mod error;
 pub mod form;
@@ -96,6 +99,14 @@ pub fn router(state: WebState, store: PostgresStore, key: Key) -> Router {
             get(account::register_form).post(account::register),
         )
         .route("/add_message", post(actions::add_message))
+        .route("/chat/inbox", get(chat::inbox))
+        .route(
+            "/chat/with/{partner}",
+            get(chat::conversation).post(chat::send),
+        )
+        .route("/chat/with/{partner}/read", post(chat::mark_read))
+        .route("/{username}/block", post(actions::block))
+        .route("/{username}/unblock", post(actions::unblock))
         .route("/static/{name}", get(assets::file))
         .route("/static/avatars/{file}", get(assets::avatar))
         .route("/{username}", get(timelines::user))

@@ -1,0 +1,195 @@
+//! Private messages for signed-in browsers, as JSON: the inbox, a conversation's pages,
+//! sending, and marking read. (Blocking is an action on a user's page, in
+//! [`super::actions`].)
+//!
+//! Every route acts as the session's user and names only the other party: a conversation is
+//! found from the two names, so nobody can read or write a conversation they are not in.
+//! Errors are the API's JSON errors ([`ApiError`]), with 401 for a missing session.
+//!
+//! | route | does |
+//! |---|---|
+//! | `GET /chat/inbox` | `{"unread": n, "conversations": [{partner, unread, last}]}`, newest first |
+//! | `GET /chat/with/{partner}?before=N` | `{"messages": [...], "older": N?}`, newest first; `older` pages on |
+//! | `POST /chat/with/{partner}` | sends `{"content": "..."}`; 204 once the views hold it |
+//! | `POST /chat/with/{partner}/read` | marks `{"up_to": N}` read; 204 |
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use domain::ConversationCommand;
+use projections::{InboxEntry, PrivateMessage};
+use serde::{Deserialize, Serialize};
+
+use super::session::BrowserSession;
+use super::WebState;
+use crate::error::ApiError;
+use crate::request_context::RequestContext;
+use crate::simulator::parse_body;
+
+/// Messages per page of a conversation.
+const PAGE_SIZE: i64 = 50;
+/// Conversations listed in the inbox.
+const INBOX_SIZE: i64 = 100;
+
+/// A private message as the chat's script sees it.
+#[derive(Debug, Serialize)]
+pub struct MessageJson {
+    pub number: i64,
+    pub sender: String,
+    pub recipient: String,
+    pub content: String,
+    /// RFC 3339, UTC.
+    pub sent_at: String,
+}
+
+impl From<PrivateMessage> for MessageJson {
+    fn from(message: PrivateMessage) -> Self {
+        Self {
+            number: message.number,
+            sender: message.sender,
+            recipient: message.recipient,
+            content: message.content,
+            sent_at: message
+                .sent_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub(super) struct InboxJson {
+    unread: i64,
+    conversations: Vec<InboxItem>,
+}
+
+#[derive(Serialize)]
+struct InboxItem {
+    partner: String,
+    unread: i64,
+    last: MessageJson,
+}
+
+impl From<InboxEntry> for InboxItem {
+    fn from(entry: InboxEntry) -> Self {
+        Self {
+            partner: entry.partner,
+            unread: entry.unread,
+            last: entry.last.into(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub(super) struct ConversationJson {
+    messages: Vec<MessageJson>,
+    /// Pass as `before` for the next (older) page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    older: Option<i64>,
+}
+
+fn signed_in(session: &BrowserSession) -> Result<&str, ApiError> {
+    session.username().ok_or(ApiError::NotSignedIn)
+}
+
+/// `GET /chat/inbox`.
+pub(super) async fn inbox(
+    State(state): State<WebState>,
+    session: BrowserSession,
+) -> Result<Json<InboxJson>, ApiError> {
+    let me = signed_in(&session)?;
+    let conversations = state.reads.inbox(me, INBOX_SIZE).await?;
+    Ok(Json(InboxJson {
+        unread: conversations.iter().map(|entry| entry.unread).sum(),
+        conversations: conversations.into_iter().map(InboxItem::from).collect(),
+    }))
+}
+
+/// `GET /chat/with/{partner}`.
+pub(super) async fn conversation(
+    State(state): State<WebState>,
+    session: BrowserSession,
+    Path(partner): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<ConversationJson>, ApiError> {
+    let me = signed_in(&session)?;
+    let before =
+        match query.get("before") {
+            Some(number) => Some(number.parse::<i64>().map_err(|_| {
+                ApiError::BadRequest("`before` must be a message number".to_owned())
+            })?),
+            None => None,
+        };
+    let messages = state
+        .reads
+        .conversation(me, &partner, before, PAGE_SIZE)
+        .await?;
+    let older = match messages.last() {
+        Some(oldest) if messages.len() as i64 == PAGE_SIZE && oldest.number > 1 => {
+            Some(oldest.number)
+        }
+        _ => None,
+    };
+    Ok(Json(ConversationJson {
+        messages: messages.into_iter().map(MessageJson::from).collect(),
+        older,
+    }))
+}
+
+#[derive(Deserialize)]
+struct Outgoing {
+    content: String,
+}
+
+/// `POST /chat/with/{partner}`.
+pub(super) async fn send(
+    State(state): State<WebState>,
+    session: BrowserSession,
+    context: RequestContext,
+    Path(partner): Path<String>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let me = signed_in(&session)?;
+    let Outgoing { content } = parse_body(&body)?;
+    let command = ConversationCommand::Send {
+        sender: me.to_owned(),
+        recipient: partner.clone(),
+        content,
+        sent_at: context.received_at,
+    };
+    state
+        .commands
+        .conversation(&partner, command, &context)
+        .await?;
+    metrics::counter!("minitwit_private_messages_sent_total").increment(1);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct ReadMark {
+    up_to: u64,
+}
+
+/// `POST /chat/with/{partner}/read`.
+pub(super) async fn mark_read(
+    State(state): State<WebState>,
+    session: BrowserSession,
+    context: RequestContext,
+    Path(partner): Path<String>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let me = signed_in(&session)?;
+    let ReadMark { up_to } = parse_body(&body)?;
+    let command = ConversationCommand::MarkRead {
+        reader: me.to_owned(),
+        up_to,
+        read_at: context.received_at,
+    };
+    state
+        .commands
+        .conversation(&partner, command, &context)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
