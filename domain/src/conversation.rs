@@ -29,6 +29,19 @@ pub fn conversation_id(a: &str, b: &str) -> String {
     serde_json::to_string(&pair).expect("two strings serialise")
 }
 
+/// The other user of the conversation `conversation_id` (see [`conversation_id`]), seen from
+/// `user`; `None` if `user` is not in it or the id is not a conversation's.
+pub fn partner_in(conversation_id: &str, user: &str) -> Option<String> {
+    let [a, b]: [String; 2] = serde_json::from_str(conversation_id).ok()?;
+    if a == user {
+        Some(b)
+    } else if b == user {
+        Some(a)
+    } else {
+        None
+    }
+}
+
 /// What can be asked of a conversation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ConversationCommand {
@@ -363,6 +376,15 @@ mod tests {
         // Names that a plain separator would confuse stay apart.
         assert_ne!(conversation_id("a,b", "c"), conversation_id("a", "b,c"));
         assert_ne!(conversation_id("a\"", "b"), conversation_id("a", "\"b"));
+    }
+
+    #[test]
+    fn the_partner_is_read_back_from_the_id() {
+        let id = conversation_id("bob", "a\"lice");
+        assert_eq!(partner_in(&id, "bob").as_deref(), Some("a\"lice"));
+        assert_eq!(partner_in(&id, "a\"lice").as_deref(), Some("bob"));
+        assert_eq!(partner_in(&id, "carol"), None);
+        assert_eq!(partner_in("not json", "bob"), None);
     }
 
     #[test]

@@ -31,7 +31,8 @@ pub mod user;
 
 pub use contacts::{ChatPolicy, ChatServices, ContactBook, Standing};
 pub use conversation::{
-    conversation_id, Conversation, ConversationCommand, ConversationError, ConversationEvent,
+    conversation_id, partner_in, Conversation, ConversationCommand, ConversationError,
+    ConversationEvent,
 };
 pub use directory::{Directory, DirectoryError, UserDirectory};
 pub use message::{Message, MessageCommand, MessageError, MessageEvent, Moderation};

@@ -17,11 +17,13 @@
 //!   prune.
 //! - [`queries`] — the named read queries the HTTP layer calls, and timeline paging;
 //!   [`chat_queries`] — those of private messages.
-//! - [`live`] — the timeline changes each checkpoint move brings, broadcast to live pages.
+//! - [`live`] — the timeline changes each checkpoint move brings, broadcast to live pages;
+//!   [`chat_live`] — the same for private messages.
 
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod chat_live;
 pub mod chat_queries;
 pub mod conversations;
 pub mod live;
@@ -35,6 +37,7 @@ pub mod timeline;
 
 use std::sync::Arc;
 
+pub use chat_live::{ChatFeed, ChatUpdate};
 pub use chat_queries::{InboxEntry, PrivateMessage};
 pub use live::{LiveFeed, LiveUpdate};
 pub use log::{LogPosition, StoredEvent};
