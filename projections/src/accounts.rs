@@ -213,8 +213,7 @@ impl AccountChanges {
                         .password_hashes
                         .insert(user, password_hash.as_str().to_owned());
                 }
-                // Blocks decide who may send private messages, which the command side checks
-                // against the event store; no account view shows them.
+                // Blocks have a view of their own (`crate::blocks`).
                 UserEvent::UserBlocked { .. } | UserEvent::UserUnblocked { .. } => {}
             }
         }

@@ -1,4 +1,4 @@
-//! The read queries of private messages: a user's inbox and a conversation's pages.
+//! The read queries of private messages: a user's inbox, a conversation's pages, and blocks.
 //!
 //! Every query names its user, and reads only that user's rows (the inbox) or the
 //! conversation between that user and one other (whose id is derived from the two names):
@@ -9,6 +9,7 @@ use domain::registration::is_storable;
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
+use crate::blocks::Blocks;
 use crate::conversations::Conversations;
 use crate::queries::ReadModels;
 
@@ -77,6 +78,21 @@ impl ReadModels {
             self.schema_of(&Conversations)
         ))
         .bind(owner)
+        .fetch_one(self.pool())
+        .await
+    }
+
+    /// Whether `blocker` blocks `other` from sending them private messages.
+    pub async fn blocks(&self, blocker: &str, other: &str) -> Result<bool, sqlx::Error> {
+        if !is_storable(blocker) || !is_storable(other) {
+            return Ok(false);
+        }
+        sqlx::query_scalar(&format!(
+            "SELECT EXISTS (SELECT 1 FROM {}.blocks WHERE blocker = $1 AND blocked = $2)",
+            self.schema_of(&Blocks)
+        ))
+        .bind(blocker)
+        .bind(other)
         .fetch_one(self.pool())
         .await
     }

@@ -8,7 +8,8 @@
 //!   compare-and-set checkpoint — and the [`Projection`] trait each view implements.
 //! - [`accounts`] — users and follows.
 //! - [`timeline`] — messages, shaped for the public, per-user and "my" timelines.
-//! - [`conversations`] — private messages, read marks and inboxes.
+//! - [`conversations`] — private messages, read marks and inboxes; [`blocks`] — who blocks
+//!   whom.
 //! - [`progress`] — every replica's view of which version of each projection it reads and how
 //!   far each has got, kept current by LISTEN/NOTIFY, so a request can wait until its own
 //!   write is visible.
@@ -23,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod blocks;
 pub mod chat_live;
 pub mod chat_queries;
 pub mod conversations;
@@ -55,5 +57,6 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(accounts::Accounts),
         Arc::new(timeline::Timeline),
         Arc::new(conversations::Conversations),
+        Arc::new(blocks::Blocks),
     ]
 }

@@ -16,6 +16,7 @@ mod web_client;
 
 mod assets;
 mod chat;
+mod chat_live;
 mod cross_site;
 mod end_to_end;
 mod escaping;

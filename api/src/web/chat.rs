@@ -12,17 +12,33 @@
 //! | `GET /chat/with/{partner}?before=N` | `{"messages": [...], "older": N?}`, newest first; `older` pages on |
 //! | `POST /chat/with/{partner}` | sends `{"content": "..."}`; 204 once the views hold it |
 //! | `POST /chat/with/{partner}/read` | marks `{"up_to": N}` read; 204 |
+//! | `GET /chat/live` | server-sent events: `message` (a message to or from me, as JSON) and `read` (`{partner, up_to}`, my own read marks) |
+//!
+//! The live stream starts with a `connected` comment, sent once it is subscribed: a script
+//! that (re)loads what it shows after that misses nothing, and drops what it gets twice by
+//! message number. Updates arrive once the views hold them, on whichever replica the browser
+//! is connected to.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use domain::ConversationCommand;
-use projections::{InboxEntry, PrivateMessage};
+use projections::{ChatUpdate, InboxEntry, PrivateMessage};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt as _;
 
+use super::live::ConnectedGauge;
 use super::session::BrowserSession;
 use super::WebState;
 use crate::error::ApiError;
@@ -192,4 +208,72 @@ pub(super) async fn mark_read(
         .conversation(&partner, command, &context)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Events buffered per connection before the sender waits for the client.
+const CONNECTION_BUFFER: usize = 64;
+
+/// `GET /chat/live`: the signed-in user's chat updates, as server-sent events.
+pub(super) async fn live(
+    State(state): State<WebState>,
+    session: BrowserSession,
+) -> Result<Response, ApiError> {
+    let me = signed_in(&session)?.to_owned();
+    let mut updates = state.chat.subscribe();
+    let (events, receiver) = mpsc::channel(CONNECTION_BUFFER);
+    let stopping = state.stopping.clone();
+    tokio::spawn(async move {
+        let _connected = ConnectedGauge::new("minitwit_chat_streams");
+        if events
+            .send(Event::default().comment("connected"))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        loop {
+            let update = tokio::select! {
+                () = stopping.cancelled() => return,
+                () = events.closed() => return,
+                update = updates.recv() => update,
+            };
+            let event = match update {
+                Ok(update) if update.concerns(&me) => chat_event(&update),
+                Ok(_) => continue,
+                // Too far behind to know what was missed: end the stream; the browser
+                // reconnects and its script reloads what it shows.
+                Err(RecvError::Lagged(_) | RecvError::Closed) => return,
+            };
+            if events.send(event).await.is_err() {
+                return;
+            }
+        }
+    });
+    let body = ReceiverStream::new(receiver).map(Ok::<_, Infallible>);
+    let mut response = Sse::new(body)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response();
+    // Unbuffered through nginx, as the timelines' streams.
+    response.headers_mut().insert(
+        HeaderName::from_static("x-accel-buffering"),
+        HeaderValue::from_static("no"),
+    );
+    Ok(response)
+}
+
+/// The event of `update`; for a message, also how long it took to get here.
+fn chat_event(update: &ChatUpdate) -> Event {
+    match update {
+        ChatUpdate::Sent(message) => {
+            let waited = chrono::Utc::now() - message.sent_at;
+            metrics::histogram!("minitwit_chat_delivery_seconds")
+                .record(waited.as_seconds_f64().max(0.0));
+            let data = serde_json::to_string(&MessageJson::from(message.clone()))
+                .expect("a message serialises");
+            Event::default().event("message").data(data)
+        }
+        ChatUpdate::Read { partner, up_to, .. } => Event::default()
+            .event("read")
+            .data(json!({"partner": partner, "up_to": up_to}).to_string()),
+    }
 }

@@ -111,7 +111,7 @@ pub async fn stream(
     let stopping = state.stopping.clone();
     let avatars = state.avatars;
     tokio::spawn(async move {
-        let _connected = ConnectedGauge::new();
+        let _connected = ConnectedGauge::new("minitwit_live_streams");
         if events
             .send(Event::default().retry(RECONNECT_AFTER).comment("connected"))
             .await
@@ -180,18 +180,18 @@ fn posted(entry: TimelineEntry, avatars: crate::config::AvatarSource) -> Event {
     Event::default().event("posted").id(cursor).data(html)
 }
 
-/// Counts open streams while alive.
-struct ConnectedGauge;
+/// Counts open streams in the gauge `name` while alive.
+pub(super) struct ConnectedGauge(&'static str);
 
 impl ConnectedGauge {
-    fn new() -> Self {
-        metrics::gauge!("minitwit_live_streams").increment(1.0);
-        Self
+    pub(super) fn new(name: &'static str) -> Self {
+        metrics::gauge!(name).increment(1.0);
+        Self(name)
     }
 }
 
 impl Drop for ConnectedGauge {
     fn drop(&mut self) {
-        metrics::gauge!("minitwit_live_streams").decrement(1.0);
+        metrics::gauge!(self.0).decrement(1.0);
     }
 }

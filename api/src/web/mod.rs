@@ -7,7 +7,8 @@
 //! - [`account`] — sign up, sign in (rate-limited by [`rate_limit`]), sign out.
 //! - [`actions`] — posting, following, unfollowing, blocking and unblocking: commands
 //!   through the shared bus.
-//! - [`chat`] — private messages as JSON, for the chat pages' script.
+//! - [`chat`] — private messages as JSON and live, for the chat pages' script;
+//!   [`chat_pages`] — the inbox and conversation pages.
 //! - [`session`] — sessions in PostgreSQL behind signed cookies; flash messages.
 //! - [`cross_origin`] — refusing cross-site state changes (CSRF).
 //! - [`pages`] — templates and view models; [`assets`] and [`avatar`] — static files and
@@ -21,6 +22,7 @@ pub mod actions;
 pub mod assets;
 pub mod avatar;
 pub mod chat;
+pub mod chat_pages;
 pub mod cross_origin;
 pub mod error;
 pub mod form;
@@ -40,7 +42,7 @@ use axum::http::HeaderValue;
 use axum::middleware;
 use axum::routing::{get, post};
 use axum::Router;
-use projections::{LiveFeed, ReadModels};
+use projections::{ChatFeed, LiveFeed, ReadModels};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -61,6 +63,7 @@ pub struct WebState {
     pub commands: Arc<CommandBus>,
     pub reads: ReadModels,
     pub live: LiveFeed,
+    pub chat: ChatFeed,
     pub avatars: AvatarSource,
     pub login_limiter: Arc<LoginLimiter>,
     /// The header a trusted proxy puts the client's address in, if any.
@@ -100,11 +103,17 @@ pub fn router(state: WebState, store: PostgresStore, key: Key) -> Router {
         )
         .route("/add_message", post(actions::add_message))
         .route("/chat/inbox", get(chat::inbox))
+        .route("/chat/live", get(chat::live))
         .route(
             "/chat/with/{partner}",
             get(chat::conversation).post(chat::send),
         )
         .route("/chat/with/{partner}/read", post(chat::mark_read))
+        .route("/messages", get(chat_pages::inbox))
+        .route(
+            "/messages/{partner}",
+            get(chat_pages::conversation).post(chat_pages::send),
+        )
         .route("/{username}/block", post(actions::block))
         .route("/{username}/unblock", post(actions::unblock))
         .route("/static/{name}", get(assets::file))
