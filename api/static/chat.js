@@ -111,6 +111,12 @@
   }
 
   var source = new EventSource("/chat/live");
+  // A page the browser keeps for going back would otherwise hold its connection, and
+  // browsers allow only six per site: close it on leaving, and reload on coming back.
+  window.addEventListener("pagehide", function () { source.close(); });
+  window.addEventListener("pageshow", function (event) {
+    if (event.persisted) window.location.reload();
+  });
   source.addEventListener("open", function () {
     refreshUnread();
     if (inbox) refreshInbox();
