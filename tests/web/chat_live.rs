@@ -139,6 +139,21 @@ async fn two_people_in_two_browsers_see_each_others_messages_arrive_live() {
     }
     // The markup in Ada's message stayed text.
     assert!(grace.texts_of("ol.chat b").await.is_empty());
+    // The deliveries and the two open streams show in the metrics.
+    let metrics = reqwest::get(format!("{}/metrics", app.base_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in:\n{metrics}"))
+    };
+    assert!(value("minitwit_chat_delivery_seconds_count") >= 2.0);
+    assert!(value("minitwit_chat_streams") >= 2.0);
     ada.screenshot("chat").await;
 
     // A refused message says why, in the page, and loses nothing typed.
