@@ -20,25 +20,22 @@
 //! is connected to.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::sse::Event;
+use axum::response::Response;
 use axum::Json;
 use domain::ConversationCommand;
 use projections::{ChatUpdate, InboxEntry, PrivateMessage};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::StreamExt as _;
 
-use super::live::ConnectedGauge;
+use super::live::{event_stream, ConnectedGauge};
 use super::session::BrowserSession;
 use super::WebState;
 use crate::error::ApiError;
@@ -167,20 +164,20 @@ pub(super) async fn send(
     Path(partner): Path<String>,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let me = signed_in(&session)?;
-    let Outgoing { content } = parse_body(&body)?;
-    let command = ConversationCommand::Send {
-        sender: me.to_owned(),
-        recipient: partner.clone(),
-        content,
-        sent_at: context.received_at,
-    };
-    state
-        .commands
-        .conversation(&partner, command, &context)
-        .await?;
-    metrics::counter!("minitwit_private_messages_sent_total").increment(1);
-    Ok(StatusCode::NO_CONTENT)
+    execute_as_me(
+        &state,
+        &session,
+        &context,
+        &partner,
+        &body,
+        |me, Outgoing { content }| ConversationCommand::Send {
+            sender: me,
+            recipient: partner.clone(),
+            content,
+            sent_at: context.received_at,
+        },
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -196,16 +193,36 @@ pub(super) async fn mark_read(
     Path(partner): Path<String>,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let me = signed_in(&session)?;
-    let ReadMark { up_to } = parse_body(&body)?;
-    let command = ConversationCommand::MarkRead {
-        reader: me.to_owned(),
-        up_to,
-        read_at: context.received_at,
-    };
+    execute_as_me(
+        &state,
+        &session,
+        &context,
+        &partner,
+        &body,
+        |me, ReadMark { up_to }| ConversationCommand::MarkRead {
+            reader: me,
+            up_to,
+            read_at: context.received_at,
+        },
+    )
+    .await
+}
+
+/// Executes, as the signed-in user, the command `command_of` makes of the JSON `body`, in
+/// the conversation with `partner`: 204 once the views hold it.
+async fn execute_as_me<Body: DeserializeOwned>(
+    state: &WebState,
+    session: &BrowserSession,
+    context: &RequestContext,
+    partner: &str,
+    body: &[u8],
+    command_of: impl FnOnce(String, Body) -> ConversationCommand,
+) -> Result<StatusCode, ApiError> {
+    let me = signed_in(session)?.to_owned();
+    let command = command_of(me, parse_body(body)?);
     state
         .commands
-        .conversation(&partner, command, &context)
+        .conversation(partner, command, context)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -249,16 +266,7 @@ pub(super) async fn live(
             }
         }
     });
-    let body = ReceiverStream::new(receiver).map(Ok::<_, Infallible>);
-    let mut response = Sse::new(body)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response();
-    // Unbuffered through nginx, as the timelines' streams.
-    response.headers_mut().insert(
-        HeaderName::from_static("x-accel-buffering"),
-        HeaderValue::from_static("no"),
-    );
-    Ok(response)
+    Ok(event_stream(receiver))
 }
 
 /// The event of `update`; for a message, also how long it took to get here.

@@ -158,7 +158,13 @@ pub async fn stream(
         }
     });
 
-    let body = ReceiverStream::new(receiver).map(Ok::<_, Infallible>);
+    Ok(event_stream(receiver))
+}
+
+/// The response streaming what `events` receives, with a comment every 15 s so idle
+/// connections are not timed out, and unbuffered through nginx (`X-Accel-Buffering`).
+pub(super) fn event_stream(events: mpsc::Receiver<Event>) -> Response {
+    let body = ReceiverStream::new(events).map(Ok::<_, Infallible>);
     let mut response = Sse::new(body)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response();
@@ -166,7 +172,7 @@ pub async fn stream(
         HeaderName::from_static("x-accel-buffering"),
         HeaderValue::from_static("no"),
     );
-    Ok(response)
+    response
 }
 
 /// The `posted` event of `entry`: its list item, identified by its cursor.
