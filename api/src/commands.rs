@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{Aggregate, AggregateError, CqrsFramework};
-use domain::{Directory, Message, MessageCommand, MessageError, User, UserCommand, UserError};
+use domain::{
+    ChatPolicy, ChatServices, Conversation, ConversationCommand, ConversationError, Directory,
+    Message, MessageCommand, MessageError, User, UserCommand, UserError,
+};
 use postgres_es::PostgresEventRepository;
 use projections::{LogPosition, Progress};
 use rand::Rng;
@@ -55,12 +58,15 @@ pub struct CommandSettings {
     /// The read-your-writes bound. Zero: do not wait at all (bulk imports by the admin tool,
     /// which may run with no server projecting).
     pub read_your_writes_timeout: Duration,
+    /// Whom users may send private messages to.
+    pub chat_policy: ChatPolicy,
 }
 
 /// Sends commands to aggregates.
 pub struct CommandBus {
     users: Cqrs<User>,
     messages: Cqrs<Message>,
+    conversations: Cqrs<Conversation>,
     pool: PgPool,
     progress: Progress,
     settings: CommandSettings,
@@ -69,10 +75,16 @@ pub struct CommandBus {
 impl CommandBus {
     /// A bus writing through `pool` and waiting on `progress`.
     pub fn new(pool: PgPool, progress: Progress, settings: CommandSettings) -> Self {
-        let directory: Directory = Arc::new(EventStoreDirectory::new(pool.clone()));
+        let store = Arc::new(EventStoreDirectory::new(pool.clone()));
+        let directory: Directory = store.clone();
+        let chat = ChatServices {
+            contacts: store,
+            policy: settings.chat_policy,
+        };
         Self {
             users: framework(&pool, directory.clone()),
             messages: framework(&pool, directory),
+            conversations: framework(&pool, chat),
             pool,
             progress,
             settings,
@@ -152,6 +164,33 @@ impl CommandBus {
         let name = command.name();
         self.execute(&self.messages, message_id, name, command, context)
             .await
+    }
+
+    /// Executes `command` on the conversation between its sender or reader and `partner`.
+    pub async fn conversation(
+        &self,
+        partner: &str,
+        command: ConversationCommand,
+        context: &RequestContext,
+    ) -> Result<(), CommandError<ConversationError>> {
+        let user = match &command {
+            ConversationCommand::Send { sender, .. } => sender,
+            ConversationCommand::MarkRead { reader, .. } => reader,
+        };
+        if !domain::registration::is_storable(user) || !domain::registration::is_storable(partner) {
+            // No stream can have this id, and loading one would make the database fail.
+            return Err(CommandError::Rejected(ConversationError::NotAParticipant));
+        }
+        let conversation_id = domain::conversation_id(user, partner);
+        let name = command.name();
+        self.execute(
+            &self.conversations,
+            &conversation_id,
+            name,
+            command,
+            context,
+        )
+        .await
     }
 
     /// Executes `command` (called `name`), counting it by outcome.
@@ -292,13 +331,10 @@ impl CommandBus {
     }
 }
 
-fn framework<A>(pool: &PgPool, directory: Directory) -> Cqrs<A>
-where
-    A: Aggregate<Services = Directory>,
-{
+fn framework<A: Aggregate>(pool: &PgPool, services: A::Services) -> Cqrs<A> {
     let store = PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone()))
         .with_upcasters(domain::upcasting::upcasters());
-    CqrsFramework::new(store, vec![Box::new(EventCounter)], directory)
+    CqrsFramework::new(store, vec![Box::new(EventCounter)], services)
 }
 
 /// Counts the events each committed command appended, by type. A cqrs-es query, which

@@ -22,6 +22,24 @@ pub enum AvatarSource {
     Local,
 }
 
+/// Whom users may send private messages to (blocks always apply).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ChatPolicySetting {
+    /// Someone they follow or who follows them.
+    Connected,
+    /// Any registered user.
+    Anyone,
+}
+
+impl From<ChatPolicySetting> for domain::ChatPolicy {
+    fn from(setting: ChatPolicySetting) -> Self {
+        match setting {
+            ChatPolicySetting::Connected => Self::Connected,
+            ChatPolicySetting::Anyone => Self::Anyone,
+        }
+    }
+}
+
 /// Where the database is: shared by the server and the admin tool, so both find the same one
 /// from the same settings.
 #[derive(Debug, Clone, clap::Args)]
@@ -117,6 +135,16 @@ pub struct Config {
     /// hash, for deployments without outside access or that keep those hashes to themselves).
     #[arg(long, env = "MINITWIT_AVATARS", default_value = "gravatar", value_enum)]
     pub avatars: AvatarSource,
+
+    /// Whom users may send private messages to: `connected` (someone they follow or who
+    /// follows them) or `anyone`. A user's blocks apply either way.
+    #[arg(
+        long,
+        env = "MINITWIT_CHAT_POLICY",
+        default_value = "connected",
+        value_enum
+    )]
+    pub chat_policy: ChatPolicySetting,
 
     /// Sign-in attempts allowed per minute, per client address and per username (each a
     /// separate budget; bursts of this size are allowed). The simulator API is never limited.
@@ -262,6 +290,7 @@ mod tests {
         assert_eq!(config.simulator_user, "simulator");
         assert_eq!(config.database.data_dir, PathBuf::from(".minitwit"));
         assert_eq!(config.max_messages, 10_000);
+        assert_eq!(config.chat_policy, ChatPolicySetting::Connected);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! | variant        | status | body `error_msg`             |
 //! |----------------|--------|------------------------------|
 //! | `NotAuthorized`| 403    | the simulator's fixed text   |
+//! | `NotSignedIn`  | 401    | sign in first (the chat's JSON, for browsers) |
+//! | `Forbidden`    | 403    | what may not be done         |
 //! | `NotFound`     | 404    | what was not found           |
 //! | `BadRequest`   | 400    | what is wrong with the input |
 //! | `Conflict`     | 409    | the command lost every retry |
@@ -20,7 +22,7 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use domain::{MessageError, UserError};
+use domain::{ConversationError, MessageError, UserError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -33,6 +35,10 @@ use crate::request_limits::RefusedRequest;
 pub enum ApiError {
     #[error("You are not authorized to use this resource!")]
     NotAuthorized,
+    #[error("You need to sign in to do that.")]
+    NotSignedIn,
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -52,7 +58,8 @@ pub enum ApiError {
 impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
-            Self::NotAuthorized => StatusCode::FORBIDDEN,
+            Self::NotAuthorized | Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotSignedIn => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Conflict => StatusCode::CONFLICT,
@@ -163,7 +170,10 @@ impl From<CommandError<UserError>> for ApiError {
             CommandError::Rejected(UserError::NotRegistered) => {
                 Self::NotFound("Unknown user".to_owned())
             }
-            CommandError::Rejected(UserError::UnknownFollowee(name)) => Self::unknown_user(&name),
+            CommandError::Rejected(UserError::UnknownOtherUser(name)) => Self::unknown_user(&name),
+            CommandError::Rejected(refusal @ UserError::CannotBlockSelf) => {
+                Self::BadRequest(refusal.to_string())
+            }
             CommandError::Rejected(UserError::Directory(cause)) => cause.into(),
             CommandError::Conflict => Self::Conflict,
             CommandError::Unavailable(cause) => Self::Unavailable(Some(cause)),
@@ -186,6 +196,37 @@ impl From<CommandError<MessageError>> for ApiError {
                 Self::Conflict
             }
             CommandError::Rejected(MessageError::Directory(cause)) => cause.into(),
+            CommandError::Unavailable(cause) => Self::Unavailable(Some(cause)),
+            CommandError::Failed(cause) => Self::classify(cause),
+        }
+    }
+}
+
+impl From<CommandError<ConversationError>> for ApiError {
+    fn from(err: CommandError<ConversationError>) -> Self {
+        match err {
+            CommandError::Rejected(ConversationError::UnknownRecipient(name)) => {
+                Self::unknown_user(&name)
+            }
+            // Told alike, so that nobody learns from an error that they were blocked.
+            CommandError::Rejected(
+                refusal @ (ConversationError::NotConnected | ConversationError::Blocked),
+            ) => Self::Forbidden(refusal.to_string()),
+            CommandError::Rejected(
+                refusal @ (ConversationError::CannotMessageSelf
+                | ConversationError::EmptyMessage
+                | ConversationError::UnstorableContent
+                | ConversationError::ContentTooLong
+                | ConversationError::UnknownMessage),
+            ) => Self::BadRequest(refusal.to_string()),
+            CommandError::Rejected(
+                ConversationError::NotAParticipant | ConversationError::SenderNotRegistered,
+            ) => Self::NotFound("No such conversation".to_owned()),
+            CommandError::Rejected(refusal @ ConversationError::WrongConversation) => {
+                Self::Internal(anyhow::anyhow!(refusal))
+            }
+            CommandError::Rejected(ConversationError::Contacts(cause)) => cause.into(),
+            CommandError::Conflict => Self::Conflict,
             CommandError::Unavailable(cause) => Self::Unavailable(Some(cause)),
             CommandError::Failed(cause) => Self::classify(cause),
         }

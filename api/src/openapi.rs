@@ -9,8 +9,9 @@
 //! undocumented `OpenApiRouter::route`; see `clippy.toml`). The API suite's `openapi` tests
 //! hold the document to the contract's list of operations and the live server to it.
 //!
-//! This module owns the document's frame (title, the simulator's security scheme) and the
-//! error answers many operations share.
+//! This module owns the documents' frames (titles, the simulator's and the browser's
+//! security schemes) and the error answers many operations share. The web listener's chat
+//! routes are described the same way, in a document of their own (`GET /chat/openapi.json`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::{Extension, Router};
 use utoipa::openapi::response::{Response, ResponseBuilder};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Ref, RefOr};
 use utoipa::{IntoResponses, PartialSchema, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -27,15 +28,32 @@ use utoipa_axum::routes;
 
 use crate::error::ErrorBody;
 use crate::request_limits::MAX_URI_BYTES;
+use crate::web::session::COOKIE_NAME;
+use crate::web::WebState;
 
 /// The security scheme's name; protected operations refer to it.
 pub const SIMULATOR_CREDENTIALS: &str = "simulator_credentials";
 
 /// The listener's router: `routes` plus `GET /openapi.json`, which describes them all.
 pub fn serve_described(routes: OpenApiRouter) -> Router {
-    let (router, mut document) = OpenApiRouter::with_openapi(frame())
+    described(frame(), routes.routes(routes!(openapi_json)))
+}
+
+/// The chat's JSON routes on the web listener: `routes` plus `GET /chat/openapi.json`, a
+/// document of their own — they are the browser's, signed in by the session cookie, not the
+/// simulator's, and live on the other listener.
+pub fn chat_described(routes: OpenApiRouter<WebState>) -> Router<WebState> {
+    described(chat_frame(), routes.routes(routes!(chat_openapi_json)))
+}
+
+/// `routes` (which include the route serving the document) with the document they make
+/// within `frame`, rendered once.
+fn described<S: Clone + Send + Sync + 'static>(
+    frame: OpenApi,
+    routes: OpenApiRouter<S>,
+) -> Router<S> {
+    let (router, mut document) = OpenApiRouter::with_openapi(frame)
         .merge(routes)
-        .routes(routes!(openapi_json))
         .split_for_parts();
     document_request_limits(&mut document);
     let json = document
@@ -87,7 +105,23 @@ struct Document(Arc<str>);
     tag = "documentation",
     responses((status = 200, description = "This document", content_type = "application/json", body = Object)),
 )]
-async fn openapi_json(Extension(Document(json)): Extension<Document>) -> impl IntoResponse {
+async fn openapi_json(document: Extension<Document>) -> impl IntoResponse {
+    document_answer(document)
+}
+
+/// The OpenAPI description of the chat's JSON routes.
+#[utoipa::path(
+    get,
+    path = "/chat/openapi.json",
+    operation_id = "chatOpenapi",
+    tag = "documentation",
+    responses((status = 200, description = "This document", content_type = "application/json", body = Object)),
+)]
+async fn chat_openapi_json(document: Extension<Document>) -> impl IntoResponse {
+    document_answer(document)
+}
+
+fn document_answer(Extension(Document(json)): Extension<Document>) -> impl IntoResponse {
     ([(CONTENT_TYPE, "application/json")], json.to_string())
 }
 
@@ -125,6 +159,50 @@ fn frame() -> OpenApi {
         ),
     );
     document
+}
+
+/// The security scheme of the chat's routes: the browser's session cookie.
+pub const BROWSER_SESSION: &str = "browser_session";
+
+fn chat_frame() -> OpenApi {
+    let mut document = OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("MiniTwit chat (browser JSON)")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(
+                    "Private messages as the chat pages' script uses them, on the web \
+                     listener. Every route acts as the signed-in user of the session cookie \
+                     (401 without one) and names only the other party, so no route reaches a \
+                     conversation its user is not in. Errors have the simulator API's shape.",
+                ))
+                .build(),
+        )
+        .build();
+    let components = document.components.get_or_insert_with(Default::default);
+    components
+        .schemas
+        .insert(ErrorBody::name().into_owned(), ErrorBody::schema());
+    components.add_security_scheme(
+        BROWSER_SESSION,
+        SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+            COOKIE_NAME,
+            "The session cookie that signing in through the pages sets",
+        ))),
+    );
+    document
+}
+
+/// The refusal of a chat route without a signed-in session.
+pub struct NotSignedIn;
+
+impl IntoResponses for NotSignedIn {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        BTreeMap::from([(
+            "401".to_owned(),
+            error_answer("No one is signed in on this session"),
+        )])
+    }
 }
 
 /// An error answer with the [`ErrorBody`] shape.

@@ -11,7 +11,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware;
 use axum::Router;
 use projections::{
-    LiveFeed, Progress, ProgressListener, ProjectorSettings, ReadModels, Supervisor,
+    ChatFeed, LiveFeed, Progress, ProgressListener, ProjectorSettings, ReadModels, Supervisor,
 };
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -58,6 +58,7 @@ pub struct Application {
     progress: Progress,
     supervisor: Supervisor,
     live: LiveFeed,
+    chat: ChatFeed,
     metrics: Metrics,
     sessions: PostgresStore,
     login_limiter: Arc<LoginLimiter>,
@@ -102,6 +103,7 @@ impl Application {
             CommandSettings {
                 retries: config.command_retries,
                 read_your_writes_timeout: config.read_your_writes_timeout(),
+                chat_policy: config.chat_policy.into(),
             },
         ));
         let reads = ReadModels::new(pool.clone(), progress.clone());
@@ -161,6 +163,7 @@ impl Application {
         );
 
         let live = LiveFeed::new();
+        let chat = ChatFeed::new();
         let login_limiter = Arc::new(LoginLimiter::new(config.login_attempts_per_minute));
         let stopping = CancellationToken::new();
         let sessions = web::session::store(pool.clone());
@@ -170,6 +173,7 @@ impl Application {
             commands,
             reads,
             live: live.clone(),
+            chat: chat.clone(),
             avatars: config.avatars,
             login_limiter: login_limiter.clone(),
             client_ip_header,
@@ -194,6 +198,7 @@ impl Application {
             progress,
             supervisor,
             live,
+            chat,
             metrics,
             sessions,
             login_limiter,
@@ -230,6 +235,10 @@ impl Application {
         background.spawn(self.supervisor.run(cancel.clone()));
         background.spawn(
             self.live
+                .run(self.pool.clone(), self.progress.clone(), cancel.clone()),
+        );
+        background.spawn(
+            self.chat
                 .run(self.pool.clone(), self.progress.clone(), cancel.clone()),
         );
         background.spawn(monitoring::collect(

@@ -33,6 +33,12 @@
   url.hash = "";
   url.searchParams.set("after", list.getAttribute("data-live"));
   var source = new EventSource(url.toString());
+  // A page the browser keeps for going back would otherwise hold its connection, and
+  // browsers allow only six per site: close it on leaving, and reload on coming back.
+  window.addEventListener("pagehide", function () { source.close(); });
+  window.addEventListener("pageshow", function (event) {
+    if (event.persisted) window.location.reload();
+  });
 
   source.addEventListener("posted", function (event) {
     // The server rendered and escaped this item exactly as it renders the page's own.

@@ -5,8 +5,12 @@
 //! [`UserDirectory`], so every rule here can be tested with plain values.
 //!
 //! Layout:
-//! - [`user`] — the `User` aggregate, keyed by username, owning whom that user follows.
+//! - [`user`] — the `User` aggregate, keyed by username, owning whom that user follows and
+//!   blocks.
 //! - [`message`] — the `Message` aggregate, one per posted message, owning its flag state.
+//! - [`conversation`] — the `Conversation` aggregate, one per pair of users, owning their
+//!   private messages and read marks; [`contacts`] — the port and policy deciding who may
+//!   message whom.
 //! - [`registration`] — the checks on registration input, shared by every front door.
 //! - [`limits`] — the length limits on new input.
 //! - [`directory`] — the port through which aggregates ask whether a username is registered.
@@ -14,6 +18,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod contacts;
+pub mod conversation;
 pub mod directory;
 pub mod limits;
 pub mod message;
@@ -23,6 +29,11 @@ mod testing;
 pub mod upcasting;
 pub mod user;
 
+pub use contacts::{ChatPolicy, ChatServices, ContactBook, Standing};
+pub use conversation::{
+    conversation_id, partner_in, Conversation, ConversationCommand, ConversationError,
+    ConversationEvent,
+};
 pub use directory::{Directory, DirectoryError, UserDirectory};
 pub use message::{Message, MessageCommand, MessageError, MessageEvent, Moderation};
 pub use registration::{PasswordHash, RegistrationError};

@@ -1,4 +1,4 @@
-//! The `User` aggregate: one stream per username, holding registration and follows.
+//! The `User` aggregate: one stream per username, holding registration, follows and blocks.
 //!
 //! The aggregate id is the username itself, exactly as typed (spaces and all). That makes
 //! registration unique through the event store's own optimistic-concurrency key: two
@@ -36,6 +36,18 @@ pub enum UserCommand {
         followee: String,
         unfollowed_at: DateTime<Utc>,
     },
+    /// Stop `blocked` from sending private messages to this user. Blocking someone already
+    /// blocked changes nothing.
+    Block {
+        blocked: String,
+        blocked_at: DateTime<Utc>,
+    },
+    /// Let `unblocked` send private messages again. Unblocking someone not blocked changes
+    /// nothing.
+    Unblock {
+        unblocked: String,
+        unblocked_at: DateTime<Utc>,
+    },
     /// Replace the stored password hash with one in the current scheme. Sent after a
     /// successful login with a hash from an older scheme (e.g. one migrated from werkzeug),
     /// so that the old, weaker hash stops being the one that guards the account.
@@ -52,6 +64,8 @@ impl UserCommand {
             Self::Register { .. } => "register",
             Self::Follow { .. } => "follow",
             Self::Unfollow { .. } => "unfollow",
+            Self::Block { .. } => "block",
+            Self::Unblock { .. } => "unblock",
             Self::UpgradePasswordHash { .. } => "upgrade_password_hash",
         }
     }
@@ -79,6 +93,14 @@ pub enum UserEvent {
         password_hash: PasswordHash,
         upgraded_at: DateTime<Utc>,
     },
+    UserBlocked {
+        blocked: String,
+        blocked_at: DateTime<Utc>,
+    },
+    UserUnblocked {
+        unblocked: String,
+        unblocked_at: DateTime<Utc>,
+    },
 }
 
 impl UserEvent {
@@ -93,6 +115,8 @@ impl DomainEvent for UserEvent {
             Self::UserFollowed { .. } => "UserFollowed",
             Self::UserUnfollowed { .. } => "UserUnfollowed",
             Self::PasswordHashUpgraded { .. } => "PasswordHashUpgraded",
+            Self::UserBlocked { .. } => "UserBlocked",
+            Self::UserUnblocked { .. } => "UserUnblocked",
         }
         .to_owned()
     }
@@ -110,9 +134,12 @@ pub enum UserError {
     /// The acting user has not registered.
     #[error("unknown user")]
     NotRegistered,
-    /// The user to follow or unfollow has not registered.
+    /// The other user a command names (to follow, unfollow, block or unblock) has not
+    /// registered.
     #[error("unknown user {0:?}")]
-    UnknownFollowee(String),
+    UnknownOtherUser(String),
+    #[error("You cannot block yourself")]
+    CannotBlockSelf,
     #[error(transparent)]
     Directory(#[from] DirectoryError),
 }
@@ -122,12 +149,20 @@ pub enum UserError {
 pub struct User {
     username: Option<String>,
     following: BTreeSet<String>,
+    /// Absent from snapshots taken before blocking existed.
+    #[serde(default)]
+    blocked: BTreeSet<String>,
 }
 
 impl User {
     /// Whether `followee` is currently followed.
     pub fn follows(&self, followee: &str) -> bool {
         self.following.contains(followee)
+    }
+
+    /// Whether `other` is currently blocked.
+    pub fn blocks(&self, other: &str) -> bool {
+        self.blocked.contains(other)
     }
 
     fn require_registered(&self) -> Result<(), UserError> {
@@ -180,7 +215,7 @@ impl Aggregate for User {
                     return Ok(());
                 }
                 if !directory.is_registered(&followee).await? {
-                    return Err(UserError::UnknownFollowee(followee));
+                    return Err(UserError::UnknownOtherUser(followee));
                 }
                 let event = UserEvent::UserFollowed {
                     followee,
@@ -200,12 +235,50 @@ impl Aggregate for User {
                     return if directory.is_registered(&followee).await? {
                         Ok(())
                     } else {
-                        Err(UserError::UnknownFollowee(followee))
+                        Err(UserError::UnknownOtherUser(followee))
                     };
                 }
                 let event = UserEvent::UserUnfollowed {
                     followee,
                     unfollowed_at,
+                };
+                sink.write(event, self).await;
+            }
+            UserCommand::Block {
+                blocked,
+                blocked_at,
+            } => {
+                self.require_registered()?;
+                if self.username.as_deref() == Some(blocked.as_str()) {
+                    return Err(UserError::CannotBlockSelf);
+                }
+                if self.blocks(&blocked) {
+                    return Ok(());
+                }
+                if !directory.is_registered(&blocked).await? {
+                    return Err(UserError::UnknownOtherUser(blocked));
+                }
+                let event = UserEvent::UserBlocked {
+                    blocked,
+                    blocked_at,
+                };
+                sink.write(event, self).await;
+            }
+            UserCommand::Unblock {
+                unblocked,
+                unblocked_at,
+            } => {
+                self.require_registered()?;
+                if !self.blocks(&unblocked) {
+                    return if directory.is_registered(&unblocked).await? {
+                        Ok(())
+                    } else {
+                        Err(UserError::UnknownOtherUser(unblocked))
+                    };
+                }
+                let event = UserEvent::UserUnblocked {
+                    unblocked,
+                    unblocked_at,
                 };
                 sink.write(event, self).await;
             }
@@ -232,6 +305,12 @@ impl Aggregate for User {
             }
             UserEvent::UserUnfollowed { followee, .. } => {
                 self.following.remove(&followee);
+            }
+            UserEvent::UserBlocked { blocked, .. } => {
+                self.blocked.insert(blocked);
+            }
+            UserEvent::UserUnblocked { unblocked, .. } => {
+                self.blocked.remove(&unblocked);
             }
             // The hash is not needed to decide any command; the accounts view keeps it.
             UserEvent::PasswordHashUpgraded { .. } => {}
@@ -321,6 +400,78 @@ mod tests {
             .then_expect_error(RegistrationError::InvalidEmail.into());
     }
 
+    fn block(other: &str) -> UserCommand {
+        UserCommand::Block {
+            blocked: other.into(),
+            blocked_at: at(),
+        }
+    }
+
+    fn unblock(other: &str) -> UserCommand {
+        UserCommand::Unblock {
+            unblocked: other.into(),
+            unblocked_at: at(),
+        }
+    }
+
+    fn blocked(other: &str) -> UserEvent {
+        UserEvent::UserBlocked {
+            blocked: other.into(),
+            blocked_at: at(),
+        }
+    }
+
+    #[test]
+    fn blocking_records_a_registered_user_once_and_unblocking_undoes_it() {
+        framework()
+            .given(vec![registered("a")])
+            .when(block("b"))
+            .then_expect_events(vec![blocked("b")]);
+        framework()
+            .given(vec![registered("a"), blocked("b")])
+            .when(block("b"))
+            .then_expect_events(vec![]);
+        framework()
+            .given(vec![registered("a"), blocked("b")])
+            .when(unblock("b"))
+            .then_expect_events(vec![UserEvent::UserUnblocked {
+                unblocked: "b".into(),
+                unblocked_at: at(),
+            }]);
+        framework()
+            .given(vec![registered("a")])
+            .when(unblock("b"))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn blocking_nobody_or_oneself_is_refused() {
+        for command in [block("nobody"), unblock("nobody")] {
+            framework()
+                .given(vec![registered("a")])
+                .when(command)
+                .then_expect_error(UserError::UnknownOtherUser("nobody".into()));
+        }
+        framework()
+            .given(vec![registered("b")])
+            .when(block("b"))
+            .then_expect_error(UserError::CannotBlockSelf);
+        framework()
+            .given_no_previous_events()
+            .when(block("b"))
+            .then_expect_error(UserError::NotRegistered);
+    }
+
+    #[test]
+    fn a_snapshot_from_before_blocking_still_loads() {
+        let old: User = serde_json::from_value(serde_json::json!({
+            "username": "a",
+            "following": ["b"]
+        }))
+        .unwrap();
+        assert!(old.follows("b") && !old.blocks("b"));
+    }
+
     #[test]
     fn following_a_registered_user_records_it_once() {
         framework()
@@ -338,7 +489,7 @@ mod tests {
         framework()
             .given(vec![registered("a")])
             .when(follow("nobody"))
-            .then_expect_error(UserError::UnknownFollowee("nobody".into()));
+            .then_expect_error(UserError::UnknownOtherUser("nobody".into()));
     }
 
     #[test]
@@ -369,7 +520,7 @@ mod tests {
         framework()
             .given(vec![registered("a")])
             .when(unfollow("nobody"))
-            .then_expect_error(UserError::UnknownFollowee("nobody".into()));
+            .then_expect_error(UserError::UnknownOtherUser("nobody".into()));
     }
 
     #[test]

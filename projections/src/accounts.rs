@@ -213,6 +213,8 @@ impl AccountChanges {
                         .password_hashes
                         .insert(user, password_hash.as_str().to_owned());
                 }
+                // Blocks have a view of their own (`crate::blocks`).
+                UserEvent::UserBlocked { .. } | UserEvent::UserUnblocked { .. } => {}
             }
         }
         Ok(changes)

@@ -8,18 +8,26 @@
 //!   compare-and-set checkpoint — and the [`Projection`] trait each view implements.
 //! - [`accounts`] — users and follows.
 //! - [`timeline`] — messages, shaped for the public, per-user and "my" timelines.
+//! - [`conversations`] — private messages, read marks and inboxes; [`blocks`] — who blocks
+//!   whom.
 //! - [`progress`] — every replica's view of which version of each projection it reads and how
 //!   far each has got, kept current by LISTEN/NOTIFY, so a request can wait until its own
 //!   write is visible.
 //! - [`supervisor`] — a server's projectors, on the active versions, moving to rebuilt ones.
 //! - [`maintenance`] — the admin tool's side of versions: status, rebuild and switch, verify,
 //!   prune.
-//! - [`queries`] — the named read queries the HTTP layer calls, and timeline paging.
-//! - [`live`] — the timeline changes each checkpoint move brings, broadcast to live pages.
+//! - [`queries`] — the named read queries the HTTP layer calls, and timeline paging;
+//!   [`chat_queries`] — those of private messages.
+//! - [`live`] — the timeline changes each checkpoint move brings, broadcast to live pages;
+//!   [`chat_live`] — the same for private messages.
 
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod blocks;
+pub mod chat_live;
+pub mod chat_queries;
+pub mod conversations;
 pub mod live;
 pub mod log;
 pub mod maintenance;
@@ -31,6 +39,8 @@ pub mod timeline;
 
 use std::sync::Arc;
 
+pub use chat_live::{ChatFeed, ChatUpdate};
+pub use chat_queries::{InboxEntry, PrivateMessage};
 pub use live::{LiveFeed, LiveUpdate};
 pub use log::{LogPosition, StoredEvent};
 pub use progress::{Progress, ProgressListener};
@@ -43,5 +53,10 @@ pub use supervisor::Supervisor;
 
 /// Every projection the server runs, at its current version.
 pub fn all() -> Vec<Arc<dyn Projection>> {
-    vec![Arc::new(accounts::Accounts), Arc::new(timeline::Timeline)]
+    vec![
+        Arc::new(accounts::Accounts),
+        Arc::new(timeline::Timeline),
+        Arc::new(conversations::Conversations),
+        Arc::new(blocks::Blocks),
+    ]
 }

@@ -138,8 +138,16 @@ impl ReadModels {
         Self { pool, progress }
     }
 
-    fn accounts_schema(&self) -> String {
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub(crate) fn accounts_schema(&self) -> String {
         self.progress.schema(Accounts.name())
+    }
+
+    pub(crate) fn schema_of(&self, projection: &dyn Projection) -> String {
+        self.progress.schema(projection.name())
     }
 
     fn timeline_schema(&self) -> String {

@@ -50,6 +50,8 @@ impl Admin {
         let settings = CommandSettings {
             retries: 5,
             read_your_writes_timeout: wait,
+            // The admin tool sends no private messages; the servers' setting decides those.
+            chat_policy: domain::ChatPolicy::Connected,
         };
         Ok(Arc::new(CommandBus::new(
             self.pool.clone(),

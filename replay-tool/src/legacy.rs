@@ -798,7 +798,10 @@ async fn previous_import(
             UserEvent::UserFollowed { followee, .. } => {
                 followed.insert(followee);
             }
-            UserEvent::UserUnfollowed { .. } | UserEvent::PasswordHashUpgraded { .. } => {}
+            UserEvent::UserUnfollowed { .. }
+            | UserEvent::PasswordHashUpgraded { .. }
+            | UserEvent::UserBlocked { .. }
+            | UserEvent::UserUnblocked { .. } => {}
         }
     }
     Ok(this_row.then_some(followed))

@@ -38,6 +38,7 @@ const CONTRACT_METRICS: &[&str] = &[
     "minitwit_follows",
     "minitwit_logins_total",
     "minitwit_live_streams",
+    "minitwit_chat_streams",
     "minitwit_password_hash_upgrades_total",
     "minitwit_db_pool_connections",
     "minitwit_build_info",
@@ -48,6 +49,7 @@ const CONTRACT_METRICS: &[&str] = &[
 const CONTRACT_HISTOGRAMS: &[&str] = &[
     "http_server_request_duration_seconds",
     "minitwit_projection_batch_duration_seconds",
+    "minitwit_chat_delivery_seconds",
 ];
 /// Not exported by the server, but always there: Prometheus's own per-target series.
 const PROMETHEUS_METRICS: &[&str] = &["up"];

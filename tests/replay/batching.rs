@@ -1,7 +1,8 @@
 //! Set-based projection: the views built one event per batch, in small batches, in one batch
 //! of the whole log, and with every batch applied twice are the same tables — over a random
 //! log of registrations, posts, flags and unflags, follows (of users already followed, too),
-//! unfollows, re-follows and password upgrades.
+//! unfollows, re-follows, password upgrades, private messages both ways, read marks, blocks
+//! and unblocks.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
 use cqrs_es::persist::EventUpcaster;
-use domain::{MessageEvent, Moderation, PasswordHash, UserEvent};
+use domain::{ConversationEvent, MessageEvent, Moderation, PasswordHash, UserEvent};
 use projections::maintenance;
 use projections::{Projection, Projector, ProjectorSettings, StoredEvent};
 use rand::rngs::StdRng;
@@ -47,6 +48,10 @@ async fn write_random_log(pool: &PgPool, seed: u64) {
 struct RandomLog {
     users: Vec<String>,
     messages: Vec<String>,
+    /// Private messages sent so far in each conversation.
+    conversation_lengths: HashMap<String, u64>,
+    /// How far each reader has read each conversation.
+    read_marks: HashMap<(String, String), u64>,
     /// The last sequence of each stream.
     sequences: HashMap<(&'static str, String), i64>,
 }
@@ -72,7 +77,7 @@ impl RandomLog {
         let other = (user + rng.random_range(1..self.users.len())) % self.users.len();
         let (user, other) = (self.users[user].clone(), self.users[other].clone());
         match choice {
-            5..40 => {
+            5..30 => {
                 let message_id = format!("message {}", self.messages.len());
                 self.messages.push(message_id.clone());
                 let posted = MessageEvent::MessagePosted {
@@ -82,7 +87,7 @@ impl RandomLog {
                 };
                 self.append_message(conn, &message_id, &posted).await;
             }
-            40..50 if !self.messages.is_empty() => {
+            30..38 if !self.messages.is_empty() => {
                 let newest = self.messages.len().saturating_sub(MODERATED)..self.messages.len();
                 let message_id = self.messages[rng.random_range(newest)].clone();
                 let moderation = Moderation {
@@ -102,19 +107,67 @@ impl RandomLog {
                 };
                 self.append_message(conn, &message_id, &decision).await;
             }
-            50..75 => {
+            38..55 => {
                 let followed = UserEvent::UserFollowed {
                     followee: other,
                     followed_at: at,
                 };
                 self.append_user(conn, &user, &followed).await;
             }
-            75..95 => {
+            55..68 => {
                 let unfollowed = UserEvent::UserUnfollowed {
                     followee: other,
                     unfollowed_at: at,
                 };
                 self.append_user(conn, &user, &unfollowed).await;
+            }
+            68..82 => {
+                let conversation = domain::conversation_id(&user, &other);
+                let length = self
+                    .conversation_lengths
+                    .entry(conversation.clone())
+                    .or_default();
+                *length += 1;
+                let sent = ConversationEvent::PrivateMessageSent {
+                    sender: user,
+                    recipient: other,
+                    number: *length,
+                    content: format!("psst {}", rng.random::<u16>()),
+                    sent_at: at,
+                };
+                self.append_conversation(conn, &conversation, &sent).await;
+            }
+            82..90 => {
+                // Read marks only move forward; the domain writes no other.
+                let conversation = domain::conversation_id(&user, &other);
+                let length = self.conversation_lengths.get(&conversation).copied();
+                let mark = self
+                    .read_marks
+                    .entry((conversation.clone(), user.clone()))
+                    .or_default();
+                if let Some(length) = length.filter(|&length| length > *mark) {
+                    *mark = rng.random_range(*mark + 1..=length);
+                    let read = ConversationEvent::ConversationRead {
+                        reader: user,
+                        up_to: *mark,
+                        read_at: at,
+                    };
+                    self.append_conversation(conn, &conversation, &read).await;
+                }
+            }
+            90..94 => {
+                let blocked = UserEvent::UserBlocked {
+                    blocked: other,
+                    blocked_at: at,
+                };
+                self.append_user(conn, &user, &blocked).await;
+            }
+            94..97 => {
+                let unblocked = UserEvent::UserUnblocked {
+                    unblocked: other,
+                    unblocked_at: at,
+                };
+                self.append_user(conn, &user, &unblocked).await;
             }
             _ => {
                 let upgraded = UserEvent::PasswordHashUpgraded {
@@ -145,6 +198,23 @@ impl RandomLog {
         let payload = serde_json::to_value(event).unwrap();
         self.append(conn, "message", message_id, version, payload)
             .await;
+    }
+
+    async fn append_conversation(
+        &mut self,
+        conn: &mut PgConnection,
+        conversation_id: &str,
+        event: &ConversationEvent,
+    ) {
+        let payload = serde_json::to_value(event).unwrap();
+        self.append(
+            conn,
+            "conversation",
+            conversation_id,
+            ConversationEvent::VERSION,
+            payload,
+        )
+        .await;
     }
 
     async fn append(

@@ -210,7 +210,15 @@ async fn an_exported_log_imports_as_the_same_events_in_the_same_order_and_views(
     let source_views = view_rows(&source.db.pool).await;
     assert_eq!(
         source_views.keys().collect::<Vec<_>>(),
-        ["accounts.follows", "accounts.users", "timeline.messages"]
+        [
+            "accounts.follows",
+            "accounts.users",
+            "blocks.blocks",
+            "conversations.inbox",
+            "conversations.private_messages",
+            "conversations.read_marks",
+            "timeline.messages"
+        ]
     );
     assert_eq!(source_views["accounts.users"].len(), users.len());
     assert_eq!(source_views["accounts.follows"].len(), 4);

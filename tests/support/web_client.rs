@@ -22,6 +22,13 @@ pub struct Page {
 }
 
 impl Page {
+    /// The body as JSON.
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|err| panic!("{} is not JSON ({err}):\n{}", self.url, self.body))
+    }
+
     /// Whether the body contains `needle`, with a readable failure message.
     #[track_caller]
     pub fn assert_contains(&self, needle: &str) {
@@ -120,14 +127,27 @@ impl WebClient {
         self.send(Method::POST, path, Some(form)).await
     }
 
+    /// `POST path` with a JSON body, as the chat's script sends.
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> Page {
+        let request = self.request(Method::POST, path).json(body);
+        Self::page(request).await
+    }
+
     async fn send(&self, method: Method, path: &str, form: Option<&[(&str, &str)]>) -> Page {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base_url))
-            .headers(self.extra_headers.clone());
+        let mut request = self.request(method, path);
         if let Some(form) = form {
             request = request.form(form);
         }
+        Self::page(request).await
+    }
+
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base_url))
+            .headers(self.extra_headers.clone())
+    }
+
+    async fn page(request: reqwest::RequestBuilder) -> Page {
         let response = request.send().await.expect("the server answers");
         Page {
             status: response.status(),

@@ -75,8 +75,9 @@ fn attribute_names(tag: &str) -> Vec<&str> {
     }
 }
 
-/// The page's markup is only ours: one script element (our own file), no images but the
-/// avatars, no SVG, and no event-handler attribute anywhere.
+/// The page's markup is only ours: script elements only for our own files (the live
+/// timelines', and the chat's for signed-in visitors), no images but the avatars, no SVG, and
+/// no event-handler attribute anywhere.
 #[track_caller]
 fn assert_no_injected_markup(body: &str, place: &str) {
     let tags = tags(body);
@@ -84,8 +85,17 @@ fn assert_no_injected_markup(body: &str, place: &str) {
         .iter()
         .filter(|tag| tag.starts_with("script"))
         .collect();
-    assert_eq!(scripts.len(), 1, "{place}: only our script: {scripts:?}");
-    assert!(scripts[0].starts_with("script src=\"/static/live.js?v="));
+    assert!(
+        (1..=2).contains(&scripts.len()),
+        "{place}: only our scripts: {scripts:?}"
+    );
+    for script in &scripts {
+        assert!(
+            script.starts_with("script src=\"/static/live.js?v=")
+                || script.starts_with("script src=\"/static/chat.js?v="),
+            "{place}: <{script}>"
+        );
+    }
     for tag in &tags {
         let name = tag.split([' ', '/']).next().unwrap_or_default();
         assert!(!name.eq_ignore_ascii_case("svg"), "{place}: <{tag}>");
@@ -145,6 +155,28 @@ async fn hostile_usernames_and_messages_render_inert_everywhere() {
         assert_inert(&page.body, text, "user timeline");
         // The follow form posts to the same, encoded, path.
         page.assert_contains(&format!("action=\"{href}/unfollow\""));
+    }
+    // Private messages both ways with each hostile name: the inbox and every conversation.
+    for (index, text) in HOSTILE.iter().enumerate() {
+        let name = format!("{text} {index}");
+        let chat = format!("/chat/with/{}", percent_encode(&name));
+        let sent = web
+            .post_json(&chat, &serde_json::json!({ "content": text }))
+            .await;
+        assert_eq!(sent.status, StatusCode::NO_CONTENT, "{name:?}");
+        let conversation = web
+            .get(&format!("/messages/{}", percent_encode(&name)))
+            .await;
+        assert_eq!(conversation.status, StatusCode::OK, "{name:?}");
+        assert_no_injected_markup(&conversation.body, "conversation");
+        assert_inert(&conversation.body, &name, "conversation");
+        assert_inert(&conversation.body, text, "conversation");
+    }
+    let inbox = web.get("/messages").await;
+    assert_no_injected_markup(&inbox.body, "inbox");
+    for (index, text) in HOSTILE.iter().enumerate() {
+        assert_inert(&inbox.body, text, "inbox");
+        assert_inert(&inbox.body, &format!("{text} {index}"), "inbox");
     }
     app.stop().await;
 }

@@ -15,6 +15,8 @@ mod server_process;
 mod web_client;
 
 mod assets;
+mod chat;
+mod chat_live;
 mod cross_site;
 mod end_to_end;
 mod escaping;

@@ -190,7 +190,7 @@ async fn user_lookup_then(
 }
 
 /// Parses a JSON body; anything unreadable is a 400, never a 500.
-fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|err| ApiError::BadRequest(format!("Invalid request body: {err}")))
 }

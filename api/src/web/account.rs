@@ -47,11 +47,22 @@ pub struct LoginForm {
 }
 
 /// `GET /register`.
-pub async fn register_form(session: BrowserSession) -> Result<Response, WebError> {
+pub async fn register_form(
+    State(state): State<WebState>,
+    session: BrowserSession,
+) -> Result<Response, WebError> {
     if session.username().is_some() {
         return Ok(redirect("/"));
     }
-    register_page(&session, StatusCode::OK, None, String::new(), String::new()).await
+    register_page(
+        &state,
+        &session,
+        StatusCode::OK,
+        None,
+        String::new(),
+        String::new(),
+    )
+    .await
 }
 
 /// `POST /register`.
@@ -83,6 +94,7 @@ pub async fn register(
         }
         Err(CommandError::Rejected(UserError::Registration(refusal))) => {
             register_page(
+                &state,
                 &session,
                 StatusCode::OK,
                 Some(refusal.to_string()),
@@ -96,6 +108,7 @@ pub async fn register(
 }
 
 async fn register_page(
+    state: &WebState,
     session: &BrowserSession,
     status: StatusCode,
     error: Option<String>,
@@ -103,7 +116,7 @@ async fn register_page(
     email: String,
 ) -> Result<Response, WebError> {
     let page = RegisterPage {
-        chrome: chrome(session).await?,
+        chrome: chrome(state, session).await?,
         title: Title::SIGN_UP,
         error,
         username,
@@ -113,11 +126,14 @@ async fn register_page(
 }
 
 /// `GET /login`.
-pub async fn login_form(session: BrowserSession) -> Result<Response, WebError> {
+pub async fn login_form(
+    State(state): State<WebState>,
+    session: BrowserSession,
+) -> Result<Response, WebError> {
     if session.username().is_some() {
         return Ok(redirect("/"));
     }
-    login_page(&session, StatusCode::OK, None, String::new()).await
+    login_page(&state, &session, StatusCode::OK, None, String::new()).await
 }
 
 /// `POST /login`.
@@ -139,6 +155,7 @@ pub async fn login(
             wait.as_secs().max(1)
         );
         return login_page(
+            &state,
             &session,
             StatusCode::TOO_MANY_REQUESTS,
             Some(message),
@@ -157,6 +174,7 @@ pub async fn login(
         Err(refusal) => {
             metrics::counter!("minitwit_logins_total", "outcome" => "refused").increment(1);
             login_page(
+                &state,
                 &session,
                 StatusCode::OK,
                 Some(refusal.to_string()),
@@ -168,13 +186,14 @@ pub async fn login(
 }
 
 async fn login_page(
+    state: &WebState,
     session: &BrowserSession,
     status: StatusCode,
     error: Option<String>,
     username: String,
 ) -> Result<Response, WebError> {
     let page = LoginPage {
-        chrome: chrome(session).await?,
+        chrome: chrome(state, session).await?,
         title: Title::SIGN_IN,
         error,
         username,

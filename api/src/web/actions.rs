@@ -1,4 +1,5 @@
-//! What signed-in users do from the pages: post a message, follow and unfollow.
+//! What signed-in users do from the pages: post a message, follow and unfollow, block and
+//! unblock.
 //!
 //! Each is a command through the same bus as the simulator's API, so the browser and the API
 //! produce the same events, and each answers only once the views include it: the page the
@@ -54,7 +55,7 @@ pub async fn follow(
         followed_at: context.received_at,
     };
     let flash = format!("You are now following \"{followee}\"");
-    change_follow(&state, &session, &context, &followee, command, flash).await
+    change_relation(&state, &session, &context, &followee, command, flash).await
 }
 
 /// `GET|POST /{username}/unfollow`.
@@ -69,23 +70,53 @@ pub async fn unfollow(
         unfollowed_at: context.received_at,
     };
     let flash = format!("You are no longer following \"{followee}\"");
-    change_follow(&state, &session, &context, &followee, command, flash).await
+    change_relation(&state, &session, &context, &followee, command, flash).await
+}
+
+/// `POST /{username}/block`: they can no longer send the signed-in user private messages.
+pub async fn block(
+    State(state): State<WebState>,
+    session: BrowserSession,
+    context: RequestContext,
+    Path(other): Path<String>,
+) -> Result<Response, WebError> {
+    let command = UserCommand::Block {
+        blocked: other.clone(),
+        blocked_at: context.received_at,
+    };
+    let flash = format!("\"{other}\" can no longer send you messages");
+    change_relation(&state, &session, &context, &other, command, flash).await
+}
+
+/// `POST /{username}/unblock`.
+pub async fn unblock(
+    State(state): State<WebState>,
+    session: BrowserSession,
+    context: RequestContext,
+    Path(other): Path<String>,
+) -> Result<Response, WebError> {
+    let command = UserCommand::Unblock {
+        unblocked: other.clone(),
+        unblocked_at: context.received_at,
+    };
+    let flash = format!("\"{other}\" can send you messages again");
+    change_relation(&state, &session, &context, &other, command, flash).await
 }
 
 /// Signed in (401), the other user exists (404), then the change; back to their page.
-async fn change_follow(
+async fn change_relation(
     state: &WebState,
     session: &BrowserSession,
     context: &RequestContext,
-    followee: &str,
+    other: &str,
     command: UserCommand,
     flash: String,
 ) -> Result<Response, WebError> {
-    let follower = session.require_user()?;
-    if !state.reads.user_exists(followee).await? {
+    let me = session.require_user()?;
+    if !state.reads.user_exists(other).await? {
         return Err(WebError::unknown_user());
     }
-    state.commands.user(follower, command, context).await?;
+    state.commands.user(me, command, context).await?;
     session.flash(flash).await?;
-    Ok(redirect(&user_href(followee)))
+    Ok(redirect(&user_href(other)))
 }

@@ -47,7 +47,7 @@ impl Asset {
     }
 }
 
-static ASSETS: LazyLock<[Asset; 3]> = LazyLock::new(|| {
+static ASSETS: LazyLock<[Asset; 4]> = LazyLock::new(|| {
     [
         Asset::new(
             "style.css",
@@ -58,6 +58,11 @@ static ASSETS: LazyLock<[Asset; 3]> = LazyLock::new(|| {
             "live.js",
             "text/javascript; charset=utf-8",
             include_bytes!("../../static/live.js"),
+        ),
+        Asset::new(
+            "chat.js",
+            "text/javascript; charset=utf-8",
+            include_bytes!("../../static/chat.js"),
         ),
         Asset::new(
             "icon.svg",
@@ -71,15 +76,18 @@ static ASSETS: LazyLock<[Asset; 3]> = LazyLock::new(|| {
 pub struct AssetUrls {
     pub stylesheet: String,
     pub script: String,
+    /// Signed-in pages' chat script: unread counts, and the conversation page live.
+    pub chat_script: String,
     pub icon: String,
 }
 
 /// Computed once: every page links the same URLs.
 pub static ASSET_URLS: LazyLock<AssetUrls> = LazyLock::new(|| {
-    let [style, script, icon] = &*ASSETS;
+    let [style, script, chat_script, icon] = &*ASSETS;
     AssetUrls {
         stylesheet: style.url(),
         script: script.url(),
+        chat_script: chat_script.url(),
         icon: icon.url(),
     }
 });

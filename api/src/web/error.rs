@@ -4,6 +4,7 @@
 //! |------------------|--------|---------------------------------------------|
 //! | `NotSignedIn`    | 401    | sign in first                               |
 //! | `CrossOrigin`    | 403    | the request came from another site          |
+//! | `Forbidden`      | 403    | what may not be done                        |
 //! | `NotFound`       | 404    | what was not found                          |
 //! | `BadRequest`     | 400    | what is wrong with the input                |
 //! | `Conflict`       | 409    | concurrent changes won every retry          |
@@ -16,7 +17,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use domain::{MessageError, UserError};
+use domain::{ConversationError, MessageError, UserError};
 
 use super::assets::ASSET_URLS;
 use super::pages::{render, Chrome, ErrorPage, Title, Visitor};
@@ -31,6 +32,8 @@ pub enum WebError {
     NotSignedIn,
     #[error("This request came from another site, so it was refused.")]
     CrossOrigin,
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -51,7 +54,7 @@ impl WebError {
     fn status(&self) -> StatusCode {
         match self {
             Self::NotSignedIn => StatusCode::UNAUTHORIZED,
-            Self::CrossOrigin => StatusCode::FORBIDDEN,
+            Self::CrossOrigin | Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Conflict => StatusCode::CONFLICT,
@@ -84,6 +87,7 @@ impl IntoResponse for WebError {
         let page = ErrorPage {
             chrome: Chrome {
                 visitor: Visitor::Unknown,
+                unread: 0,
                 flashes: Vec::new(),
                 assets: &ASSET_URLS,
             },
@@ -132,7 +136,10 @@ impl From<CommandError<UserError>> for WebError {
             CommandError::Rejected(UserError::Registration(refusal)) => {
                 Self::BadRequest(refusal.to_string())
             }
-            CommandError::Rejected(UserError::NotRegistered | UserError::UnknownFollowee(_)) => {
+            CommandError::Rejected(refusal @ UserError::CannotBlockSelf) => {
+                Self::BadRequest(refusal.to_string())
+            }
+            CommandError::Rejected(UserError::NotRegistered | UserError::UnknownOtherUser(_)) => {
                 Self::unknown_user()
             }
             CommandError::Rejected(UserError::Directory(cause)) => Self::classify(cause.into()),
@@ -157,6 +164,37 @@ impl From<CommandError<MessageError>> for WebError {
                 Self::Conflict
             }
             CommandError::Rejected(MessageError::Directory(cause)) => Self::classify(cause.into()),
+            CommandError::Unavailable(cause) => Self::Unavailable(Some(cause)),
+            CommandError::Failed(cause) => Self::classify(cause),
+        }
+    }
+}
+
+impl From<CommandError<ConversationError>> for WebError {
+    fn from(err: CommandError<ConversationError>) -> Self {
+        match err {
+            CommandError::Rejected(ConversationError::UnknownRecipient(_)) => Self::unknown_user(),
+            // Told alike, so that nobody learns from an error that they were blocked.
+            CommandError::Rejected(
+                refusal @ (ConversationError::NotConnected | ConversationError::Blocked),
+            ) => Self::Forbidden(refusal.to_string()),
+            CommandError::Rejected(
+                refusal @ (ConversationError::CannotMessageSelf
+                | ConversationError::EmptyMessage
+                | ConversationError::UnstorableContent
+                | ConversationError::ContentTooLong
+                | ConversationError::UnknownMessage),
+            ) => Self::BadRequest(refusal.to_string()),
+            CommandError::Rejected(
+                ConversationError::NotAParticipant | ConversationError::SenderNotRegistered,
+            ) => Self::NotFound("There is no such conversation.".to_owned()),
+            CommandError::Rejected(refusal @ ConversationError::WrongConversation) => {
+                Self::Internal(anyhow::anyhow!(refusal))
+            }
+            CommandError::Rejected(ConversationError::Contacts(cause)) => {
+                Self::classify(cause.into())
+            }
+            CommandError::Conflict => Self::Conflict,
             CommandError::Unavailable(cause) => Self::Unavailable(Some(cause)),
             CommandError::Failed(cause) => Self::classify(cause),
         }

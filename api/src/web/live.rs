@@ -111,7 +111,7 @@ pub async fn stream(
     let stopping = state.stopping.clone();
     let avatars = state.avatars;
     tokio::spawn(async move {
-        let _connected = ConnectedGauge::new();
+        let _connected = ConnectedGauge::new("minitwit_live_streams");
         if events
             .send(Event::default().retry(RECONNECT_AFTER).comment("connected"))
             .await
@@ -158,7 +158,13 @@ pub async fn stream(
         }
     });
 
-    let body = ReceiverStream::new(receiver).map(Ok::<_, Infallible>);
+    Ok(event_stream(receiver))
+}
+
+/// The response streaming what `events` receives, with a comment every 15 s so idle
+/// connections are not timed out, and unbuffered through nginx (`X-Accel-Buffering`).
+pub(super) fn event_stream(events: mpsc::Receiver<Event>) -> Response {
+    let body = ReceiverStream::new(events).map(Ok::<_, Infallible>);
     let mut response = Sse::new(body)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response();
@@ -166,7 +172,7 @@ pub async fn stream(
         HeaderName::from_static("x-accel-buffering"),
         HeaderValue::from_static("no"),
     );
-    Ok(response)
+    response
 }
 
 /// The `posted` event of `entry`: its list item, identified by its cursor.
@@ -180,18 +186,18 @@ fn posted(entry: TimelineEntry, avatars: crate::config::AvatarSource) -> Event {
     Event::default().event("posted").id(cursor).data(html)
 }
 
-/// Counts open streams while alive.
-struct ConnectedGauge;
+/// Counts open streams in the gauge `name` while alive.
+pub(super) struct ConnectedGauge(&'static str);
 
 impl ConnectedGauge {
-    fn new() -> Self {
-        metrics::gauge!("minitwit_live_streams").increment(1.0);
-        Self
+    pub(super) fn new(name: &'static str) -> Self {
+        metrics::gauge!(name).increment(1.0);
+        Self(name)
     }
 }
 
 impl Drop for ConnectedGauge {
     fn drop(&mut self) {
-        metrics::gauge!("minitwit_live_streams").decrement(1.0);
+        metrics::gauge!(self.0).decrement(1.0);
     }
 }

@@ -5,7 +5,10 @@
 //! - [`timelines`] — `/`, `/public`, `/{username}`, paged by keyset; their live streams in
 //!   [`live`].
 //! - [`account`] — sign up, sign in (rate-limited by [`rate_limit`]), sign out.
-//! - [`actions`] — posting, following and unfollowing: commands through the shared bus.
+//! - [`actions`] — posting, following, unfollowing, blocking and unblocking: commands
+//!   through the shared bus.
+//! - [`chat`] — private messages as JSON and live, for the chat pages' script;
+//!   [`chat_pages`] — the inbox and conversation pages.
 //! - [`session`] — sessions in PostgreSQL behind signed cookies; flash messages.
 //! - [`cross_origin`] — refusing cross-site state changes (CSRF).
 //! - [`pages`] — templates and view models; [`assets`] and [`avatar`] — static files and
@@ -18,6 +21,8 @@ pub mod account;
 pub mod actions;
 pub mod assets;
 pub mod avatar;
+pub mod chat;
+pub mod chat_pages;
 pub mod cross_origin;
 pub mod error;
 pub mod form;
@@ -37,16 +42,20 @@ use axum::http::HeaderValue;
 use axum::middleware;
 use axum::routing::{get, post};
 use axum::Router;
-use projections::{LiveFeed, ReadModels};
+use projections::{ChatFeed, LiveFeed, ReadModels};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_sessions::cookie::Key;
 use tower_sessions::ExpiredDeletion as _;
 use tower_sessions_sqlx_store::PostgresStore;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::commands::CommandBus;
 use crate::config::AvatarSource;
+use crate::error::ApiError;
+use crate::openapi;
 use crate::outage::{self, DatabaseGate, OutageAware as _};
 use crate::users::Users;
 use error::WebError;
@@ -59,6 +68,7 @@ pub struct WebState {
     pub commands: Arc<CommandBus>,
     pub reads: ReadModels,
     pub live: LiveFeed,
+    pub chat: ChatFeed,
     pub avatars: AvatarSource,
     pub login_limiter: Arc<LoginLimiter>,
     /// The header a trusted proxy puts the client's address in, if any.
@@ -98,14 +108,34 @@ pub fn router(state: WebState, store: PostgresStore, key: Key, gate: &DatabaseGa
             get(account::register_form).post(account::register),
         )
         .route("/add_message", post(actions::add_message))
+        .route("/messages", get(chat_pages::inbox))
+        .route(
+            "/messages/{partner}",
+            get(chat_pages::conversation).post(chat_pages::send),
+        )
+        .route("/{username}/block", post(actions::block))
+        .route("/{username}/unblock", post(actions::unblock))
         .route("/{username}", get(timelines::user))
         .merge(state_changing_gets)
         .route_layer(middleware::from_fn_with_state(
             gate.guard("web", WebError::refused_while_unreachable),
             outage::guard,
         ));
+    // The chat's JSON routes answer in JSON, an outage included, and describe themselves.
+    let chat_api = openapi::chat_described(
+        OpenApiRouter::new()
+            .routes(routes!(chat::inbox))
+            .routes(routes!(chat::live))
+            .routes(routes!(chat::conversation, chat::send))
+            .routes(routes!(chat::mark_read))
+            .route_layer(middleware::from_fn_with_state(
+                gate.guard("web", ApiError::refused_while_unreachable),
+                outage::guard,
+            )),
+    );
     // Static files need no database, so they are served through an outage too.
     pages
+        .merge(chat_api)
         .route("/static/{name}", get(assets::file))
         .route("/static/avatars/{file}", get(assets::avatar))
         .fallback(|| async { WebError::NotFound("There is no such page.".to_owned()) })

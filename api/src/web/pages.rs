@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use chrono::{DateTime, Datelike as _, Timelike as _, Utc};
 use md5::{Digest as _, Md5};
-use projections::TimelineEntry;
+use projections::{InboxEntry, PrivateMessage, TimelineEntry};
 
 use super::assets::AssetUrls;
 use crate::config::AvatarSource;
@@ -55,6 +55,8 @@ pub enum Visitor {
 /// What every page around its body shows: navigation, flashes, assets.
 pub struct Chrome {
     pub visitor: Visitor,
+    /// The signed-in visitor's unread private messages (0 for anyone else).
+    pub unread: i64,
     pub flashes: Vec<String>,
     pub assets: &'static AssetUrls,
 }
@@ -86,6 +88,22 @@ impl Title {
             text: "'s Timeline",
         }
     }
+
+    pub const INBOX: Self = Self::fixed("Messages");
+
+    pub fn conversation(partner: &str) -> Self {
+        Self {
+            subject: Some(partner.to_owned()),
+            text: " &middot; Messages",
+        }
+    }
+}
+
+/// On someone else's timeline, for a signed-in visitor: where to message them, and whether
+/// the visitor blocks them.
+pub struct ChatStatus {
+    pub conversation_href: String,
+    pub blocked: bool,
 }
 
 /// The signed-in visitor's relation to the user whose timeline is shown.
@@ -113,14 +131,13 @@ pub struct MessageView {
 impl MessageView {
     pub fn new(entry: TimelineEntry, avatars: AvatarSource) -> Self {
         let posted = DateTime::from_timestamp(entry.pub_date, 0).unwrap_or_default();
-        let hash = email_hash(&entry.author_email);
+        let (avatar_url, avatar_fallback) = avatar_urls(&entry.author_email, avatars);
         let (date, datetime) = shown_and_machine_dates(posted);
         Self {
             id: entry.message_id,
             author_href: user_href(&entry.author),
-            avatar_url: avatar_url(&hash, avatars),
-            avatar_fallback: (avatars == AvatarSource::Gravatar)
-                .then(|| avatar_url(&hash, AvatarSource::Local)),
+            avatar_url,
+            avatar_fallback,
             author: entry.author,
             text: entry.content,
             date,
@@ -159,11 +176,94 @@ pub struct TimelinePage {
     pub profile_href: String,
     /// The signed-in user, on their own timeline: the box to post from.
     pub twitbox: Option<String>,
+    pub chat: Option<ChatStatus>,
     pub messages: Vec<MessageView>,
     /// On the newest page, the cursor after which live updates are wanted.
     pub live_after: Option<String>,
     pub newer_href: Option<String>,
     pub older_href: Option<String>,
+}
+
+/// A user's conversations, the newest first.
+#[derive(Template)]
+#[template(path = "inbox.html")]
+pub struct InboxPage {
+    pub chrome: Chrome,
+    pub title: Title,
+    pub conversations: Vec<InboxItemView>,
+}
+
+/// One conversation in the inbox.
+pub struct InboxItemView {
+    pub partner: String,
+    pub href: String,
+    pub avatar_url: String,
+    pub avatar_fallback: Option<String>,
+    pub last_text: String,
+    pub last_is_mine: bool,
+    pub unread: i64,
+    pub date: String,
+    pub datetime: String,
+}
+
+impl InboxItemView {
+    pub fn new(entry: InboxEntry, owner: &str, avatars: AvatarSource) -> Self {
+        let (avatar_url, avatar_fallback) = avatar_urls(&entry.partner_email, avatars);
+        let (date, datetime) = shown_and_machine_dates(entry.last.sent_at);
+        Self {
+            href: conversation_href(&entry.partner),
+            avatar_url,
+            avatar_fallback,
+            last_is_mine: entry.last.sender == owner,
+            last_text: entry.last.content,
+            unread: entry.unread,
+            partner: entry.partner,
+            date,
+            datetime,
+        }
+    }
+}
+
+/// A conversation: its newest messages, oldest first, and the box to write in.
+#[derive(Template)]
+#[template(path = "conversation.html")]
+pub struct ConversationPage {
+    pub chrome: Chrome,
+    pub title: Title,
+    pub me: String,
+    pub partner: String,
+    pub partner_href: String,
+    /// Where the box sends to (the page's own path).
+    pub send_href: String,
+    pub messages: Vec<ChatMessageView>,
+    pub older_href: Option<String>,
+}
+
+/// One private message, ready to render.
+pub struct ChatMessageView {
+    pub number: i64,
+    pub mine: bool,
+    pub text: String,
+    pub date: String,
+    pub datetime: String,
+}
+
+impl ChatMessageView {
+    pub fn new(message: PrivateMessage, viewer: &str) -> Self {
+        let (date, datetime) = shown_and_machine_dates(message.sent_at);
+        Self {
+            number: message.number,
+            mine: message.sender == viewer,
+            text: message.content,
+            date,
+            datetime,
+        }
+    }
+}
+
+/// The path of the conversation with `partner`.
+pub fn conversation_href(partner: &str) -> String {
+    format!("/messages/{}", encode_path_segment(partner))
 }
 
 /// One message on its own, as live updates send it: the same markup as on the page.
@@ -249,6 +349,15 @@ pub fn email_hash(email: &str) -> String {
 }
 
 /// Where the 48 px avatar of the user whose email has `hash` comes from.
+/// The avatar of the user with `email`, and where to fall back to if it cannot be loaded
+/// (Gravatar unreachable): the server's own identicon of the same hash.
+fn avatar_urls(email: &str, avatars: AvatarSource) -> (String, Option<String>) {
+    let hash = email_hash(email);
+    let fallback =
+        (avatars == AvatarSource::Gravatar).then(|| avatar_url(&hash, AvatarSource::Local));
+    (avatar_url(&hash, avatars), fallback)
+}
+
 fn avatar_url(hash: &str, avatars: AvatarSource) -> String {
     match avatars {
         AvatarSource::Gravatar => {

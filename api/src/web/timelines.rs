@@ -16,7 +16,8 @@ use super::assets::ASSET_URLS;
 use super::error::WebError;
 use super::live;
 use super::pages::{
-    redirect, render, user_href, Chrome, FollowStatus, MessageView, TimelinePage, Title, Visitor,
+    conversation_href, redirect, render, user_href, ChatStatus, Chrome, FollowStatus, MessageView,
+    TimelinePage, Title, Visitor,
 };
 use super::session::BrowserSession;
 use super::WebState;
@@ -82,6 +83,7 @@ pub async fn mine(
         path: "/".to_owned(),
         title: Title::MINE,
         follow: None,
+        chat: None,
         twitbox: Some(username.clone()),
     };
     timeline_page(&state, &session, scope, &page, frame).await
@@ -101,6 +103,7 @@ pub async fn public(
         path: "/public".to_owned(),
         title: Title::PUBLIC,
         follow: None,
+        chat: None,
         twitbox: None,
     };
     timeline_page(&state, &session, TimelineScope::Public, &page, frame).await
@@ -130,10 +133,18 @@ pub async fn user(
         Some(me) if state.reads.is_following(me, &profile).await? => Some(FollowStatus::Following),
         Some(_) => Some(FollowStatus::NotFollowing),
     };
+    let chat = match session.username() {
+        Some(me) if me != profile => Some(ChatStatus {
+            conversation_href: conversation_href(&profile),
+            blocked: state.reads.blocks(me, &profile).await?,
+        }),
+        _ => None,
+    };
     let frame = PageFrame {
         path: user_href(&profile),
         title: Title::user_timeline(&profile),
         follow,
+        chat,
         twitbox: None,
     };
     timeline_page(&state, &session, scope, &page, frame).await
@@ -145,6 +156,7 @@ struct PageFrame {
     path: String,
     title: Title,
     follow: Option<FollowStatus>,
+    chat: Option<ChatStatus>,
     twitbox: Option<String>,
 }
 
@@ -174,12 +186,14 @@ async fn timeline_page(
         path,
         title,
         follow,
+        chat,
         twitbox,
     } = frame;
     let page = TimelinePage {
-        chrome: chrome(session).await?,
+        chrome: chrome(state, session).await?,
         title,
         follow,
+        chat,
         twitbox,
         messages: entries
             .into_iter()
@@ -257,12 +271,17 @@ fn last_cursor(entries: &[TimelineEntry]) -> Option<TimelineCursor> {
 }
 
 /// The frame of a page for this visitor, taking the flashes waiting for it.
-pub async fn chrome(session: &BrowserSession) -> Result<Chrome, WebError> {
+pub async fn chrome(state: &WebState, session: &BrowserSession) -> Result<Chrome, WebError> {
+    let (visitor, unread) = match session.username() {
+        Some(username) => (
+            Visitor::SignedIn(username.to_owned()),
+            state.reads.unread_total(username).await?,
+        ),
+        None => (Visitor::Anonymous, 0),
+    };
     Ok(Chrome {
-        visitor: match session.username() {
-            Some(username) => Visitor::SignedIn(username.to_owned()),
-            None => Visitor::Anonymous,
-        },
+        visitor,
+        unread,
         flashes: session.take_flashes().await?,
         assets: &ASSET_URLS,
     })

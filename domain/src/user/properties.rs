@@ -1,5 +1,5 @@
 //! Property tests of the `User` aggregate: random histories of registrations, follows,
-//! unfollows and hash upgrades — of oneself, of others, of nobody, with hostile names and
+//! unfollows, blocks, unblocks and hash upgrades — of oneself, of others, of nobody, with hostile names and
 //! addresses, while the directory is sometimes down — checked step by step against a
 //! reference model (see [`crate::testing`] for what each step must satisfy).
 
@@ -11,11 +11,12 @@ use super::*;
 use crate::testing::{self, check_history, FakeDirectory, ReferenceModel, REGISTERED_ELSEWHERE};
 
 /// What a user's accepted commands imply: whether, and as whom, it registered, and whom it
-/// follows.
+/// follows and blocks.
 #[derive(Debug, Default)]
 struct UserModel {
     username: Option<String>,
     following: BTreeSet<String>,
+    blocked: BTreeSet<String>,
 }
 
 impl UserModel {
@@ -32,7 +33,7 @@ fn look_up(directory: &FakeDirectory, followee: &str) -> Result<(), UserError> {
     if directory.answer(followee)? {
         Ok(())
     } else {
-        Err(UserError::UnknownFollowee(followee.to_owned()))
+        Err(UserError::UnknownOtherUser(followee.to_owned()))
     }
 }
 
@@ -101,6 +102,38 @@ impl ReferenceModel for UserModel {
                     unfollowed_at,
                 }
             }
+            UserCommand::Block {
+                blocked,
+                blocked_at,
+            } => {
+                self.require_registered()?;
+                if self.username.as_ref() == Some(&blocked) {
+                    return Err(UserError::CannotBlockSelf);
+                }
+                if self.blocked.contains(&blocked) {
+                    return Ok(vec![]);
+                }
+                look_up(directory, &blocked)?;
+                self.blocked.insert(blocked.clone());
+                UserEvent::UserBlocked {
+                    blocked,
+                    blocked_at,
+                }
+            }
+            UserCommand::Unblock {
+                unblocked,
+                unblocked_at,
+            } => {
+                self.require_registered()?;
+                if !self.blocked.remove(&unblocked) {
+                    look_up(directory, &unblocked)?;
+                    return Ok(vec![]);
+                }
+                UserEvent::UserUnblocked {
+                    unblocked,
+                    unblocked_at,
+                }
+            }
             UserCommand::UpgradePasswordHash {
                 password_hash,
                 upgraded_at,
@@ -119,6 +152,7 @@ impl ReferenceModel for UserModel {
         User {
             username: self.username.clone(),
             following: self.following.clone(),
+            blocked: self.blocked.clone(),
         }
     }
 }
@@ -153,6 +187,12 @@ fn user_command() -> impl Strategy<Value = UserCommand> {
         }),
         4 => (testing::username(), testing::instant()).prop_map(|(followee, unfollowed_at)| {
             UserCommand::Unfollow { followee, unfollowed_at }
+        }),
+        2 => (testing::username(), testing::instant()).prop_map(|(blocked, blocked_at)| {
+            UserCommand::Block { blocked, blocked_at }
+        }),
+        2 => (testing::username(), testing::instant()).prop_map(|(unblocked, unblocked_at)| {
+            UserCommand::Unblock { unblocked, unblocked_at }
         }),
         1 => (password_hash(), testing::instant()).prop_map(|(password_hash, upgraded_at)| {
             UserCommand::UpgradePasswordHash { password_hash, upgraded_at }

@@ -1,0 +1,138 @@
+//! The chat's pages: `/messages` (the inbox) and `/messages/{partner}` (a conversation, with
+//! the box to write in), plus that box's plain form post for browsers without scripts.
+//!
+//! The pages render what the views hold; `static/chat.js` then keeps them live through the
+//! chat's JSON routes ([`super::chat`]). Opening a conversation's newest page marks it read.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use domain::ConversationCommand;
+use serde::Deserialize;
+
+use super::error::WebError;
+use super::form::FormData;
+use super::pages::{
+    conversation_href, redirect, render, user_href, ChatMessageView, ConversationPage,
+    InboxItemView, InboxPage, Title,
+};
+use super::session::BrowserSession;
+use super::timelines::chrome;
+use super::WebState;
+use crate::request_context::RequestContext;
+
+/// Messages per page of a conversation.
+const PAGE_SIZE: i64 = 50;
+/// Conversations the inbox lists.
+const INBOX_SIZE: i64 = 100;
+
+/// `GET /messages`.
+pub(super) async fn inbox(
+    State(state): State<WebState>,
+    session: BrowserSession,
+) -> Result<Response, WebError> {
+    let me = session.require_user()?;
+    let conversations = state
+        .reads
+        .inbox(me, INBOX_SIZE)
+        .await?
+        .into_iter()
+        .map(|entry| InboxItemView::new(entry, me, state.avatars))
+        .collect();
+    let page = InboxPage {
+        chrome: chrome(&state, &session).await?,
+        title: Title::INBOX,
+        conversations,
+    };
+    Ok(render(StatusCode::OK, &page))
+}
+
+/// `GET /messages/{partner}`, newest messages first or `?before=<number>`.
+pub(super) async fn conversation(
+    State(state): State<WebState>,
+    session: BrowserSession,
+    context: RequestContext,
+    Path(partner): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, WebError> {
+    let me = session.require_user()?.to_owned();
+    if !state.reads.user_exists(&partner).await? {
+        return Err(WebError::unknown_user());
+    }
+    let before = match query.get("before") {
+        Some(number) => Some(number.parse::<i64>().map_err(|_| {
+            WebError::BadRequest("Unreadable page link: not a message number.".to_owned())
+        })?),
+        None => None,
+    };
+    let mut messages = state
+        .reads
+        .conversation(&me, &partner, before, PAGE_SIZE)
+        .await?;
+    let older_href =
+        match messages.last() {
+            Some(oldest) if messages.len() as i64 == PAGE_SIZE && oldest.number > 1 => Some(
+                format!("{}?before={}", conversation_href(&partner), oldest.number),
+            ),
+            _ => None,
+        };
+    if before.is_none() {
+        if let Some(newest) = messages.first() {
+            let command = ConversationCommand::MarkRead {
+                reader: me.clone(),
+                up_to: u64::try_from(newest.number).unwrap_or_default(),
+                read_at: context.received_at,
+            };
+            state
+                .commands
+                .conversation(&partner, command, &context)
+                .await?;
+        }
+    }
+    // Read newest first; shown oldest first, as a conversation reads.
+    messages.reverse();
+    let page = ConversationPage {
+        chrome: chrome(&state, &session).await?,
+        title: Title::conversation(&partner),
+        messages: messages
+            .into_iter()
+            .map(|message| ChatMessageView::new(message, &me))
+            .collect(),
+        me,
+        partner_href: user_href(&partner),
+        send_href: conversation_href(&partner),
+        partner,
+        older_href,
+    };
+    Ok(render(StatusCode::OK, &page))
+}
+
+#[derive(Deserialize)]
+pub(super) struct ChatForm {
+    #[serde(default)]
+    content: String,
+}
+
+/// `POST /messages/{partner}`: the box, sent as a plain form; back to the conversation.
+pub(super) async fn send(
+    State(state): State<WebState>,
+    session: BrowserSession,
+    context: RequestContext,
+    Path(partner): Path<String>,
+    FormData(form): FormData<ChatForm>,
+) -> Result<Response, WebError> {
+    let me = session.require_user()?;
+    let command = ConversationCommand::Send {
+        sender: me.to_owned(),
+        recipient: partner.clone(),
+        content: form.content,
+        sent_at: context.received_at,
+    };
+    state
+        .commands
+        .conversation(&partner, command, &context)
+        .await?;
+    Ok(redirect(&conversation_href(&partner)))
+}

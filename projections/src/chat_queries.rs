@@ -1,0 +1,138 @@
+//! The read queries of private messages: a user's inbox, a conversation's pages, and blocks.
+//!
+//! Every query names its user, and reads only that user's rows (the inbox) or the
+//! conversation between that user and one other (whose id is derived from the two names):
+//! no query can reach the messages of a conversation the user is not part of.
+
+use chrono::{DateTime, Utc};
+use domain::registration::is_storable;
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+
+use crate::blocks::Blocks;
+use crate::conversations::Conversations;
+use crate::queries::ReadModels;
+
+/// One conversation as the inbox lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxEntry {
+    pub partner: String,
+    /// The partner's email (for the avatar); empty if the accounts view lags.
+    pub partner_email: String,
+    pub last: PrivateMessage,
+    /// The partner's messages the owner has not read.
+    pub unread: i64,
+}
+
+/// One private message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrivateMessage {
+    /// Its place in the conversation, from 1.
+    pub number: i64,
+    pub sender: String,
+    pub recipient: String,
+    pub content: String,
+    pub sent_at: DateTime<Utc>,
+}
+
+impl ReadModels {
+    /// `owner`'s conversations, the one with the newest message first, at most `limit`.
+    pub async fn inbox(&self, owner: &str, limit: i64) -> Result<Vec<InboxEntry>, sqlx::Error> {
+        if !is_storable(owner) {
+            return Ok(Vec::new());
+        }
+        sqlx::query(&format!(
+            "SELECT i.partner, coalesce(u.email, '') AS partner_email, i.unread, \
+                    i.last_number AS number, i.last_sender AS sender, \
+                    CASE WHEN i.last_sender = i.owner THEN i.partner ELSE i.owner END \
+                        AS recipient, \
+                    i.last_content AS content, i.last_sent_at AS sent_at \
+             FROM {chat}.inbox i LEFT JOIN {accounts}.users u ON u.username = i.partner \
+             WHERE i.owner = $1 ORDER BY i.last_position DESC LIMIT $2",
+            chat = self.schema_of(&Conversations),
+            accounts = self.accounts_schema()
+        ))
+        .bind(owner)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(InboxEntry {
+                partner: row.try_get("partner")?,
+                partner_email: row.try_get("partner_email")?,
+                unread: row.try_get("unread")?,
+                last: message_from_row(row)?,
+            })
+        })
+        .collect()
+    }
+
+    /// How many messages `owner` has not read, over every conversation.
+    pub async fn unread_total(&self, owner: &str) -> Result<i64, sqlx::Error> {
+        if !is_storable(owner) {
+            return Ok(0);
+        }
+        sqlx::query_scalar(&format!(
+            "SELECT coalesce(sum(unread), 0)::bigint FROM {}.inbox WHERE owner = $1",
+            self.schema_of(&Conversations)
+        ))
+        .bind(owner)
+        .fetch_one(self.pool())
+        .await
+    }
+
+    /// Whether `blocker` blocks `other` from sending them private messages.
+    pub async fn blocks(&self, blocker: &str, other: &str) -> Result<bool, sqlx::Error> {
+        if !is_storable(blocker) || !is_storable(other) {
+            return Ok(false);
+        }
+        sqlx::query_scalar(&format!(
+            "SELECT EXISTS (SELECT 1 FROM {}.blocks WHERE blocker = $1 AND blocked = $2)",
+            self.schema_of(&Blocks)
+        ))
+        .bind(blocker)
+        .bind(other)
+        .fetch_one(self.pool())
+        .await
+    }
+
+    /// Up to `limit` messages between `owner` and `partner`, newest first: the newest ones,
+    /// or those numbered below `before` (the next page up the conversation).
+    pub async fn conversation(
+        &self,
+        owner: &str,
+        partner: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<PrivateMessage>, sqlx::Error> {
+        if !is_storable(owner) || !is_storable(partner) {
+            return Ok(Vec::new());
+        }
+        sqlx::query(&format!(
+            "SELECT number, sender, recipient, content, sent_at \
+             FROM {}.private_messages \
+             WHERE conversation_id = $1 AND number < $2 \
+             ORDER BY number DESC LIMIT $3",
+            self.schema_of(&Conversations)
+        ))
+        .bind(domain::conversation_id(owner, partner))
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(message_from_row)
+        .collect()
+    }
+}
+
+fn message_from_row(row: &PgRow) -> Result<PrivateMessage, sqlx::Error> {
+    Ok(PrivateMessage {
+        number: row.try_get("number")?,
+        sender: row.try_get("sender")?,
+        recipient: row.try_get("recipient")?,
+        content: row.try_get("content")?,
+        sent_at: row.try_get("sent_at")?,
+    })
+}
