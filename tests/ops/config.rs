@@ -39,6 +39,8 @@ const CONTRACT_METRICS: &[&str] = &[
     "minitwit_logins_total",
     "minitwit_live_streams",
     "minitwit_chat_streams",
+    "minitwit_database_unreachable",
+    "minitwit_unavailable_responses_total",
     "minitwit_password_hash_upgrades_total",
     "minitwit_db_pool_connections",
     "minitwit_build_info",
