@@ -13,6 +13,20 @@ use crate::blocks::Blocks;
 use crate::conversations::Conversations;
 use crate::queries::ReadModels;
 
+/// Messages per page of a conversation.
+pub const CONVERSATION_PAGE_SIZE: i64 = 50;
+/// Conversations an inbox lists.
+pub const INBOX_SIZE: i64 = 100;
+
+/// A page of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationPage {
+    /// Newest first.
+    pub messages: Vec<PrivateMessage>,
+    /// Where the next (older) page starts, as its `before`; none on the first messages.
+    pub older: Option<i64>,
+}
+
 /// One conversation as the inbox lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboxEntry {
@@ -36,8 +50,9 @@ pub struct PrivateMessage {
 }
 
 impl ReadModels {
-    /// `owner`'s conversations, the one with the newest message first, at most `limit`.
-    pub async fn inbox(&self, owner: &str, limit: i64) -> Result<Vec<InboxEntry>, sqlx::Error> {
+    /// `owner`'s conversations, the one with the newest message first, at most
+    /// [`INBOX_SIZE`].
+    pub async fn inbox(&self, owner: &str) -> Result<Vec<InboxEntry>, sqlx::Error> {
         if !is_storable(owner) {
             return Ok(Vec::new());
         }
@@ -53,7 +68,7 @@ impl ReadModels {
             accounts = self.accounts_schema()
         ))
         .bind(owner)
-        .bind(limit)
+        .bind(INBOX_SIZE)
         .fetch_all(self.pool())
         .await?
         .iter()
@@ -97,19 +112,21 @@ impl ReadModels {
         .await
     }
 
-    /// Up to `limit` messages between `owner` and `partner`, newest first: the newest ones,
-    /// or those numbered below `before` (the next page up the conversation).
-    pub async fn conversation(
+    /// A page of the messages between `owner` and `partner`: the newest ones, or those
+    /// numbered below `before` (the next page up the conversation).
+    pub async fn conversation_page(
         &self,
         owner: &str,
         partner: &str,
         before: Option<i64>,
-        limit: i64,
-    ) -> Result<Vec<PrivateMessage>, sqlx::Error> {
+    ) -> Result<ConversationPage, sqlx::Error> {
         if !is_storable(owner) || !is_storable(partner) {
-            return Ok(Vec::new());
+            return Ok(ConversationPage {
+                messages: Vec::new(),
+                older: None,
+            });
         }
-        sqlx::query(&format!(
+        let messages = sqlx::query(&format!(
             "SELECT number, sender, recipient, content, sent_at \
              FROM {}.private_messages \
              WHERE conversation_id = $1 AND number < $2 \
@@ -118,12 +135,22 @@ impl ReadModels {
         ))
         .bind(domain::conversation_id(owner, partner))
         .bind(before.unwrap_or(i64::MAX))
-        .bind(limit)
+        .bind(CONVERSATION_PAGE_SIZE)
         .fetch_all(self.pool())
         .await?
         .iter()
         .map(message_from_row)
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+        // A full page whose oldest message is not the first has more above it.
+        let older = match messages.last() {
+            Some(oldest)
+                if messages.len() as i64 == CONVERSATION_PAGE_SIZE && oldest.number > 1 =>
+            {
+                Some(oldest.number)
+            }
+            _ => None,
+        };
+        Ok(ConversationPage { messages, older })
     }
 }
 

@@ -40,7 +40,7 @@ pub mod timeline;
 use std::sync::Arc;
 
 pub use chat_live::{ChatFeed, ChatUpdate};
-pub use chat_queries::{InboxEntry, PrivateMessage};
+pub use chat_queries::{ConversationPage, InboxEntry, PrivateMessage};
 pub use live::{LiveFeed, LiveUpdate};
 pub use log::{LogPosition, StoredEvent};
 pub use progress::{Progress, ProgressListener};

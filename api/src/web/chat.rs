@@ -44,11 +44,6 @@ use crate::openapi::{DatabaseFailures, NotSignedIn, WriteConflict};
 use crate::request_context::RequestContext;
 use crate::simulator::parse_body;
 
-/// Messages per page of a conversation.
-const PAGE_SIZE: i64 = 50;
-/// Conversations listed in the inbox.
-const INBOX_SIZE: i64 = 100;
-
 /// A private message as the chat's script sees it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MessageJson {
@@ -131,7 +126,7 @@ pub(super) async fn inbox(
     session: BrowserSession,
 ) -> Result<Json<InboxJson>, ApiError> {
     let me = signed_in(&session)?;
-    let conversations = state.reads.inbox(me, INBOX_SIZE).await?;
+    let conversations = state.reads.inbox(me).await?;
     Ok(Json(InboxJson {
         unread: conversations.iter().map(|entry| entry.unread).sum(),
         conversations: conversations.into_iter().map(InboxItem::from).collect(),
@@ -170,19 +165,10 @@ pub(super) async fn conversation(
             })?),
             None => None,
         };
-    let messages = state
-        .reads
-        .conversation(me, &partner, before, PAGE_SIZE)
-        .await?;
-    let older = match messages.last() {
-        Some(oldest) if messages.len() as i64 == PAGE_SIZE && oldest.number > 1 => {
-            Some(oldest.number)
-        }
-        _ => None,
-    };
+    let page = state.reads.conversation_page(me, &partner, before).await?;
     Ok(Json(ConversationJson {
-        messages: messages.into_iter().map(MessageJson::from).collect(),
-        older,
+        messages: page.messages.into_iter().map(MessageJson::from).collect(),
+        older: page.older,
     }))
 }
 

@@ -23,11 +23,6 @@ use super::timelines::chrome;
 use super::WebState;
 use crate::request_context::RequestContext;
 
-/// Messages per page of a conversation.
-const PAGE_SIZE: i64 = 50;
-/// Conversations the inbox lists.
-const INBOX_SIZE: i64 = 100;
-
 /// `GET /messages`.
 pub(super) async fn inbox(
     State(state): State<WebState>,
@@ -36,7 +31,7 @@ pub(super) async fn inbox(
     let me = session.require_user()?;
     let conversations = state
         .reads
-        .inbox(me, INBOX_SIZE)
+        .inbox(me)
         .await?
         .into_iter()
         .map(|entry| InboxItemView::new(entry, me, state.avatars))
@@ -67,17 +62,11 @@ pub(super) async fn conversation(
         })?),
         None => None,
     };
-    let mut messages = state
-        .reads
-        .conversation(&me, &partner, before, PAGE_SIZE)
-        .await?;
-    let older_href =
-        match messages.last() {
-            Some(oldest) if messages.len() as i64 == PAGE_SIZE && oldest.number > 1 => Some(
-                format!("{}?before={}", conversation_href(&partner), oldest.number),
-            ),
-            _ => None,
-        };
+    let page = state.reads.conversation_page(&me, &partner, before).await?;
+    let older_href = page
+        .older
+        .map(|before| format!("{}?before={before}", conversation_href(&partner)));
+    let mut messages = page.messages;
     if before.is_none() {
         if let Some(newest) = messages.first() {
             let command = ConversationCommand::MarkRead {
