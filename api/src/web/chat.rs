@@ -128,7 +128,8 @@ pub(super) async fn inbox(
     let me = signed_in(&session)?;
     let conversations = state.reads.inbox(me).await?;
     Ok(Json(InboxJson {
-        unread: conversations.iter().map(|entry| entry.unread).sum(),
+        // Over every conversation, not only the listed ones: the navigation's count.
+        unread: state.reads.unread_total(me).await?,
         conversations: conversations.into_iter().map(InboxItem::from).collect(),
     }))
 }
