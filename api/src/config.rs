@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Parser;
+use database::settings::{read_secret_file, DatabaseConfig};
 
 /// The shortest session-signing secret accepted: shorter ones could be guessed.
 const MIN_SESSION_KEY_CHARS: usize = 32;
@@ -36,50 +36,6 @@ impl From<ChatPolicySetting> for domain::ChatPolicy {
         match setting {
             ChatPolicySetting::Connected => Self::Connected,
             ChatPolicySetting::Anyone => Self::Anyone,
-        }
-    }
-}
-
-/// Where the database is: shared by the server and the admin tool, so both find the same one
-/// from the same settings.
-#[derive(Debug, Clone, clap::Args)]
-pub struct DatabaseConfig {
-    /// PostgreSQL connection URL. Without it (and without DATABASE_URL_FILE) the private
-    /// PostgreSQL in the data directory is used (and started if it is not running).
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
-
-    /// A file holding the PostgreSQL connection URL.
-    #[arg(long, env = "DATABASE_URL_FILE", conflicts_with = "database_url")]
-    pub database_url_file: Option<PathBuf>,
-
-    /// Where the embedded PostgreSQL keeps its data (used only without a database URL).
-    #[arg(long, env = "MINITWIT_DATA_DIR", default_value = ".minitwit")]
-    pub data_dir: PathBuf,
-
-    /// Connections in the database pool.
-    #[arg(long, env = "MINITWIT_DB_POOL_SIZE", default_value_t = 20)]
-    pub db_pool_size: u32,
-
-    /// How long a request waits for a database connection, in milliseconds, before it fails
-    /// with 503: the wait for a busy pool to free one, and also (sqlx retrying meanwhile) for
-    /// a database that refuses connections. Outages are mostly answered at once by the
-    /// breaker (see `outage`), so this bounds only the requests that meet one first.
-    #[arg(long, env = "MINITWIT_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 1000)]
-    pub db_acquire_timeout_ms: u64,
-}
-
-impl DatabaseConfig {
-    /// The pool's acquire deadline.
-    pub fn db_acquire_timeout(&self) -> Duration {
-        Duration::from_millis(self.db_acquire_timeout_ms)
-    }
-
-    /// The database URL, if one was configured directly or through its file.
-    pub fn database_url(&self) -> anyhow::Result<Option<String>> {
-        match &self.database_url_file {
-            Some(path) => read_secret(path).map(Some),
-            None => Ok(self.database_url.clone()),
         }
     }
 }
@@ -239,7 +195,7 @@ impl Config {
     /// The simulator's password, from its file if one was given.
     pub fn simulator_password(&self) -> anyhow::Result<String> {
         match &self.simulator_password_file {
-            Some(path) => read_secret(path),
+            Some(path) => read_secret_file(path),
             None => Ok(self.simulator_password.clone()),
         }
     }
@@ -247,7 +203,7 @@ impl Config {
     /// The configured session-signing secret, from its file if one was given.
     pub fn session_key(&self) -> anyhow::Result<Option<String>> {
         let key = match &self.session_key_file {
-            Some(path) => Some(read_secret(path)?),
+            Some(path) => Some(read_secret_file(path)?),
             None => self.session_key.clone(),
         };
         if let Some(key) = &key {
@@ -268,13 +224,6 @@ impl Config {
     pub fn read_your_writes_timeout(&self) -> Duration {
         Duration::from_millis(self.read_your_writes_timeout_ms)
     }
-}
-
-/// Reads a secret file, dropping the line break editors and `echo` leave at its end.
-fn read_secret(path: &std::path::Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading the secret file {}", path.display()))?;
-    Ok(text.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 #[cfg(test)]

@@ -26,9 +26,9 @@ use domain::{ConversationError, MessageError, UserError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::commands::CommandError;
 use crate::outage::{self, OutageAware};
 use crate::request_limits::RefusedRequest;
+use commands::CommandError;
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]

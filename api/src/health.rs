@@ -108,7 +108,7 @@ async fn migrations(pool: &PgPool) -> anyhow::Result<()> {
         sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
             .fetch_all(pool)
             .await?;
-    let missing: Vec<i64> = crate::database::migrator()
+    let missing: Vec<i64> = database::connect::migrator()
         .iter()
         .map(|migration| migration.version)
         .filter(|version| !applied.contains(version))

@@ -1,50 +1,41 @@
-//! The MiniTwit server: configuration, start-up, the simulator API and the browser pages.
+//! The MiniTwit server's HTTP layer: both listeners, their routes, extractors and errors.
+//!
+//! A handler extracts its input, hands a command to the command side (the `commands` crate) or
+//! asks a named query of the query side (`projections`), and maps the result to a response.
+//! Nothing here decides a command or builds a view.
 //!
 //! Layout:
-//! - [`config`] — flags and environment variables (secrets also from `*_FILE`).
-//! - [`database`] — reaching PostgreSQL — a URL or the [`embedded_postgres`] cluster — and
-//!   applying the migrations.
-//! - [`commands`] — executing commands through cqrs-es, retrying conflicts, and waiting until
-//!   the views include each write (read your writes).
-//! - [`directory`] — the domain's user-directory port, answered from the event store.
-//! - [`passwords`] — argon2id hashing and verification (also of werkzeug's legacy hashes)
-//!   off the runtime, with bounded concurrency.
-//! - [`users`] — registering and signing in, shared by both front doors.
-//! - [`simulator`] — the simulator's JSON API.
-//! - [`web`] — the browser pages, with sessions and live timelines.
+//! - [`config`] — the server's flags and environment variables (secrets also from `*_FILE`),
+//!   with the database's settings flattened in.
+//! - [`startup`] — building the application and running it until a shutdown signal;
+//!   [`serving`] — HTTP/1.1 connections, with deadlines and caps on request headers;
+//!   [`request_limits`] — the caps on URIs and bodies, and the body's deadline.
+//! - [`simulator`] — the simulator's JSON API; [`web`] — the browser pages, with sessions,
+//!   live timelines and the chat.
 //! - [`error`] — the API's error type and its one mapping to HTTP statuses.
-//! - [`outage`] — which database errors mean an outage (503, not 500), and the breaker that
-//!   answers 503 at once while one lasts.
+//! - [`outage`] — the breaker's HTTP side: 503 at once while the database is unreachable.
 //! - [`openapi`] — the API listener's OpenAPI description, made from the handlers that serve
 //!   it, at `GET /openapi.json`.
-//! - [`request_context`] — request ids and times, carried into event metadata.
-//! - [`startup`] — building the application and running it until a shutdown signal.
-//! - [`serving`] — HTTP/1.1 connections, with deadlines and caps on request headers;
-//!   [`request_limits`] — the caps on URIs and bodies, and the body's deadline.
-//! - [`telemetry`] — logging; [`monitoring`] — metrics; [`health`] — liveness, readiness and
-//!   the container probe.
+//! - [`request_context`] — the extractor that builds a command's context from its request.
+//! - [`monitoring`] — metrics; [`health`] — liveness, readiness and the container probe.
+//!
+//! Depends on everything below it (`domain`, `commands`, `projections`, `database`); nothing
+//! depends on it but its binary and its tests.
 
 #![forbid(unsafe_code)]
 
-pub mod commands;
 pub mod config;
-pub mod database;
-pub mod directory;
-pub mod embedded_postgres;
 pub mod error;
 pub mod health;
 pub mod monitoring;
 pub mod openapi;
 pub mod outage;
-pub mod passwords;
 pub mod request_context;
 pub mod request_limits;
 pub mod serving;
 pub mod simulator;
 pub mod startup;
-pub mod telemetry;
-pub mod users;
 pub mod web;
 
 pub use config::Config;
-pub use startup::{shutdown_signal, Application};
+pub use startup::Application;

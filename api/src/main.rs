@@ -2,8 +2,9 @@
 //! build the same application.
 
 use api::config::Command;
-use api::{shutdown_signal, Application, Config};
+use api::{Application, Config};
 use clap::Parser;
+use database::shutdown::shutdown_signal;
 
 /// See the workspace manifest for why the server does not use the system allocator.
 #[global_allocator]
@@ -20,7 +21,7 @@ async fn main() -> anyhow::Result<()> {
         };
         return api::health::probe(config.api_addr, path).await;
     }
-    api::telemetry::init(&config.log_format, api::telemetry::SERVER_FILTER);
+    database::telemetry::init(&config.log_format, database::telemetry::SERVER_FILTER);
     let application = Application::build(config).await?;
     application.run_until_stopped(shutdown_signal()).await
 }

@@ -26,25 +26,26 @@ use tracing::Level;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::commands::{CommandBus, CommandSettings};
 use crate::config::Config;
-use crate::database::{self, Database};
-use crate::directory::EventStoreDirectory;
-use crate::embedded_postgres::EmbeddedPostgres;
 use crate::error::ApiError;
 use crate::health::{self, HealthState};
 use crate::monitoring::{self, Metrics};
 use crate::openapi;
-use crate::outage::{self, DatabaseGate, OutageAware as _};
-use crate::passwords::PasswordHasher;
+use crate::outage::{self, Guard, OutageAware as _};
 use crate::request_context::REQUEST_ID_HEADER;
 use crate::request_limits::{self, RequestLimits};
 use crate::serving;
 use crate::simulator::{self, LatestStore, SimulatorState};
-use crate::users::Users;
 use crate::web::error::WebError;
 use crate::web::rate_limit::LoginLimiter;
 use crate::web::{self, WebState};
+use commands::accounts::Accounts;
+use commands::directory::EventStoreDirectory;
+use commands::passwords::PasswordHasher;
+use commands::{CommandBus, CommandSettings};
+use database::embedded_postgres::EmbeddedPostgres;
+use database::outage::DatabaseGate;
+use database::Database;
 
 /// A built server, listening but not yet serving.
 pub struct Application {
@@ -110,13 +111,13 @@ impl Application {
         let directory = EventStoreDirectory::new(pool.clone());
         let cpus = std::thread::available_parallelism().map_or(2, usize::from);
         let hasher = PasswordHasher::new(config.hash_concurrency.unwrap_or(cpus));
-        let users = Users::new(commands.clone(), directory.clone(), reads.clone(), hasher);
+        let accounts = Accounts::new(commands.clone(), directory.clone(), reads.clone(), hasher);
         let simulator_state = SimulatorState {
             commands: commands.clone(),
             reads: reads.clone(),
             directory,
             latest: LatestStore::new(pool.clone()),
-            users: users.clone(),
+            accounts: accounts.clone(),
             expected_authorization: SimulatorState::basic_authorization(
                 &config.simulator_user,
                 &config.simulator_password()?,
@@ -149,7 +150,7 @@ impl Application {
         let gate = DatabaseGate::new(pool.clone());
         let simulator_routes =
             simulator::router(simulator_state).layer(middleware::from_fn_with_state(
-                gate.guard("api", ApiError::refused_while_unreachable),
+                Guard::new(&gate, "api", ApiError::refused_while_unreachable),
                 outage::guard,
             ));
         let api_router = with_http_layers(
@@ -169,7 +170,7 @@ impl Application {
         let sessions = web::session::store(pool.clone());
         let key = web::session::signing_key(session_key.as_deref(), &pool).await?;
         let web_state = WebState {
-            users,
+            accounts,
             commands,
             reads,
             live: live.clone(),
@@ -326,29 +327,4 @@ fn with_http_layers(router: Router, listener: &'static str) -> Router {
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(CompressionLayer::new()),
     )
-}
-
-/// Completes on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let interrupt = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %err, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
-        }
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        () = interrupt => tracing::info!("SIGINT received; shutting down"),
-        () = terminate => tracing::info!("SIGTERM received; shutting down"),
-    }
 }

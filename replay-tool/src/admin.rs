@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::commands::{CommandBus, CommandSettings};
-use api::config::DatabaseConfig;
-use api::database::{self, Database};
-use api::embedded_postgres::EmbeddedPostgres;
+use commands::{CommandBus, CommandSettings};
+use database::embedded_postgres::EmbeddedPostgres;
+use database::Database;
+use database::DatabaseConfig;
 use projections::{Progress, ReadModels};
 use sqlx::PgPool;
 

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::config::DatabaseConfig;
 use clap::{Parser, Subcommand};
+use database::DatabaseConfig;
 use domain::Moderation;
 use projections::{Projection, ProjectorSettings};
 use tokio_util::sync::CancellationToken;
@@ -121,7 +121,7 @@ struct DecisionArgs {
 
 /// Runs `cli` to completion.
 pub async fn run(cli: Cli) -> ExitCode {
-    api::telemetry::init("text", &cli.log);
+    database::telemetry::init("text", &cli.log);
     let admin = match Admin::connect(&cli.database).await {
         Ok(admin) => admin,
         Err(err) => {
@@ -286,7 +286,7 @@ fn cancel_on_signal() -> CancellationToken {
     let cancel = CancellationToken::new();
     let fired = cancel.clone();
     tokio::spawn(async move {
-        api::shutdown_signal().await;
+        database::shutdown::shutdown_signal().await;
         eprintln!("stopping after the batch in flight");
         fired.cancel();
     });

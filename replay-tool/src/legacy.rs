@@ -39,9 +39,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use api::commands::{CommandBus, CommandError};
-use api::request_context::RequestContext;
 use chrono::{DateTime, Utc};
+use commands::CommandContext;
+use commands::{CommandBus, CommandError};
 use domain::registration::is_storable;
 use domain::{
     MessageCommand, MessageError, Moderation, PasswordHash, RegistrationError, UserCommand,
@@ -254,7 +254,7 @@ pub async fn import_legacy(admin: &Admin, path: &Path) -> anyhow::Result<LegacyR
         let path = path.to_owned();
         tokio::task::spawn_blocking(move || read_source(&path)).await??
     };
-    let context = RequestContext {
+    let context = CommandContext {
         request_id: Some(format!("minitwit-replay-import-legacy-{}", Uuid::now_v7())),
         received_at: Utc::now(),
     };
@@ -579,7 +579,7 @@ impl Accounts {
 struct Import {
     commands: Arc<CommandBus>,
     pool: PgPool,
-    context: RequestContext,
+    context: CommandContext,
     registered_at: HashMap<i64, DateTime<Utc>>,
     accounts: Accounts,
     report: LegacyReport,

@@ -6,8 +6,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use api::commands::CommandError;
 use chrono::{DateTime, Utc};
+use commands::CommandError;
 use domain::{MessageCommand, MessageError, Moderation};
 use projections::ModeratedMessage;
 use serde::Serialize;
@@ -111,7 +111,7 @@ pub async fn decide(
     let (reads, _) = admin.reads().await?;
     let wanted = decision == Decision::Flag;
     let before = reads.moderated_by_id(ids).await?;
-    let context = api::request_context::RequestContext {
+    let context = commands::CommandContext {
         request_id: Some(format!("minitwit-replay-{}", uuid::Uuid::now_v7())),
         received_at: Utc::now(),
     };

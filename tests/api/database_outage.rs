@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use api::embedded_postgres::{EmbeddedPostgres, EmbeddedPostgresOptions};
+use database::embedded_postgres::{EmbeddedPostgres, EmbeddedPostgresOptions};
 use reqwest::StatusCode;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;

@@ -11,9 +11,9 @@ use std::path::PathBuf;
 use std::sync::Once;
 use std::time::Duration;
 
-use api::embedded_postgres::{EmbeddedPostgres, EmbeddedPostgresOptions};
 use api::{Application, Config};
 use clap::Parser;
+use database::embedded_postgres::{EmbeddedPostgres, EmbeddedPostgresOptions};
 use projections::ProjectorSettings;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -31,7 +31,7 @@ static TRACING: Once = Once::new();
 fn init_tracing() {
     TRACING.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {
-            api::telemetry::init("text", api::telemetry::SERVER_FILTER);
+            database::telemetry::init("text", database::telemetry::SERVER_FILTER);
         }
     });
 }
@@ -99,7 +99,7 @@ impl TestDatabase {
             .connect_with(options)
             .await
             .expect("connecting to the test database");
-        api::database::migrate(&pool).await.expect("migrating");
+        database::connect::migrate(&pool).await.expect("migrating");
         Self { url, pool }
     }
 }

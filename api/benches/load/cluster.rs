@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{ensure, Context};
-use api::embedded_postgres::{EmbeddedPostgres, EmbeddedPostgresOptions};
+use database::embedded_postgres::{EmbeddedPostgres, EmbeddedPostgresOptions};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
@@ -32,7 +32,7 @@ impl Cluster {
     /// once so that the settings that need a restart take effect.
     pub async fn start_fresh(dir: &Path) -> anyhow::Result<Self> {
         if dir.exists() {
-            api::embedded_postgres::stop_cluster(&dir.join("data"))
+            database::embedded_postgres::stop_cluster(&dir.join("data"))
                 .await
                 .ok();
             std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
@@ -69,7 +69,7 @@ impl Cluster {
             .max_connections(8)
             .connect_with(connect)
             .await?;
-        api::database::migrate(&pool).await?;
+        database::connect::migrate(&pool).await?;
         conn = pool.clone();
         sqlx::raw_sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
             .execute(&conn)

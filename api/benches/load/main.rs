@@ -118,7 +118,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
         options.users, options.messages
     ));
     let started = Instant::now();
-    let hash = api::passwords::PasswordHasher::new(1)
+    let hash = commands::passwords::PasswordHasher::new(1)
         .hash(dataset::PASSWORD.to_owned())
         .await?;
     let log_file = work_dir.join("large-store.jsonl");

@@ -81,7 +81,7 @@ struct FollowChange {
 pub(super) async fn change(
     State(state): State<SimulatorState>,
     Path(UserPath { username }): Path<UserPath>,
-    context: RequestContext,
+    RequestContext(context): RequestContext,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let parsed = parse_body::<FollowChange>(&body).and_then(|change| {

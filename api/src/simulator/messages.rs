@@ -15,10 +15,10 @@ use super::{
     latest, listing_limit, listing_limit_for, parse_body, user_lookup_then, Listing,
     SimulatorState, Tracked, UserPath,
 };
-use crate::commands::CommandError;
 use crate::error::{ApiError, ErrorBody};
 use crate::openapi::{DatabaseFailures, NotAuthorized, WriteConflict};
 use crate::request_context::RequestContext;
+use commands::CommandError;
 
 /// A message as the simulator sees it.
 #[derive(Serialize, ToSchema)]
@@ -143,7 +143,7 @@ pub(super) async fn post(
     State(state): State<SimulatorState>,
     Path(UserPath { username }): Path<UserPath>,
     Query(query): Query<HashMap<String, String>>,
-    context: RequestContext,
+    RequestContext(context): RequestContext,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let content = match parse_body(&body).and_then(NewMessage::checked_content) {

@@ -30,10 +30,10 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::commands::CommandBus;
-use crate::directory::EventStoreDirectory;
 use crate::error::ApiError;
-use crate::users::Users;
+use commands::accounts::Accounts;
+use commands::directory::EventStoreDirectory;
+use commands::CommandBus;
 
 pub use latest::LatestStore;
 
@@ -44,7 +44,7 @@ pub struct SimulatorState {
     pub reads: ReadModels,
     pub directory: EventStoreDirectory,
     pub latest: LatestStore,
-    pub users: Users,
+    pub accounts: Accounts,
     /// The exact `Authorization` header value that grants access.
     pub expected_authorization: Arc<str>,
     /// The cap on `no`.

@@ -10,7 +10,7 @@ use super::{parse_body, SimulatorState, Tracked};
 use crate::error::{ApiError, ErrorBody};
 use crate::openapi::{DatabaseFailures, WriteConflict};
 use crate::request_context::RequestContext;
-use crate::users::NewAccount;
+use commands::accounts::NewAccount;
 
 /// A new account. A missing field counts as empty, so it gets the rule's own message ("You
 /// have to enter a username") rather than a generic parse error.
@@ -49,7 +49,7 @@ struct Registration {
 )]
 pub(super) async fn register(
     State(state): State<SimulatorState>,
-    context: RequestContext,
+    RequestContext(context): RequestContext,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let Registration {
@@ -63,6 +63,6 @@ pub(super) async fn register(
         password: pwd,
         password_repeated: None,
     };
-    state.users.register(account, &context).await?;
+    state.accounts.register(account, &context).await?;
     Ok(StatusCode::NO_CONTENT)
 }

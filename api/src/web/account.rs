@@ -16,9 +16,9 @@ use super::rate_limit::ClientAddress;
 use super::session::BrowserSession;
 use super::timelines::chrome;
 use super::WebState;
-use crate::commands::CommandError;
 use crate::request_context::RequestContext;
-use crate::users::{NewAccount, SignInError};
+use commands::accounts::{NewAccount, SignInError};
+use commands::CommandError;
 
 /// The flashes of this module, the original's words.
 const REGISTERED: &str = "You were successfully registered and can login now";
@@ -69,7 +69,7 @@ pub async fn register_form(
 pub async fn register(
     State(state): State<WebState>,
     session: BrowserSession,
-    context: RequestContext,
+    RequestContext(context): RequestContext,
     FormData(form): FormData<RegisterForm>,
 ) -> Result<Response, WebError> {
     if session.username().is_some() {
@@ -87,7 +87,7 @@ pub async fn register(
         password,
         password_repeated: Some(password2),
     };
-    match state.users.register(account, &context).await {
+    match state.accounts.register(account, &context).await {
         Ok(()) => {
             session.flash(REGISTERED).await?;
             Ok(redirect("/login"))
@@ -141,7 +141,7 @@ pub async fn login(
     State(state): State<WebState>,
     mut session: BrowserSession,
     ClientAddress(address): ClientAddress,
-    context: RequestContext,
+    RequestContext(context): RequestContext,
     FormData(form): FormData<LoginForm>,
 ) -> Result<Response, WebError> {
     if session.username().is_some() {
@@ -163,7 +163,7 @@ pub async fn login(
         )
         .await;
     }
-    match state.users.sign_in(&username, password, &context).await {
+    match state.accounts.sign_in(&username, password, &context).await {
         Ok(()) => {
             metrics::counter!("minitwit_logins_total", "outcome" => "ok").increment(1);
             session.sign_in(&username).await?;

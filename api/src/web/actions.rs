@@ -15,8 +15,9 @@ use super::form::FormData;
 use super::pages::{redirect, user_href};
 use super::session::BrowserSession;
 use super::WebState;
-use crate::commands::CommandError;
 use crate::request_context::RequestContext;
+use commands::CommandContext;
+use commands::CommandError;
 
 #[derive(Deserialize)]
 pub struct MessageForm {
@@ -28,7 +29,7 @@ pub struct MessageForm {
 pub async fn add_message(
     State(state): State<WebState>,
     session: BrowserSession,
-    context: RequestContext,
+    RequestContext(context): RequestContext,
     FormData(form): FormData<MessageForm>,
 ) -> Result<Response, WebError> {
     let author = session.require_user()?.to_owned();
@@ -47,7 +48,7 @@ pub async fn add_message(
 pub async fn follow(
     State(state): State<WebState>,
     session: BrowserSession,
-    context: RequestContext,
+    RequestContext(context): RequestContext,
     Path(followee): Path<String>,
 ) -> Result<Response, WebError> {
     let command = UserCommand::Follow {
@@ -62,7 +63,7 @@ pub async fn follow(
 pub async fn unfollow(
     State(state): State<WebState>,
     session: BrowserSession,
-    context: RequestContext,
+    RequestContext(context): RequestContext,
     Path(followee): Path<String>,
 ) -> Result<Response, WebError> {
     let command = UserCommand::Unfollow {
@@ -77,7 +78,7 @@ pub async fn unfollow(
 pub async fn block(
     State(state): State<WebState>,
     session: BrowserSession,
-    context: RequestContext,
+    RequestContext(context): RequestContext,
     Path(other): Path<String>,
 ) -> Result<Response, WebError> {
     let command = UserCommand::Block {
@@ -92,7 +93,7 @@ pub async fn block(
 pub async fn unblock(
     State(state): State<WebState>,
     session: BrowserSession,
-    context: RequestContext,
+    RequestContext(context): RequestContext,
     Path(other): Path<String>,
 ) -> Result<Response, WebError> {
     let command = UserCommand::Unblock {
@@ -107,7 +108,7 @@ pub async fn unblock(
 async fn change_relation(
     state: &WebState,
     session: &BrowserSession,
-    context: &RequestContext,
+    context: &CommandContext,
     other: &str,
     command: UserCommand,
     flash: String,

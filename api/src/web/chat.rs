@@ -43,6 +43,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::openapi::{DatabaseFailures, NotSignedIn, WriteConflict};
 use crate::request_context::RequestContext;
 use crate::simulator::parse_body;
+use commands::CommandContext;
 
 /// A private message as the chat's script sees it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -203,7 +204,7 @@ struct Outgoing {
 pub(super) async fn send(
     State(state): State<WebState>,
     session: BrowserSession,
-    context: RequestContext,
+    RequestContext(context): RequestContext,
     Path(partner): Path<String>,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
@@ -252,7 +253,7 @@ struct ReadMark {
 pub(super) async fn mark_read(
     State(state): State<WebState>,
     session: BrowserSession,
-    context: RequestContext,
+    RequestContext(context): RequestContext,
     Path(partner): Path<String>,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
@@ -276,7 +277,7 @@ pub(super) async fn mark_read(
 async fn execute_as_me<Body: DeserializeOwned>(
     state: &WebState,
     session: &BrowserSession,
-    context: &RequestContext,
+    context: &CommandContext,
     partner: &str,
     body: &[u8],
     command_of: impl FnOnce(String, Body) -> ConversationCommand,

@@ -48,7 +48,7 @@ pub(super) async fn inbox(
 pub(super) async fn conversation(
     State(state): State<WebState>,
     session: BrowserSession,
-    context: RequestContext,
+    RequestContext(context): RequestContext,
     Path(partner): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, WebError> {
@@ -108,7 +108,7 @@ pub(super) struct ChatForm {
 pub(super) async fn send(
     State(state): State<WebState>,
     session: BrowserSession,
-    context: RequestContext,
+    RequestContext(context): RequestContext,
     Path(partner): Path<String>,
     FormData(form): FormData<ChatForm>,
 ) -> Result<Response, WebError> {

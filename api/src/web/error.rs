@@ -21,9 +21,9 @@ use domain::{ConversationError, MessageError, UserError};
 
 use super::assets::ASSET_URLS;
 use super::pages::{render, Chrome, ErrorPage, Title, Visitor};
-use crate::commands::CommandError;
 use crate::outage::{self, OutageAware};
 use crate::request_limits::RefusedRequest;
+use commands::CommandError;
 
 /// Everything a page request can fail with.
 #[derive(Debug, thiserror::Error)]

@@ -52,19 +52,20 @@ use tower_sessions_sqlx_store::PostgresStore;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::commands::CommandBus;
 use crate::config::AvatarSource;
 use crate::error::ApiError;
 use crate::openapi;
-use crate::outage::{self, DatabaseGate, OutageAware as _};
-use crate::users::Users;
+use crate::outage::{self, Guard, OutageAware as _};
+use commands::accounts::Accounts;
+use commands::CommandBus;
+use database::outage::DatabaseGate;
 use error::WebError;
 use rate_limit::LoginLimiter;
 
 /// What the pages' handlers share.
 #[derive(Clone)]
 pub struct WebState {
-    pub users: Users,
+    pub accounts: Accounts,
     pub commands: Arc<CommandBus>,
     pub reads: ReadModels,
     pub live: LiveFeed,
@@ -118,7 +119,7 @@ pub fn router(state: WebState, store: PostgresStore, key: Key, gate: &DatabaseGa
         .route("/{username}", get(timelines::user))
         .merge(state_changing_gets)
         .route_layer(middleware::from_fn_with_state(
-            gate.guard("web", WebError::refused_while_unreachable),
+            Guard::new(gate, "web", WebError::refused_while_unreachable),
             outage::guard,
         ));
     // The chat's JSON routes answer in JSON, an outage included, and describe themselves.
@@ -129,7 +130,7 @@ pub fn router(state: WebState, store: PostgresStore, key: Key, gate: &DatabaseGa
             .routes(routes!(chat::conversation, chat::send))
             .routes(routes!(chat::mark_read))
             .route_layer(middleware::from_fn_with_state(
-                gate.guard("web", ApiError::refused_while_unreachable),
+                Guard::new(gate, "web", ApiError::refused_while_unreachable),
                 outage::guard,
             )),
     );

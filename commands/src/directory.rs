@@ -12,7 +12,7 @@ use cqrs_es::{Aggregate as _, EventEnvelope};
 use domain::{ContactBook, DirectoryError, Standing, User, UserDirectory};
 use sqlx::{PgPool, Row};
 
-use crate::outage;
+use database::outage;
 
 /// Answers "is this username registered?" from the `events` table.
 #[derive(Clone)]

@@ -8,10 +8,10 @@ use domain::registration::{self, RegistrationError};
 use domain::{PasswordHash, UserCommand, UserDirectory as _, UserError};
 use projections::ReadModels;
 
-use crate::commands::{CommandBus, CommandError};
+use crate::bus::{CommandBus, CommandError};
+use crate::context::CommandContext;
 use crate::directory::EventStoreDirectory;
 use crate::passwords::{PasswordHasher, Verification};
-use crate::request_context::RequestContext;
 
 /// A registration as a front door received it.
 pub struct NewAccount {
@@ -36,14 +36,14 @@ pub enum SignInError {
 
 /// Registers and authenticates users.
 #[derive(Clone)]
-pub struct Users {
+pub struct Accounts {
     commands: Arc<CommandBus>,
     directory: EventStoreDirectory,
     reads: ReadModels,
     hasher: PasswordHasher,
 }
 
-impl Users {
+impl Accounts {
     pub fn new(
         commands: Arc<CommandBus>,
         directory: EventStoreDirectory,
@@ -63,7 +63,7 @@ impl Users {
     pub async fn register(
         &self,
         account: NewAccount,
-        context: &RequestContext,
+        context: &CommandContext,
     ) -> Result<(), CommandError<UserError>> {
         let NewAccount {
             username,
@@ -106,7 +106,7 @@ impl Users {
         &self,
         username: &str,
         password: String,
-        context: &RequestContext,
+        context: &CommandContext,
     ) -> Result<(), SignInError> {
         let account = self
             .reads
@@ -135,7 +135,7 @@ impl Users {
         &self,
         username: &str,
         password: String,
-        context: &RequestContext,
+        context: &CommandContext,
     ) -> anyhow::Result<()> {
         let password_hash = self.hasher.hash(password).await?;
         let command = UserCommand::UpgradePasswordHash {

@@ -7,9 +7,9 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
-use crate::config::DatabaseConfig;
 use crate::embedded_postgres::{EmbeddedPostgres, EmbeddedPostgresOptions};
 use crate::outage;
+use crate::settings::DatabaseConfig;
 
 /// The database name used on the embedded cluster.
 const EMBEDDED_DATABASE: &str = "minitwit";

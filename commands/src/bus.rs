@@ -22,9 +22,10 @@ use projections::{LogPosition, Progress};
 use rand::Rng;
 use sqlx::{PgPool, Row};
 
+use database::outage;
+
+use crate::context::CommandContext;
 use crate::directory::EventStoreDirectory;
-use crate::outage;
-use crate::request_context::RequestContext;
 
 type Cqrs<A> = CqrsFramework<A, PersistedEventStore<PostgresEventRepository, A>>;
 
@@ -41,7 +42,7 @@ pub enum CommandError<E: std::error::Error> {
     /// Other writers kept winning the race for the stream, through every retry.
     #[error("the command kept conflicting with concurrent writes")]
     Conflict,
-    /// The store could not be reached (see [`crate::outage`]). The command may or may not
+    /// The store could not be reached (see [`database::outage`]). The command may or may not
     /// have been committed: only the store knows, once it is back.
     #[error("the event store cannot be reached")]
     Unavailable(#[source] anyhow::Error),
@@ -96,7 +97,7 @@ impl CommandBus {
         &self,
         username: &str,
         command: UserCommand,
-        context: &RequestContext,
+        context: &CommandContext,
     ) -> Result<(), CommandError<UserError>> {
         if !domain::registration::is_storable(username) {
             // No stream can have this id, and loading one would make the database fail.
@@ -124,7 +125,7 @@ impl CommandBus {
         author: String,
         content: String,
         idempotency_key: Option<&str>,
-        context: &RequestContext,
+        context: &CommandContext,
     ) -> Result<(), CommandError<MessageError>> {
         let message_id = match idempotency_key {
             Some(key) => uuid::Uuid::new_v5(
@@ -155,7 +156,7 @@ impl CommandBus {
         &self,
         message_id: &str,
         command: MessageCommand,
-        context: &RequestContext,
+        context: &CommandContext,
     ) -> Result<(), CommandError<MessageError>> {
         if !domain::registration::is_storable(message_id) {
             // No stream can have this id, and loading one would make the database fail.
@@ -171,7 +172,7 @@ impl CommandBus {
         &self,
         partner: &str,
         command: ConversationCommand,
-        context: &RequestContext,
+        context: &CommandContext,
     ) -> Result<(), CommandError<ConversationError>> {
         let user = match &command {
             ConversationCommand::Send { sender, .. } => sender,
@@ -201,7 +202,7 @@ impl CommandBus {
         aggregate_id: &str,
         name: &'static str,
         command: A::Command,
-        context: &RequestContext,
+        context: &CommandContext,
     ) -> Result<(), CommandError<A::Error>>
     where
         A: Aggregate,
@@ -229,7 +230,7 @@ impl CommandBus {
         cqrs: &Cqrs<A>,
         aggregate_id: &str,
         command: A::Command,
-        context: &RequestContext,
+        context: &CommandContext,
     ) -> Result<(), CommandError<A::Error>>
     where
         A: Aggregate,

@@ -1,0 +1,27 @@
+//! The infrastructure under both sides of the service and both binaries: where PostgreSQL is,
+//! reaching it, and telling an outage from a failure.
+//!
+//! Layout:
+//! - [`settings`] — the database settings, one clap group that the server and the admin tool
+//!   flatten (secrets also from `*_FILE`).
+//! - [`connect`] — a pool on a configured URL or the [`embedded_postgres`] cluster, with the
+//!   migrations applied.
+//! - [`embedded_postgres`] — the private cluster run from the machine's PostgreSQL binaries.
+//! - [`outage`] — whether an error means the database cannot be reached, and the breaker
+//!   that remembers that it cannot.
+//! - [`telemetry`] and [`shutdown`] — the process plumbing every binary over the database
+//!   shares: logging set-up and the graceful-stop signal.
+//!
+//! May depend on no other crate of the workspace: everything else stands on it.
+
+#![forbid(unsafe_code)]
+
+pub mod connect;
+pub mod embedded_postgres;
+pub mod outage;
+pub mod settings;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use connect::{connect, Database};
+pub use settings::DatabaseConfig;
