@@ -12,8 +12,8 @@
 //! | `Unavailable`  | 503    | retry shortly (with `Retry-After`); the cause is logged |
 //! | `Internal`     | 500    | a generic text; the cause is logged, never sent |
 //!
-//! Whether a database error is `Unavailable` (the database cannot be reached) or `Internal`
-//! (anything else) is decided by [`crate::outage`].
+//! What a failure below the HTTP layer means (a refusal, a conflict, an outage, a bug) is
+//! decided in [`crate::failure`]; this module only words it.
 //!
 //! A request axum's extractors cannot read (a path segment that is not UTF-8, say) is a
 //! `BadRequest` too, with the extractor's explanation, so every answer has the same shape.
@@ -22,13 +22,12 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use domain::{ConversationError, MessageError, UserError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::outage::{self, OutageAware};
+use crate::failure::{Failure, Missing};
+use crate::outage;
 use crate::request_limits::RefusedRequest;
-use commands::CommandError;
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -121,13 +120,25 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl OutageAware for ApiError {
-    fn unavailable(cause: Option<anyhow::Error>) -> Self {
-        Self::Unavailable(cause)
-    }
-
-    fn internal(cause: anyhow::Error) -> Self {
-        Self::Internal(cause)
+impl<T> From<T> for ApiError
+where
+    Failure: From<T>,
+{
+    /// How the API words each [`Failure`].
+    fn from(failure: T) -> Self {
+        match Failure::from(failure) {
+            Failure::Invalid(text) => Self::BadRequest(text),
+            Failure::Forbidden(text) => Self::Forbidden(text),
+            Failure::Missing(Missing::User(Some(name))) => Self::unknown_user(&name),
+            Failure::Missing(Missing::User(None)) => Self::NotFound("Unknown user".to_owned()),
+            Failure::Missing(Missing::Message) => Self::NotFound("Unknown message".to_owned()),
+            Failure::Missing(Missing::Conversation) => {
+                Self::NotFound("No such conversation".to_owned())
+            }
+            Failure::Conflict => Self::Conflict,
+            Failure::Unavailable(cause) => Self::Unavailable(cause),
+            Failure::Internal(cause) => Self::Internal(cause),
+        }
     }
 }
 
@@ -140,95 +151,5 @@ impl From<PathRejection> for ApiError {
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
         Self::unreadable_request(rejection.status(), rejection.body_text())
-    }
-}
-
-impl From<sqlx::Error> for ApiError {
-    fn from(err: sqlx::Error) -> Self {
-        Self::classify(err.into())
-    }
-}
-
-impl From<domain::DirectoryError> for ApiError {
-    fn from(err: domain::DirectoryError) -> Self {
-        Self::classify(err.into())
-    }
-}
-
-impl From<anyhow::Error> for ApiError {
-    fn from(err: anyhow::Error) -> Self {
-        Self::classify(err)
-    }
-}
-
-impl From<CommandError<UserError>> for ApiError {
-    fn from(err: CommandError<UserError>) -> Self {
-        match err {
-            CommandError::Rejected(UserError::Registration(refusal)) => {
-                Self::BadRequest(refusal.to_string())
-            }
-            CommandError::Rejected(UserError::NotRegistered) => {
-                Self::NotFound("Unknown user".to_owned())
-            }
-            CommandError::Rejected(UserError::UnknownOtherUser(name)) => Self::unknown_user(&name),
-            CommandError::Rejected(refusal @ UserError::CannotBlockSelf) => {
-                Self::BadRequest(refusal.to_string())
-            }
-            CommandError::Rejected(UserError::Directory(cause)) => cause.into(),
-            CommandError::Conflict => Self::Conflict,
-            CommandError::Unavailable(cause) => Self::Unavailable(Some(cause)),
-            CommandError::Failed(cause) => Self::classify(cause),
-        }
-    }
-}
-
-impl From<CommandError<MessageError>> for ApiError {
-    fn from(err: CommandError<MessageError>) -> Self {
-        match err {
-            CommandError::Rejected(MessageError::UnknownAuthor(name)) => Self::unknown_user(&name),
-            CommandError::Rejected(MessageError::UnknownMessage) => {
-                Self::NotFound("Unknown message".to_owned())
-            }
-            CommandError::Rejected(
-                refusal @ (MessageError::UnstorableContent | MessageError::ContentTooLong),
-            ) => Self::BadRequest(refusal.to_string()),
-            CommandError::Rejected(MessageError::AlreadyPosted) | CommandError::Conflict => {
-                Self::Conflict
-            }
-            CommandError::Rejected(MessageError::Directory(cause)) => cause.into(),
-            CommandError::Unavailable(cause) => Self::Unavailable(Some(cause)),
-            CommandError::Failed(cause) => Self::classify(cause),
-        }
-    }
-}
-
-impl From<CommandError<ConversationError>> for ApiError {
-    fn from(err: CommandError<ConversationError>) -> Self {
-        match err {
-            CommandError::Rejected(ConversationError::UnknownRecipient(name)) => {
-                Self::unknown_user(&name)
-            }
-            // Told alike, so that nobody learns from an error that they were blocked.
-            CommandError::Rejected(
-                refusal @ (ConversationError::NotConnected | ConversationError::Blocked),
-            ) => Self::Forbidden(refusal.to_string()),
-            CommandError::Rejected(
-                refusal @ (ConversationError::CannotMessageSelf
-                | ConversationError::EmptyMessage
-                | ConversationError::UnstorableContent
-                | ConversationError::ContentTooLong
-                | ConversationError::UnknownMessage),
-            ) => Self::BadRequest(refusal.to_string()),
-            CommandError::Rejected(
-                ConversationError::NotAParticipant | ConversationError::SenderNotRegistered,
-            ) => Self::NotFound("No such conversation".to_owned()),
-            CommandError::Rejected(refusal @ ConversationError::WrongConversation) => {
-                Self::Internal(anyhow::anyhow!(refusal))
-            }
-            CommandError::Rejected(ConversationError::Contacts(cause)) => cause.into(),
-            CommandError::Conflict => Self::Conflict,
-            CommandError::Unavailable(cause) => Self::Unavailable(Some(cause)),
-            CommandError::Failed(cause) => Self::classify(cause),
-        }
     }
 }

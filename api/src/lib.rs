@@ -26,6 +26,7 @@
 
 pub mod config;
 pub mod error;
+pub mod failure;
 pub mod health;
 pub mod monitoring;
 pub mod openapi;

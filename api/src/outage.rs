@@ -13,46 +13,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use database::outage::DatabaseGate;
 
+use crate::failure::Failure;
+
 /// What a 503 tells clients: retry in a second (a restart of PostgreSQL takes about that).
 const RETRY_AFTER_SECONDS: HeaderValue = HeaderValue::from_static("1");
-
-/// What the API's and the pages' error types share about outages: each has a 503 and a 500,
-/// and which of the two a failure is, is decided here.
-pub trait OutageAware: IntoResponse + Sized {
-    /// The 503. No cause when the breaker refused the request without trying the database
-    /// (it logged the outage once).
-    fn unavailable(cause: Option<anyhow::Error>) -> Self;
-
-    /// The 500.
-    fn internal(cause: anyhow::Error) -> Self;
-
-    /// `cause` as the 503 if it says the database cannot be reached, else as the 500.
-    fn classify(cause: anyhow::Error) -> Self {
-        if is_unreachable(cause.as_ref()) {
-            Self::unavailable(Some(cause))
-        } else {
-            Self::internal(cause)
-        }
-    }
-
-    /// The 503 of a request the breaker refused without trying the database.
-    fn refused_while_unreachable() -> Response {
-        Self::unavailable(None).into_response()
-    }
-}
-
-/// Whether `err`, or any error in its chain of causes, says the database cannot be reached:
-/// the driver's errors as [`database::outage`] classifies them, and the domain's ports
-/// reporting an unreachable store.
-pub fn is_unreachable(err: &(dyn std::error::Error + 'static)) -> bool {
-    database::outage::is_unreachable(err)
-        || std::iter::successors(Some(err), |err| err.source()).any(|err| {
-            matches!(
-                err.downcast_ref::<domain::DirectoryError>(),
-                Some(domain::DirectoryError::Unreachable(_))
-            )
-        })
-}
 
 /// Marks a response that failed because the database was unreachable, so that [`guard`]
 /// opens the breaker. Set by the 503 of the API's and the pages' error types.
@@ -78,13 +42,17 @@ pub struct Guard {
 }
 
 impl Guard {
-    /// What [`guard`] needs for one listener's routes: the breaker, the listener's name (for
-    /// the metric) and the 503 it answers with while the breaker is open.
-    pub fn new(gate: &DatabaseGate, listener: &'static str, refusal: fn() -> Response) -> Self {
+    /// What [`guard`] needs for one listener's routes: the breaker, and the listener's name
+    /// (for the metric). While the breaker is open the routes answer with `E`'s wording of
+    /// an outage.
+    pub fn new<E>(gate: &DatabaseGate, listener: &'static str) -> Self
+    where
+        E: From<Failure> + IntoResponse,
+    {
         Self {
             gate: gate.clone(),
             listener,
-            refusal,
+            refusal: || E::from(Failure::Unavailable(None)).into_response(),
         }
     }
 }
@@ -103,20 +71,4 @@ pub async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> 
         guard.gate.trip();
     }
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn directory_errors_count_when_they_say_unreachable() {
-        let directory = domain::DirectoryError::Unreachable("down".into());
-        assert!(is_unreachable(&directory));
-        assert!(!is_unreachable(&domain::DirectoryError::Failed(
-            "bad".into()
-        )));
-        let wrapped = anyhow::Error::new(sqlx::Error::PoolTimedOut).context("reading a timeline");
-        assert!(is_unreachable(wrapped.as_ref()));
-    }
 }

@@ -31,7 +31,7 @@ use crate::error::ApiError;
 use crate::health::{self, HealthState};
 use crate::monitoring::{self, Metrics};
 use crate::openapi;
-use crate::outage::{self, Guard, OutageAware as _};
+use crate::outage::{self, Guard};
 use crate::request_context::REQUEST_ID_HEADER;
 use crate::request_limits::{self, RequestLimits};
 use crate::serving;
@@ -148,11 +148,9 @@ impl Application {
         // Health and metrics stay outside the breaker: liveness must answer through an
         // outage, and readiness reports it by its own checks.
         let gate = DatabaseGate::new(pool.clone());
-        let simulator_routes =
-            simulator::router(simulator_state).layer(middleware::from_fn_with_state(
-                Guard::new(&gate, "api", ApiError::refused_while_unreachable),
-                outage::guard,
-            ));
+        let simulator_routes = simulator::router(simulator_state).layer(
+            middleware::from_fn_with_state(Guard::new::<ApiError>(&gate, "api"), outage::guard),
+        );
         let api_router = with_http_layers(
             openapi::serve_described(simulator_routes.merge(operations))
                 .layer(DefaultBodyLimit::max(limits.max_body_bytes))

@@ -12,18 +12,17 @@
 //! | `Unavailable`    | 503    | try again in a moment (with `Retry-After`)  |
 //! | `Internal`       | 500    | a generic text; the cause is logged, never shown |
 //!
-//! (The simulator's JSON errors are mapped in [`crate::error`]; which database errors are
-//! `Unavailable` is decided by [`crate::outage`].)
+//! (The simulator's JSON errors are worded in [`crate::error`]; what a failure below the HTTP
+//! layer means is decided in [`crate::failure`].)
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use domain::{ConversationError, MessageError, UserError};
 
 use super::assets::ASSET_URLS;
 use super::pages::{render, Chrome, ErrorPage, Title, Visitor};
-use crate::outage::{self, OutageAware};
+use crate::failure::{Failure, Missing};
+use crate::outage;
 use crate::request_limits::RefusedRequest;
-use commands::CommandError;
 
 /// Everything a page request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -102,101 +101,31 @@ impl IntoResponse for WebError {
     }
 }
 
-impl OutageAware for WebError {
-    fn unavailable(cause: Option<anyhow::Error>) -> Self {
-        Self::Unavailable(cause)
-    }
-
-    fn internal(cause: anyhow::Error) -> Self {
-        Self::Internal(cause)
-    }
-}
-
-impl From<sqlx::Error> for WebError {
-    fn from(err: sqlx::Error) -> Self {
-        Self::classify(err.into())
-    }
-}
-
-impl From<anyhow::Error> for WebError {
-    fn from(err: anyhow::Error) -> Self {
-        Self::classify(err)
+impl<T> From<T> for WebError
+where
+    Failure: From<T>,
+{
+    /// How the pages word each [`Failure`].
+    fn from(failure: T) -> Self {
+        match Failure::from(failure) {
+            Failure::Invalid(text) => Self::BadRequest(text),
+            Failure::Forbidden(text) => Self::Forbidden(text),
+            Failure::Missing(Missing::User(_)) => Self::unknown_user(),
+            Failure::Missing(Missing::Message) => {
+                Self::NotFound("There is no such message.".to_owned())
+            }
+            Failure::Missing(Missing::Conversation) => {
+                Self::NotFound("There is no such conversation.".to_owned())
+            }
+            Failure::Conflict => Self::Conflict,
+            Failure::Unavailable(cause) => Self::Unavailable(cause),
+            Failure::Internal(cause) => Self::Internal(cause),
+        }
     }
 }
 
 impl From<tower_sessions::session::Error> for WebError {
     fn from(err: tower_sessions::session::Error) -> Self {
         Self::Internal(err.into())
-    }
-}
-
-impl From<CommandError<UserError>> for WebError {
-    fn from(err: CommandError<UserError>) -> Self {
-        match err {
-            CommandError::Rejected(UserError::Registration(refusal)) => {
-                Self::BadRequest(refusal.to_string())
-            }
-            CommandError::Rejected(refusal @ UserError::CannotBlockSelf) => {
-                Self::BadRequest(refusal.to_string())
-            }
-            CommandError::Rejected(UserError::NotRegistered | UserError::UnknownOtherUser(_)) => {
-                Self::unknown_user()
-            }
-            CommandError::Rejected(UserError::Directory(cause)) => Self::classify(cause.into()),
-            CommandError::Conflict => Self::Conflict,
-            CommandError::Unavailable(cause) => Self::Unavailable(Some(cause)),
-            CommandError::Failed(cause) => Self::classify(cause),
-        }
-    }
-}
-
-impl From<CommandError<MessageError>> for WebError {
-    fn from(err: CommandError<MessageError>) -> Self {
-        match err {
-            CommandError::Rejected(MessageError::UnknownAuthor(_)) => Self::unknown_user(),
-            CommandError::Rejected(MessageError::UnknownMessage) => {
-                Self::NotFound("There is no such message.".to_owned())
-            }
-            CommandError::Rejected(
-                refusal @ (MessageError::UnstorableContent | MessageError::ContentTooLong),
-            ) => Self::BadRequest(refusal.to_string()),
-            CommandError::Rejected(MessageError::AlreadyPosted) | CommandError::Conflict => {
-                Self::Conflict
-            }
-            CommandError::Rejected(MessageError::Directory(cause)) => Self::classify(cause.into()),
-            CommandError::Unavailable(cause) => Self::Unavailable(Some(cause)),
-            CommandError::Failed(cause) => Self::classify(cause),
-        }
-    }
-}
-
-impl From<CommandError<ConversationError>> for WebError {
-    fn from(err: CommandError<ConversationError>) -> Self {
-        match err {
-            CommandError::Rejected(ConversationError::UnknownRecipient(_)) => Self::unknown_user(),
-            // Told alike, so that nobody learns from an error that they were blocked.
-            CommandError::Rejected(
-                refusal @ (ConversationError::NotConnected | ConversationError::Blocked),
-            ) => Self::Forbidden(refusal.to_string()),
-            CommandError::Rejected(
-                refusal @ (ConversationError::CannotMessageSelf
-                | ConversationError::EmptyMessage
-                | ConversationError::UnstorableContent
-                | ConversationError::ContentTooLong
-                | ConversationError::UnknownMessage),
-            ) => Self::BadRequest(refusal.to_string()),
-            CommandError::Rejected(
-                ConversationError::NotAParticipant | ConversationError::SenderNotRegistered,
-            ) => Self::NotFound("There is no such conversation.".to_owned()),
-            CommandError::Rejected(refusal @ ConversationError::WrongConversation) => {
-                Self::Internal(anyhow::anyhow!(refusal))
-            }
-            CommandError::Rejected(ConversationError::Contacts(cause)) => {
-                Self::classify(cause.into())
-            }
-            CommandError::Conflict => Self::Conflict,
-            CommandError::Unavailable(cause) => Self::Unavailable(Some(cause)),
-            CommandError::Failed(cause) => Self::classify(cause),
-        }
     }
 }

@@ -55,7 +55,7 @@ use utoipa_axum::routes;
 use crate::config::AvatarSource;
 use crate::error::ApiError;
 use crate::openapi;
-use crate::outage::{self, Guard, OutageAware as _};
+use crate::outage::{self, Guard};
 use commands::accounts::Accounts;
 use commands::CommandBus;
 use database::outage::DatabaseGate;
@@ -119,7 +119,7 @@ pub fn router(state: WebState, store: PostgresStore, key: Key, gate: &DatabaseGa
         .route("/{username}", get(timelines::user))
         .merge(state_changing_gets)
         .route_layer(middleware::from_fn_with_state(
-            Guard::new(gate, "web", WebError::refused_while_unreachable),
+            Guard::new::<WebError>(gate, "web"),
             outage::guard,
         ));
     // The chat's JSON routes answer in JSON, an outage included, and describe themselves.
@@ -130,7 +130,7 @@ pub fn router(state: WebState, store: PostgresStore, key: Key, gate: &DatabaseGa
             .routes(routes!(chat::conversation, chat::send))
             .routes(routes!(chat::mark_read))
             .route_layer(middleware::from_fn_with_state(
-                Guard::new(gate, "web", ApiError::refused_while_unreachable),
+                Guard::new::<ApiError>(gate, "web"),
                 outage::guard,
             )),
     );
