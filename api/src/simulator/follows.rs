@@ -15,7 +15,7 @@ use super::{
     listing_limit_for, parse_body, user_lookup_then, Listing, SimulatorState, Tracked, UserPath,
 };
 use crate::error::{ApiError, ErrorBody};
-use crate::openapi::{DatabaseFailures, NotAuthorized, WriteConflict};
+use crate::openapi::answers::{DatabaseFailures, NotAuthorized, WriteConflict};
 use crate::request_context::RequestContext;
 
 /// Whom a user follows.

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use super::extract::Query;
 use super::SimulatorState;
 use crate::error::ApiError;
-use crate::openapi::DatabaseFailures;
+use crate::openapi::answers::DatabaseFailures;
 
 /// Where `latest` lives: one row in Postgres, shared by every replica and kept across
 /// restarts, so the simulator can resume after a crash.

@@ -16,7 +16,7 @@ use super::{
     SimulatorState, Tracked, UserPath,
 };
 use crate::error::{ApiError, ErrorBody};
-use crate::openapi::{DatabaseFailures, NotAuthorized, WriteConflict};
+use crate::openapi::answers::{DatabaseFailures, NotAuthorized, WriteConflict};
 use crate::request_context::RequestContext;
 use commands::CommandError;
 

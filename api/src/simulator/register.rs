@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use super::{parse_body, SimulatorState, Tracked};
 use crate::error::{ApiError, ErrorBody};
-use crate::openapi::{DatabaseFailures, WriteConflict};
+use crate::openapi::answers::{DatabaseFailures, WriteConflict};
 use crate::request_context::RequestContext;
 use commands::accounts::NewAccount;
 

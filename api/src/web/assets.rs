@@ -1,35 +1,21 @@
-//! Static assets (stylesheet, script, icon) and generated avatars, served from memory.
+//! The registry of static assets (stylesheet, scripts, icon): the files, compiled into the
+//! binary, and the versioned URLs pages link them by.
 //!
-//! The files are compiled into the binary, so a deployment is one file and every replica
-//! serves identical bytes. Pages link each asset with its content hash in the query
-//! (`/static/style.css?v=<hash>`): such a URL never changes meaning, so it is cached for a
-//! year as immutable, and a new build's pages link a new URL. Without the matching hash the
-//! answer must be revalidated (ETag), so nothing stale outlives a deploy.
+//! Being compiled in, a deployment is one file and every replica serves identical bytes.
+//! Pages link each asset with its content hash in the query (`/static/style.css?v=<hash>`),
+//! so a new build's pages link new URLs; [`super::static_files`] serves them.
 
 use std::sync::LazyLock;
 
-use axum::extract::{Path, Query};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
-use super::avatar::identicon_svg;
-use super::error::WebError;
-
-/// Cache policy of a URL whose content can never change.
-const IMMUTABLE: &str = "public, max-age=31536000, immutable";
-/// Cache policy of a URL whose content may change with the next deploy.
-const REVALIDATE: &str = "no-cache";
-
 /// One embedded file.
-struct Asset {
-    name: &'static str,
-    content_type: &'static str,
-    body: &'static [u8],
+pub struct Asset {
+    pub name: &'static str,
+    pub content_type: &'static str,
+    pub body: &'static [u8],
     /// Hex prefix of the body's SHA-256: the version in URLs and the ETag.
-    hash: String,
+    pub hash: String,
 }
 
 impl Asset {
@@ -92,56 +78,7 @@ pub static ASSET_URLS: LazyLock<AssetUrls> = LazyLock::new(|| {
     }
 });
 
-#[derive(Deserialize)]
-pub(super) struct Version {
-    v: Option<String>,
-}
-
-/// `GET /static/{name}`.
-pub(super) async fn file(
-    Path(name): Path<String>,
-    Query(version): Query<Version>,
-    headers: HeaderMap,
-) -> Result<Response, WebError> {
-    let asset = ASSETS
-        .iter()
-        .find(|asset| asset.name == name)
-        .ok_or_else(|| WebError::NotFound("There is no such file.".to_owned()))?;
-    let cache = if version.v.as_deref() == Some(asset.hash.as_str()) {
-        IMMUTABLE
-    } else {
-        REVALIDATE
-    };
-    let etag = format!("\"{}\"", asset.hash);
-    let fresh = headers
-        .get(IF_NONE_MATCH)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|tags| {
-            tags.split(',')
-                .any(|tag| tag.trim() == etag || tag.trim() == "*")
-        });
-    let mut response = if fresh {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else {
-        ([(CONTENT_TYPE, asset.content_type)], asset.body).into_response()
-    };
-    let response_headers = response.headers_mut();
-    response_headers.insert(CACHE_CONTROL, HeaderValue::from_static(cache));
-    response_headers.insert(
-        ETAG,
-        HeaderValue::from_str(&etag).expect("a hex ETag is a valid header value"),
-    );
-    Ok(response)
-}
-
-/// `GET /static/avatars/{hash}.svg`: an identicon, the same forever for the same hash.
-pub(super) async fn avatar(Path(file): Path<String>) -> Result<Response, WebError> {
-    let not_found = || WebError::NotFound("There is no such avatar.".to_owned());
-    let hash = file.strip_suffix(".svg").ok_or_else(not_found)?;
-    let svg = identicon_svg(hash).map_err(|_| not_found())?;
-    Ok((
-        [(CONTENT_TYPE, "image/svg+xml"), (CACHE_CONTROL, IMMUTABLE)],
-        svg,
-    )
-        .into_response())
+/// The embedded file called `name`, if there is one.
+pub fn find(name: &str) -> Option<&'static Asset> {
+    ASSETS.iter().find(|asset| asset.name == name)
 }

@@ -25,8 +25,8 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::Event;
-use axum::response::Response;
-use axum::Json;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json, Router};
 use domain::ConversationCommand;
 use projections::{ChatUpdate, InboxEntry, PrivateMessage};
 use serde::de::DeserializeOwned;
@@ -34,13 +34,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::live::{event_stream, ConnectedGauge};
-use super::session::BrowserSession;
+use super::session::{BrowserSession, COOKIE_NAME};
 use super::WebState;
 use crate::error::{ApiError, ErrorBody};
-use crate::openapi::{DatabaseFailures, NotSignedIn, WriteConflict};
+use crate::openapi::answers::{DatabaseFailures, NotSignedIn, WriteConflict};
+use crate::openapi::{self, Document};
 use crate::request_context::RequestContext;
 use crate::simulator::parse_body;
 use commands::CommandContext;
@@ -359,4 +363,38 @@ fn chat_event(update: &ChatUpdate) -> Event {
             .event("read")
             .data(json!({"partner": partner, "up_to": up_to}).to_string()),
     }
+}
+
+/// The security scheme of the chat's routes: the browser's session cookie.
+const BROWSER_SESSION: &str = "browser_session";
+
+/// The chat's JSON routes on the web listener: `routes` plus `GET /chat/openapi.json`, a
+/// document of their own — they are the browser's, signed in by the session cookie, not the
+/// simulator's, and live on the other listener.
+pub fn described(routes: OpenApiRouter<WebState>) -> Router<WebState> {
+    let frame = openapi::frame(
+        "MiniTwit chat (browser JSON)",
+        "Private messages as the chat pages' script uses them, on the web listener. Every \
+         route acts as the signed-in user of the session cookie (401 without one) and names \
+         only the other party, so no route reaches a conversation its user is not in. Errors \
+         have the simulator API's shape.",
+        BROWSER_SESSION,
+        SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+            COOKIE_NAME,
+            "The session cookie that signing in through the pages sets",
+        ))),
+    );
+    openapi::described(frame, routes.routes(routes!(chat_openapi_json)))
+}
+
+/// The OpenAPI description of the chat's JSON routes.
+#[utoipa::path(
+    get,
+    path = "/chat/openapi.json",
+    operation_id = "chatOpenapi",
+    tag = "documentation",
+    responses((status = 200, description = "This document", content_type = "application/json", body = Object)),
+)]
+async fn chat_openapi_json(document: Extension<Document>) -> impl IntoResponse {
+    openapi::document_answer(document)
 }

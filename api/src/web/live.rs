@@ -29,7 +29,7 @@ use tokio_stream::StreamExt as _;
 
 use super::error::WebError;
 use super::pages::{MessageItem, MessageView};
-use super::timelines::PageQuery;
+use super::paging::PageQuery;
 use super::WebState;
 
 /// At most this many missed messages are sent on (re)connecting; a page that missed more is

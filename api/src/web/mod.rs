@@ -28,8 +28,10 @@ pub mod error;
 pub mod form;
 pub mod live;
 pub mod pages;
+pub mod paging;
 pub mod rate_limit;
 pub mod session;
+pub mod static_files;
 pub mod timelines;
 
 use std::sync::Arc;
@@ -54,7 +56,6 @@ use utoipa_axum::routes;
 
 use crate::config::AvatarSource;
 use crate::error::ApiError;
-use crate::openapi;
 use crate::outage::{self, Guard};
 use commands::accounts::Accounts;
 use commands::CommandBus;
@@ -123,7 +124,7 @@ pub fn router(state: WebState, store: PostgresStore, key: Key, gate: &DatabaseGa
             outage::guard,
         ));
     // The chat's JSON routes answer in JSON, an outage included, and describe themselves.
-    let chat_api = openapi::chat_described(
+    let chat_api = chat::described(
         OpenApiRouter::new()
             .routes(routes!(chat::inbox))
             .routes(routes!(chat::live))
@@ -137,8 +138,8 @@ pub fn router(state: WebState, store: PostgresStore, key: Key, gate: &DatabaseGa
     // Static files need no database, so they are served through an outage too.
     pages
         .merge(chat_api)
-        .route("/static/{name}", get(assets::file))
-        .route("/static/avatars/{file}", get(assets::avatar))
+        .route("/static/{name}", get(static_files::file))
+        .route("/static/avatars/{file}", get(static_files::avatar))
         .fallback(|| async { WebError::NotFound("There is no such page.".to_owned()) })
         .with_state(state)
         .layer(
