@@ -24,6 +24,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod background;
 pub mod config;
 pub mod error;
 pub mod failure;

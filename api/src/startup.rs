@@ -1,5 +1,5 @@
 //! Building and running the server: database, projectors, both listeners (the simulator API
-//! and the browser pages), and a clean shutdown.
+//! and the browser pages), the supervised background tasks, and a clean shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -8,14 +8,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::HeaderName;
 use axum::middleware;
+use axum::response::IntoResponse;
 use axum::Router;
 use projections::{
     ChatFeed, LiveFeed, Progress, ProgressListener, ProjectorSettings, ReadModels, Supervisor,
 };
 use sqlx::PgPool;
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::compression::CompressionLayer;
@@ -26,6 +27,7 @@ use tracing::Level;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::background::BackgroundTasks;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::health::{self, HealthState};
@@ -33,7 +35,7 @@ use crate::monitoring::{self, Metrics};
 use crate::openapi;
 use crate::outage::{self, Guard};
 use crate::request_context::REQUEST_ID_HEADER;
-use crate::request_limits::{self, RequestLimits};
+use crate::request_limits::{self, RefusedRequest, RequestLimits};
 use crate::serving;
 use crate::simulator::{self, LatestStore, SimulatorState};
 use crate::web::error::WebError;
@@ -56,10 +58,7 @@ pub struct Application {
     /// How long a client may take to send a request's headers.
     client_timeout: Duration,
     pool: PgPool,
-    progress: Progress,
-    supervisor: Supervisor,
-    live: LiveFeed,
-    chat: ChatFeed,
+    views: Views,
     metrics: Metrics,
     sessions: PostgresStore,
     login_limiter: Arc<LoginLimiter>,
@@ -68,136 +67,65 @@ pub struct Application {
     embedded: Option<EmbeddedPostgres>,
 }
 
+/// The query side as this process runs it: the projectors, where each view has got, and the
+/// feeds of live changes.
+struct Views {
+    progress: Progress,
+    supervisor: Arc<Supervisor>,
+    reads: ReadModels,
+    live: LiveFeed,
+    chat: ChatFeed,
+}
+
+/// The command side as both listeners use it.
+struct CommandSide {
+    commands: Arc<CommandBus>,
+    accounts: Accounts,
+    directory: EventStoreDirectory,
+}
+
 impl Application {
     /// Connects to (or starts) the database, applies migrations, prepares the projections
     /// and binds the listeners. Port 0 binds a free port; see [`Application::api_addr`] and
     /// [`Application::web_addr`].
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         // Bound first: a taken port then fails before an embedded database is started.
-        let api_listener = TcpListener::bind(config.api_addr)
-            .await
-            .with_context(|| format!("binding the API address {}", config.api_addr))?;
-        let web_listener = TcpListener::bind(config.web_addr)
-            .await
-            .with_context(|| format!("binding the web address {}", config.web_addr))?;
-        let session_key = config.session_key()?;
-        let client_ip_header = config
-            .client_ip_header
-            .as_deref()
-            .map(axum::http::HeaderName::try_from)
-            .transpose()
-            .context("MINITWIT_CLIENT_IP_HEADER is not a header name")?;
+        let api_listener = bind(config.api_addr, "API").await?;
+        let web_listener = bind(config.web_addr, "web").await?;
         let Database { pool, embedded } = database::connect(&config.database).await?;
-        let projections = projections::all();
-        let progress = Progress::new(pool.clone(), &projections);
-        let settings = ProjectorSettings {
-            batch_size: config.projector_batch_size,
-            poll_interval: Duration::from_millis(config.projector_poll_ms),
-            ..ProjectorSettings::default()
-        };
-        let supervisor = Supervisor::new(pool.clone(), progress.clone(), settings, projections);
-        supervisor.prepare().await?;
-
-        let commands = Arc::new(CommandBus::new(
-            pool.clone(),
-            progress.clone(),
-            CommandSettings {
-                retries: config.command_retries,
-                read_your_writes_timeout: config.read_your_writes_timeout(),
-                chat_policy: config.chat_policy.into(),
-            },
-        ));
-        let reads = ReadModels::new(pool.clone(), progress.clone());
-        let directory = EventStoreDirectory::new(pool.clone());
-        let cpus = std::thread::available_parallelism().map_or(2, usize::from);
-        let hasher = PasswordHasher::new(config.hash_concurrency.unwrap_or(cpus));
-        let accounts = Accounts::new(commands.clone(), directory.clone(), reads.clone(), hasher);
-        let simulator_state = SimulatorState {
-            commands: commands.clone(),
-            reads: reads.clone(),
-            directory,
-            latest: LatestStore::new(pool.clone()),
-            accounts: accounts.clone(),
-            expected_authorization: SimulatorState::basic_authorization(
-                &config.simulator_user,
-                &config.simulator_password()?,
-            )
-            .into(),
-            max_messages: config.max_messages,
-        };
+        let views = Views::prepare(&pool, &config).await?;
+        let command_side = CommandSide::new(&pool, &views, &config);
         let metrics = Metrics::install();
-        let operations = OpenApiRouter::new()
-            .routes(routes!(monitoring::metrics_endpoint))
-            .with_state(metrics.clone())
-            .merge(
-                OpenApiRouter::new()
-                    .routes(routes!(health::live))
-                    .routes(routes!(health::ready))
-                    .with_state(HealthState {
-                        pool: pool.clone(),
-                        progress: progress.clone(),
-                        max_projection_lag: Duration::from_secs(
-                            config.ready_max_projection_lag_seconds,
-                        ),
-                    }),
-            );
+        let gate = DatabaseGate::new(pool.clone());
         let limits = RequestLimits {
             max_body_bytes: config.max_body_bytes,
             body_deadline: config.client_timeout(),
         };
-        // Health and metrics stay outside the breaker: liveness must answer through an
-        // outage, and readiness reports it by its own checks.
-        let gate = DatabaseGate::new(pool.clone());
-        let simulator_routes = simulator::router(simulator_state).layer(
-            middleware::from_fn_with_state(Guard::new::<ApiError>(&gate, "api"), outage::guard),
-        );
-        let api_router = with_http_layers(
-            openapi::serve_described(simulator_routes.merge(operations))
-                .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-                .layer(middleware::from_fn_with_state(
-                    limits,
-                    request_limits::enforce::<ApiError>,
-                )),
-            "api",
-        );
-
-        let live = LiveFeed::new();
-        let chat = ChatFeed::new();
+        let api_router = api_router(&config, &pool, &views, &command_side, &metrics, &gate)?;
         let login_limiter = Arc::new(LoginLimiter::new(config.login_attempts_per_minute));
         let stopping = CancellationToken::new();
         let sessions = web::session::store(pool.clone());
-        let key = web::session::signing_key(session_key.as_deref(), &pool).await?;
         let web_state = WebState {
-            accounts,
-            commands,
-            reads,
-            live: live.clone(),
-            chat: chat.clone(),
+            accounts: command_side.accounts,
+            commands: command_side.commands,
+            reads: views.reads.clone(),
+            live: views.live.clone(),
+            chat: views.chat.clone(),
             avatars: config.avatars,
             login_limiter: login_limiter.clone(),
-            client_ip_header,
+            client_ip_header: client_ip_header(&config)?,
             stopping: stopping.clone(),
         };
-        let web_router = with_http_layers(
-            web::router(web_state, sessions.clone(), key, &gate)
-                .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-                .layer(middleware::from_fn_with_state(
-                    limits,
-                    request_limits::enforce::<WebError>,
-                )),
-            "web",
-        );
+        let key = web::session::signing_key(config.session_key()?.as_deref(), &pool).await?;
+        let web_router = web::router(web_state, sessions.clone(), key, &gate);
         Ok(Self {
             api_listener,
-            api_router,
+            api_router: with_request_layers::<ApiError>(api_router, limits, "api"),
             web_listener,
-            web_router,
+            web_router: with_request_layers::<WebError>(web_router, limits, "web"),
             client_timeout: config.client_timeout(),
             pool,
-            progress,
-            supervisor,
-            live,
-            chat,
+            views,
             metrics,
             sessions,
             login_limiter,
@@ -230,28 +158,8 @@ impl Application {
         let api_addr = self.api_addr();
         let web_addr = self.web_addr();
         let cancel = CancellationToken::new();
-        let mut background = JoinSet::new();
-        background.spawn(self.supervisor.run(cancel.clone()));
-        background.spawn(
-            self.live
-                .run(self.pool.clone(), self.progress.clone(), cancel.clone()),
-        );
-        background.spawn(
-            self.chat
-                .run(self.pool.clone(), self.progress.clone(), cancel.clone()),
-        );
-        background.spawn(monitoring::collect(
-            self.pool.clone(),
-            self.progress.clone(),
-            self.metrics,
-            cancel.clone(),
-        ));
-        background.spawn(web::housekeeping(
-            self.sessions,
-            self.login_limiter,
-            cancel.clone(),
-        ));
-        background.spawn(ProgressListener::new(self.progress.clone()).run(cancel.clone()));
+        let background = self.background_tasks(cancel.clone());
+        let supervision = tokio::spawn(background.supervise());
         tracing::info!(address = %api_addr, "simulator API listening");
         tracing::info!(address = %web_addr, "web pages listening");
 
@@ -277,10 +185,8 @@ impl Application {
         tokio::join!(api, pages);
         tracing::info!("requests drained; stopping background tasks");
         cancel.cancel();
-        while let Some(joined) = background.join_next().await {
-            if let Err(err) = joined {
-                tracing::error!(error = %err, "a background task panicked");
-            }
+        if let Err(err) = supervision.await {
+            tracing::error!(error = %err, "the background tasks' supervision failed");
         }
         self.pool.close().await;
         if let Some(embedded) = self.embedded {
@@ -288,6 +194,174 @@ impl Application {
         }
         Ok(())
     }
+
+    /// Every task the server runs beside its listeners, each restarted should it fail (see
+    /// [`BackgroundTasks`]), all ending when `cancel` fires.
+    fn background_tasks(&self, cancel: CancellationToken) -> BackgroundTasks {
+        let mut tasks = BackgroundTasks::new(cancel);
+        let Views {
+            progress,
+            supervisor,
+            live,
+            chat,
+            ..
+        } = &self.views;
+        tasks.spawn_projectors(supervisor);
+        let (pool, progress) = (self.pool.clone(), progress.clone());
+        tasks.spawn("progress listener", {
+            let progress = progress.clone();
+            move |cancel| ProgressListener::new(progress.clone()).run(cancel)
+        });
+        tasks.spawn("live timeline feed", {
+            let (live, pool, progress) = (live.clone(), pool.clone(), progress.clone());
+            move |cancel| live.clone().run(pool.clone(), progress.clone(), cancel)
+        });
+        tasks.spawn("live chat feed", {
+            let (chat, pool, progress) = (chat.clone(), pool.clone(), progress.clone());
+            move |cancel| chat.clone().run(pool.clone(), progress.clone(), cancel)
+        });
+        tasks.spawn("metrics collector", {
+            let metrics = self.metrics.clone();
+            move |cancel| {
+                monitoring::collect(pool.clone(), progress.clone(), metrics.clone(), cancel)
+            }
+        });
+        tasks.spawn("session sweeper", {
+            let (sessions, limiter) = (self.sessions.clone(), self.login_limiter.clone());
+            move |cancel| web::housekeeping(sessions.clone(), limiter.clone(), cancel)
+        });
+        tasks
+    }
+}
+
+/// Binds `address` for the `listener` (named in the error).
+async fn bind(address: SocketAddr, listener: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("binding the {listener} address {address}"))
+}
+
+/// The header a trusted proxy puts the client's address in, if one is configured.
+fn client_ip_header(config: &Config) -> anyhow::Result<Option<HeaderName>> {
+    config
+        .client_ip_header
+        .as_deref()
+        .map(HeaderName::try_from)
+        .transpose()
+        .context("MINITWIT_CLIENT_IP_HEADER is not a header name")
+}
+
+impl Views {
+    /// Makes sure every projection has an active version, and reads where each has got.
+    async fn prepare(pool: &PgPool, config: &Config) -> anyhow::Result<Self> {
+        let projections = projections::all();
+        let progress = Progress::new(pool.clone(), &projections);
+        let settings = ProjectorSettings {
+            batch_size: config.projector_batch_size,
+            poll_interval: Duration::from_millis(config.projector_poll_ms),
+            ..ProjectorSettings::default()
+        };
+        let supervisor = Supervisor::new(pool.clone(), progress.clone(), settings, projections);
+        supervisor.prepare().await?;
+        Ok(Self {
+            reads: ReadModels::new(pool.clone(), progress.clone()),
+            progress,
+            supervisor: Arc::new(supervisor),
+            live: LiveFeed::new(),
+            chat: ChatFeed::new(),
+        })
+    }
+}
+
+impl CommandSide {
+    /// The bus, waiting on `views` for read-your-writes, and the accounts built on it.
+    fn new(pool: &PgPool, views: &Views, config: &Config) -> Self {
+        let commands = Arc::new(CommandBus::new(
+            pool.clone(),
+            views.progress.clone(),
+            CommandSettings {
+                retries: config.command_retries,
+                read_your_writes_timeout: config.read_your_writes_timeout(),
+                chat_policy: config.chat_policy.into(),
+            },
+        ));
+        let directory = EventStoreDirectory::new(pool.clone());
+        let cpus = std::thread::available_parallelism().map_or(2, usize::from);
+        let hasher = PasswordHasher::new(config.hash_concurrency.unwrap_or(cpus));
+        let accounts = Accounts::new(
+            commands.clone(),
+            directory.clone(),
+            views.reads.clone(),
+            hasher,
+        );
+        Self {
+            commands,
+            accounts,
+            directory,
+        }
+    }
+}
+
+/// The API listener's routes: the simulator's, behind the breaker, and the operations'
+/// (health and metrics), which stay outside it — liveness must answer through an outage, and
+/// readiness reports one by its own checks. All described at `/openapi.json`.
+fn api_router(
+    config: &Config,
+    pool: &PgPool,
+    views: &Views,
+    command_side: &CommandSide,
+    metrics: &Metrics,
+    gate: &DatabaseGate,
+) -> anyhow::Result<Router> {
+    let simulator_state = SimulatorState {
+        commands: command_side.commands.clone(),
+        reads: views.reads.clone(),
+        directory: command_side.directory.clone(),
+        latest: LatestStore::new(pool.clone()),
+        accounts: command_side.accounts.clone(),
+        expected_authorization: SimulatorState::basic_authorization(
+            &config.simulator_user,
+            &config.simulator_password()?,
+        )
+        .into(),
+        max_messages: config.max_messages,
+    };
+    let operations = OpenApiRouter::new()
+        .routes(routes!(monitoring::metrics_endpoint))
+        .with_state(metrics.clone())
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(health::live))
+                .routes(routes!(health::ready))
+                .with_state(HealthState {
+                    pool: pool.clone(),
+                    progress: views.progress.clone(),
+                    max_projection_lag: Duration::from_secs(
+                        config.ready_max_projection_lag_seconds,
+                    ),
+                }),
+        );
+    let simulator_routes = simulator::router(simulator_state).layer(
+        middleware::from_fn_with_state(Guard::new::<ApiError>(gate, "api"), outage::guard),
+    );
+    Ok(openapi::serve_described(simulator_routes.merge(operations)))
+}
+
+/// `router` with what every request to the `listener` passes through: the caps on bodies
+/// and URIs (refusals worded as `E`), then [`with_http_layers`].
+fn with_request_layers<E>(router: Router, limits: RequestLimits, listener: &'static str) -> Router
+where
+    E: From<RefusedRequest> + IntoResponse + 'static,
+{
+    with_http_layers(
+        router
+            .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+            .layer(middleware::from_fn_with_state(
+                limits,
+                request_limits::enforce::<E>,
+            )),
+        listener,
+    )
 }
 
 /// Request ids (kept from the client or proxy if given, else generated, and echoed back), one

@@ -10,6 +10,9 @@
 //!
 //! So a write acknowledged at any point is in the version that reads see, and no read goes
 //! backwards.
+//!
+//! The server runs [`Supervisor::supervise`] once per projection, each as a task of its own
+//! that it restarts should it fail.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,27 +80,16 @@ impl Supervisor {
             .reporting_to(&self.progress)
     }
 
-    /// Projects until `cancel` fires, following every change of the active versions.
-    pub async fn run(self, cancel: CancellationToken) {
-        let supervisor = Arc::new(self);
-        let mut projections = Vec::new();
-        for projection in &supervisor.projections {
-            let supervisor = supervisor.clone();
-            let projection = projection.clone();
-            let cancel = cancel.clone();
-            projections.push(tokio::spawn(async move {
-                supervisor.supervise(projection, cancel).await;
-            }));
-        }
-        for handle in projections {
-            if let Err(err) = handle.await {
-                tracing::error!(error = %err, "a projection supervisor panicked");
-            }
-        }
+    /// The projections this supervisor keeps projected, each by its own [`Self::supervise`].
+    pub fn projections(&self) -> &[Arc<dyn Projection>] {
+        &self.projections
     }
 
-    /// Keeps one projection's active version projected, moving to each newly activated one.
-    async fn supervise(&self, projection: Arc<dyn Projection>, cancel: CancellationToken) {
+    /// Keeps one projection's active version projected, moving to each newly activated one,
+    /// until `cancel` fires. Should its projector panic, this panics with the projector's
+    /// panic, and should it end by itself, this ends too: the server's task supervision then
+    /// logs the failure and starts this again, which resumes from the checkpoints.
+    pub async fn supervise(&self, projection: Arc<dyn Projection>, cancel: CancellationToken) {
         let name = projection.name();
         let mut current = self.progress.reading_version(name);
         let mut running = self.spawn(&projection, current, &cancel);
@@ -105,6 +97,15 @@ impl Supervisor {
         loop {
             tokio::select! {
                 () = cancel.cancelled() => break,
+                ended = &mut running.handle => {
+                    if let Err(err) = ended {
+                        if err.is_panic() {
+                            std::panic::resume_unwind(err.into_panic());
+                        }
+                    }
+                    tracing::error!(projection = name, "the projector stopped by itself");
+                    return;
+                }
                 _ = states.changed() => {}
                 () = tokio::time::sleep(STATE_POLL_INTERVAL) => {}
             }

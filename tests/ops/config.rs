@@ -41,6 +41,7 @@ const CONTRACT_METRICS: &[&str] = &[
     "minitwit_chat_streams",
     "minitwit_database_unreachable",
     "minitwit_unavailable_responses_total",
+    "minitwit_background_task_restarts_total",
     "minitwit_password_hash_upgrades_total",
     "minitwit_db_pool_connections",
     "minitwit_build_info",
