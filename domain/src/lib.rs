@@ -15,6 +15,9 @@
 //! - [`limits`] — the length limits on new input.
 //! - [`directory`] — the port through which aggregates ask whether a username is registered.
 //! - [`upcasting`] — how stored events of older versions are read as the current version.
+//!
+//! Depends on no other crate of the workspace and on no I/O crate (no database driver, HTTP
+//! or logging back end; `.ci/run` checks this): everything else stands on it.
 
 #![forbid(unsafe_code)]
 

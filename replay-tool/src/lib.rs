@@ -11,6 +11,10 @@
 //! - [`legacy`] — turning an original ITU-MiniTwit SQLite database into events.
 //! - [`report`] — progress on a terminal (a bar) or elsewhere (plain lines);
 //!   [`terminal`] — printing untrusted text safely.
+//!
+//! Stands on the command side (`commands`), the query side (`projections`), `domain` and
+//! `database`, as the server does — and, unlike the server, on no HTTP crate and not on
+//! `api` (`.ci/run` checks this), so an administrator's tool carries no web stack.
 
 #![forbid(unsafe_code)]
 
