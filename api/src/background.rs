@@ -4,7 +4,7 @@
 //! Every task runs until shutdown. One that panics or returns before then has failed: that
 //! is logged at error level with the task's name, counted in
 //! `minitwit_background_task_restarts_total{task}`, and the task is started again after a
-//! pause that doubles with each failure in a row (up to [`MAX_RESTART_DELAY`]), so one that
+//! pause that doubles with each failure in a row (up to a minute), so one that
 //! keeps failing neither spins nor goes unnoticed.
 //!
 //! Restarting rather than exiting is a judgement call. Each task picks up from shared state

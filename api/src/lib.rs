@@ -7,12 +7,14 @@
 //! Layout:
 //! - [`config`] — the server's flags and environment variables (secrets also from `*_FILE`),
 //!   with the database's settings flattened in.
-//! - [`startup`] — building the application and running it until a shutdown signal;
+//! - [`startup`] — building the application and running it until a shutdown signal, with its
+//!   [`background`] tasks supervised meanwhile;
 //!   [`serving`] — HTTP/1.1 connections, with deadlines and caps on request headers;
 //!   [`request_limits`] — the caps on URIs and bodies, and the body's deadline.
 //! - [`simulator`] — the simulator's JSON API; [`web`] — the browser pages, with sessions,
 //!   live timelines and the chat.
-//! - [`error`] — the API's error type and its one mapping to HTTP statuses.
+//! - [`failure`] — what a failure below the HTTP layer means, decided once;
+//!   [`error`] — the API's error type, wording it as JSON with its HTTP status.
 //! - [`outage`] — the breaker's HTTP side: 503 at once while the database is unreachable.
 //! - [`openapi`] — the API listener's OpenAPI description, made from the handlers that serve
 //!   it, at `GET /openapi.json`.

@@ -4,7 +4,7 @@
 //! Layout:
 //! - [`settings`] — the database settings, one clap group that the server and the admin tool
 //!   flatten (secrets also from `*_FILE`).
-//! - [`connect`] — a pool on a configured URL or the [`embedded_postgres`] cluster, with the
+//! - [`mod@connect`] — a pool on a configured URL or the [`embedded_postgres`] cluster, with the
 //!   migrations applied.
 //! - [`embedded_postgres`] — the private cluster run from the machine's PostgreSQL binaries.
 //! - [`outage`] — whether an error means the database cannot be reached, and the breaker

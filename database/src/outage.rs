@@ -7,7 +7,7 @@
 //! - [`DatabaseGate`] is the breaker. The first request that finds the database unreachable
 //!   trips it; while it is open, work that needs the database is refused at once without
 //!   touching the pool, and one background probe tries a fresh connection every
-//!   [`PROBE_INTERVAL`]. The first probe that connects closes it. (The HTTP side, which
+//!   200 ms. The first probe that connects closes it. (The HTTP side, which
 //!   answers 503 while the gate is open and trips it, is the `api` crate's.)
 //!
 //! Why a breaker rather than only a short pool acquire timeout: sqlx retries a refused

@@ -2,17 +2,19 @@
 //! own listener (`MINITWIT_WEB_ADDR`), exactly as `spec/web-ui.md` describes.
 //!
 //! Layout:
-//! - [`timelines`] — `/`, `/public`, `/{username}`, paged by keyset; their live streams in
-//!   [`live`].
+//! - [`timelines`] — `/`, `/public`, `/{username}`, paged by keyset ([`paging`]); their live
+//!   streams in [`live`].
 //! - [`account`] — sign up, sign in (rate-limited by [`rate_limit`]), sign out.
 //! - [`actions`] — posting, following, unfollowing, blocking and unblocking: commands
 //!   through the shared bus.
-//! - [`chat`] — private messages as JSON and live, for the chat pages' script;
+//! - [`chat`] — private messages as JSON and live, for the chat pages' script, with their own
+//!   OpenAPI document;
 //!   [`chat_pages`] — the inbox and conversation pages.
 //! - [`session`] — sessions in PostgreSQL behind signed cookies; flash messages.
 //! - [`cross_origin`] — refusing cross-site state changes (CSRF).
-//! - [`pages`] — templates and view models; [`assets`] and [`avatar`] — static files and
-//!   generated avatars; [`form`] — form bodies; [`error`] — error pages.
+//! - [`pages`] — templates and view models; [`assets`] — the static files and their
+//!   versioned URLs, served by [`static_files`] with the identicons [`avatar`] draws;
+//!   [`form`] — form bodies; [`error`] — error pages.
 //!
 //! Every response carries security headers (a CSP that allows no inline script among them);
 //! compression is added with the layers both listeners share (`startup`).
