@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 
 use reqwest::StatusCode;
-
-use crate::helpers::{assert_views_equal_a_rebuild, follow_names, spawn_app, SimClient};
+use test_support::app::spawn_app;
+use test_support::sim_client::{follow_names, SimClient};
+use test_support::views::assert_views_equal_a_rebuild;
 
 const CLIENTS: usize = 16;
 const ROUNDS: usize = 15;

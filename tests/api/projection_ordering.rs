@@ -5,10 +5,9 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
-
-use crate::helpers::{
-    append_message_event, authored, spawn_app, spawn_app_with, timeline_checkpoint,
-};
+use test_support::app::{spawn_app, spawn_app_with};
+use test_support::sim_client::authored;
+use test_support::views::{append_message_event, timeline_checkpoint};
 
 #[tokio::test]
 async fn an_event_committed_after_a_later_position_is_still_projected() {

@@ -3,8 +3,7 @@
 
 use projections::{ReadModels, TimelineScope, TimelineWindow};
 use reqwest::StatusCode;
-
-use crate::helpers::spawn_app;
+use test_support::app::spawn_app;
 
 /// The contents of the newest `limit` entries of the timeline `scope`.
 async fn contents(reads: &ReadModels, scope: TimelineScope<'_>, limit: i64) -> Vec<String> {

@@ -2,8 +2,8 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-
-use crate::helpers::{authored, follow_names, spawn_app};
+use test_support::app::spawn_app;
+use test_support::sim_client::{authored, follow_names};
 
 /// The course's own API test sequence, re-expressed: registrations, a tweet read back, follows
 /// and an unfollow, with `latest` tracking every request.
@@ -374,7 +374,7 @@ async fn listings_are_newest_first_and_honour_no() {
         .iter()
         .all(|(user, _)| user == "Roger Histand"));
 
-    let count = |reply: crate::helpers::Reply| reply.body.as_array().unwrap().len();
+    let count = |reply: test_support::sim_client::Reply| reply.body.as_array().unwrap().len();
     assert_eq!(count(sim.public_msgs(Some(2), None).await.unwrap()), 2);
     assert_eq!(count(sim.public_msgs(Some(0), None).await.unwrap()), 0);
     assert_eq!(

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use test_support::database::TestDatabase;
+use test_support::server_process::ServerProcess;
 
-use crate::helpers::TestDatabase;
-use crate::server_process::ServerProcess;
+use crate::MINITWIT;
 
 /// One sample of the text exposition.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,7 +98,7 @@ async fn scrape(server: &ServerProcess) -> Vec<Sample> {
 #[tokio::test]
 async fn requests_commands_events_and_database_figures_are_exposed() {
     let db = TestDatabase::create().await;
-    let server = ServerProcess::start(&db.url).await;
+    let server = ServerProcess::start(MINITWIT, &db.url).await;
     let sim = server.client();
     sim.register("Roger Histand", "r@x", "pw", Some(7))
         .await

@@ -7,9 +7,11 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
+use test_support::database::TestDatabase;
+use test_support::free_port;
+use test_support::server_process::ServerProcess;
 
-use crate::helpers::{free_port, TestDatabase};
-use crate::server_process::ServerProcess;
+use crate::MINITWIT;
 
 /// The Prometheus binary: `MINITWIT_PROMETHEUS`, or Debian's.
 fn prometheus_binary() -> PathBuf {
@@ -87,7 +89,7 @@ async fn await_sample(base: &str, promql: &str, wanted: impl Fn(f64) -> bool) ->
 async fn prometheus_scrapes_requests_and_projection_lag_and_evaluates_the_rules() {
     let binary = prometheus_binary();
     let db = TestDatabase::create().await;
-    let server = ServerProcess::start(&db.url).await;
+    let server = ServerProcess::start(MINITWIT, &db.url).await;
     let sim = server.client();
     sim.register("scraped", "s@x", "pw", Some(1)).await.unwrap();
     for n in 0..5 {

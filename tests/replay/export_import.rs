@@ -13,9 +13,11 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
-use crate::helpers::{
-    append_message_event, authored, spawn_app, spawn_app_on, Reply, TestDatabase,
-};
+use test_support::app::{spawn_app, spawn_app_on};
+use test_support::database::TestDatabase;
+use test_support::sim_client::{authored, Reply};
+use test_support::views::append_message_event;
+
 use crate::tool::{command, run, run_ok, scratch_path};
 
 fn arg(path: &Path) -> &str {

@@ -6,9 +6,11 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{authored, spawn_app};
+use test_support::app::spawn_app;
+use test_support::sim_client::authored;
+use test_support::web_client::WebClient;
+
 use crate::tool::{run, run_ok};
-use crate::web_client::WebClient;
 
 /// The id of the message whose content is `content`.
 async fn message_id(pool: &sqlx::PgPool, content: &str) -> String {

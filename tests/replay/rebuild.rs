@@ -9,7 +9,9 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use sqlx::PgPool;
 
-use crate::helpers::{authored, follow_names, spawn_app, SimClient, TestApp};
+use test_support::app::{spawn_app, TestApp};
+use test_support::sim_client::{authored, follow_names, SimClient};
+
 use crate::tool::{command, run_ok};
 
 /// `(version, state, checkpoint)` of every version of `projection`.

@@ -2,9 +2,8 @@
 //! compressed where it helps; generated avatars when configured; security headers on pages.
 
 use reqwest::StatusCode;
-
-use crate::helpers::{spawn_app, spawn_app_with};
-use crate::web_client::WebClient;
+use test_support::app::{spawn_app, spawn_app_with};
+use test_support::web_client::WebClient;
 
 /// The URL a page links for the asset whose path starts with `prefix`.
 fn linked(body: &str, prefix: &str) -> String {
@@ -79,7 +78,7 @@ async fn responses_are_compressed_for_clients_that_accept_it() {
     }
     let listing = client
         .get(format!("{}/msgs", app.base_url))
-        .header("authorization", crate::helpers::SIMULATOR_AUTH)
+        .header("authorization", test_support::sim_client::SIMULATOR_AUTH)
         .header("accept-encoding", "gzip, deflate")
         .send()
         .await

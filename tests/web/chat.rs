@@ -5,9 +5,9 @@
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-
-use crate::helpers::{assert_views_equal_a_rebuild, spawn_app, spawn_app_with, TestApp};
-use crate::web_client::{Page, WebClient};
+use test_support::app::{spawn_app, spawn_app_with, TestApp};
+use test_support::views::assert_views_equal_a_rebuild;
+use test_support::web_client::{Page, WebClient};
 
 /// A signed-in browser of `app`, as `name`.
 async fn signed_in(app: &TestApp, name: &str) -> WebClient {

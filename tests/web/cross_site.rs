@@ -2,9 +2,8 @@
 //! follow, unfollow or sign out; the same requests from our own pages go through.
 
 use reqwest::StatusCode;
-
-use crate::helpers::spawn_app;
-use crate::web_client::WebClient;
+use test_support::app::spawn_app;
+use test_support::web_client::WebClient;
 
 async fn message_count(pool: &sqlx::PgPool) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = 'message'")

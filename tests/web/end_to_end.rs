@@ -7,9 +7,8 @@ use std::time::Duration;
 use fantoccini::key::Key;
 use fantoccini::Locator;
 use serde_json::Value;
-
-use crate::browser::Browser;
-use crate::helpers::spawn_app;
+use test_support::app::spawn_app;
+use test_support::browser::Browser;
 
 /// How long the browser may take to show what the server already did.
 const SHOWN_WITHIN: Duration = Duration::from_secs(10);

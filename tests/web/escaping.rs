@@ -2,9 +2,9 @@
 //! and in every attribute it reaches (links, the follow forms, the form re-fill).
 
 use reqwest::StatusCode;
-
-use crate::helpers::{percent_encode, spawn_app, spawn_app_with};
-use crate::web_client::WebClient;
+use test_support::app::{spawn_app, spawn_app_with};
+use test_support::sim_client::percent_encode;
+use test_support::web_client::WebClient;
 
 /// Strings that would do harm if written unescaped into a page.
 const HOSTILE: &[&str] = &[

@@ -4,10 +4,12 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use test_support::app::spawn_app;
+use test_support::database::TestDatabase;
+use test_support::server_process::ServerProcess;
+use test_support::web_client::WebClient;
 
-use crate::helpers::{spawn_app, TestDatabase};
-use crate::server_process::ServerProcess;
-use crate::web_client::WebClient;
+use crate::MINITWIT;
 
 /// How long a test waits for an event that should come.
 const ARRIVAL: Duration = Duration::from_secs(10);
@@ -258,8 +260,8 @@ async fn streams_with_nothing_to_stream_tell_the_browser_to_stop_and_shutdown_en
 #[tokio::test]
 async fn a_message_posted_through_one_replica_reaches_a_page_open_on_another() {
     let db = TestDatabase::create().await;
-    let writer = ServerProcess::start(&db.url).await;
-    let reader = ServerProcess::start(&db.url).await;
+    let writer = ServerProcess::start(MINITWIT, &db.url).await;
+    let reader = ServerProcess::start(MINITWIT, &db.url).await;
     writer
         .client()
         .register("poster", "p@x", "pw", None)

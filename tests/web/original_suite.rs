@@ -1,8 +1,8 @@
 //! The original MiniTwit's test suite (`minitwit_tests.py`), case for case, over HTTP
 //! against the real server: the same helpers, the same requests, the same texts.
 
-use crate::helpers::spawn_app;
-use crate::web_client::WebClient;
+use test_support::app::spawn_app;
+use test_support::web_client::WebClient;
 
 #[tokio::test]
 async fn test_register() {

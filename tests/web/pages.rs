@@ -2,9 +2,8 @@
 //! navigation, flash and error markup, form order, follow status, and the message markup.
 
 use reqwest::StatusCode;
-
-use crate::helpers::spawn_app;
-use crate::web_client::WebClient;
+use test_support::app::spawn_app;
+use test_support::web_client::WebClient;
 
 /// The position of each needle in `body`, failing if one is missing or out of order.
 #[track_caller]
@@ -322,14 +321,17 @@ async fn the_browser_and_the_api_write_the_same_events_and_read_each_others_writ
 
     let api_listing = sim.public_msgs(None, None).await.unwrap();
     assert_eq!(
-        crate::helpers::authored(&api_listing.body),
+        test_support::sim_client::authored(&api_listing.body),
         [
             ("web user".to_owned(), "from the browser".to_owned()),
             ("api user".to_owned(), "from the API".to_owned()),
         ]
     );
     let follows = sim.follows("web user", None, None).await.unwrap();
-    assert_eq!(crate::helpers::follow_names(&follows.body), ["api user"]);
+    assert_eq!(
+        test_support::sim_client::follow_names(&follows.body),
+        ["api user"]
+    );
     // The API user signs in on the web with the password they registered with.
     let other = WebClient::new(&app.web_url);
     other

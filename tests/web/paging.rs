@@ -2,9 +2,8 @@
 //! keep posting, and unreadable page links answered with a 400.
 
 use reqwest::StatusCode;
-
-use crate::helpers::spawn_app;
-use crate::web_client::{Page, WebClient};
+use test_support::app::spawn_app;
+use test_support::web_client::{Page, WebClient};
 
 /// The messages of a page, top to bottom (their text, which the tests make unique).
 fn messages(page: &Page) -> Vec<String> {

@@ -2,10 +2,11 @@
 //! cookies ignored, and any replica serving any signed-in user.
 
 use reqwest::StatusCode;
+use test_support::database::TestDatabase;
+use test_support::server_process::ServerProcess;
+use test_support::web_client::WebClient;
 
-use crate::helpers::TestDatabase;
-use crate::server_process::ServerProcess;
-use crate::web_client::WebClient;
+use crate::MINITWIT;
 
 /// The session cookie's `name=value`, from a `Set-Cookie` header.
 fn session_pair(set_cookie: &str) -> &str {
@@ -18,7 +19,7 @@ fn session_pair(set_cookie: &str) -> &str {
 
 #[tokio::test]
 async fn the_session_cookie_is_http_only_lax_and_secure_only_behind_tls() {
-    let app = crate::helpers::spawn_app().await;
+    let app = test_support::app::spawn_app().await;
     let plain = WebClient::not_following_redirects(&app.web_url);
     plain.register("foo", "pw", None, None).await;
     let signed_in = plain.login("foo", "pw").await;
@@ -45,7 +46,7 @@ async fn the_session_cookie_is_http_only_lax_and_secure_only_behind_tls() {
 
 #[tokio::test]
 async fn signing_in_gives_a_new_session_id_and_signing_out_leaves_nothing_usable() {
-    let app = crate::helpers::spawn_app().await;
+    let app = test_support::app::spawn_app().await;
     let browser = WebClient::not_following_redirects(&app.web_url);
     // Registering leaves a flash, and with it a session, before anyone signs in: the id an
     // attacker could have planted.
@@ -82,7 +83,7 @@ async fn signing_in_gives_a_new_session_id_and_signing_out_leaves_nothing_usable
 
 #[tokio::test]
 async fn forged_or_tampered_cookies_are_ignored() {
-    let app = crate::helpers::spawn_app().await;
+    let app = test_support::app::spawn_app().await;
     let browser = WebClient::not_following_redirects(&app.web_url);
     browser.register("foo", "pw", None, None).await;
     let signed_in = browser.login("foo", "pw").await;
@@ -113,8 +114,8 @@ async fn forged_or_tampered_cookies_are_ignored() {
 #[tokio::test]
 async fn any_replica_serves_a_user_signed_in_on_another() {
     let db = TestDatabase::create().await;
-    let first = ServerProcess::start(&db.url).await;
-    let second = ServerProcess::start(&db.url).await;
+    let first = ServerProcess::start(MINITWIT, &db.url).await;
+    let second = ServerProcess::start(MINITWIT, &db.url).await;
     let on_first = WebClient::new(&first.web_url);
     on_first.register_and_login("roaming", "pw").await;
     // The same cookie, presented to the other process (cookies do not depend on the port).

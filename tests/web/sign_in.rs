@@ -5,9 +5,8 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use sqlx::PgPool;
-
-use crate::helpers::{spawn_app, spawn_app_with};
-use crate::web_client::WebClient;
+use test_support::app::{spawn_app, spawn_app_with};
+use test_support::web_client::WebClient;
 
 /// werkzeug 3.1's `generate_password_hash("correct horse", method=...)` (also pinned in the
 /// unit tests of `api::passwords`), with few rounds so a debug build checks them quickly.

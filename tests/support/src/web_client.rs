@@ -112,11 +112,6 @@ impl WebClient {
         self
     }
 
-    /// The server's root URL.
-    pub fn base_url(&self) -> &str {
-        &self.base_url
-    }
-
     /// `GET path` (already encoded).
     pub async fn get(&self, path: &str) -> Page {
         self.send(Method::GET, path, None).await
