@@ -295,7 +295,11 @@ async fn a_flood_of_registrations_is_bounded_by_the_hashing_semaphore_not_by_mem
     )
     .await;
     // Warmed up: the allocator has held the work areas of a burst once.
-    register_all(&server, "warm", HASHES_AT_ONCE).await;
+    assert_eq!(
+        register_all(&server, "warm", HASHES_AT_ONCE).await,
+        HASHES_AT_ONCE,
+        "every warm-up registration succeeds"
+    );
     let before = server.peak_memory_bytes();
 
     let registered = register_all(&server, "flood", FLOOD).await;

@@ -9,6 +9,7 @@ use serde_json::Value;
 use test_support::database::TestDatabase;
 use test_support::free_port;
 use test_support::server_process::ServerProcess;
+use test_support::sim_client::assert_no_content;
 
 use crate::MINITWIT;
 
@@ -66,11 +67,7 @@ async fn a_stalled_projection_or_a_missing_migration_makes_the_server_unready() 
         ],
     )
     .await;
-    server
-        .client()
-        .register("a", "a@a", "pw", None)
-        .await
-        .unwrap();
+    assert_no_content(server.client().register("a", "a@a", "pw", None).await);
     assert_eq!(ready(&server).await.0, StatusCode::OK);
 
     // An event the timeline cannot apply: it stops there, and the wait grows.

@@ -10,6 +10,7 @@ use serde_json::Value;
 use test_support::database::TestDatabase;
 use test_support::free_port;
 use test_support::server_process::ServerProcess;
+use test_support::sim_client::assert_no_content;
 
 use crate::MINITWIT;
 
@@ -91,11 +92,12 @@ async fn prometheus_scrapes_requests_and_projection_lag_and_evaluates_the_rules(
     let db = TestDatabase::create().await;
     let server = ServerProcess::start(MINITWIT, &db.url).await;
     let sim = server.client();
-    sim.register("scraped", "s@x", "pw", Some(1)).await.unwrap();
+    assert_no_content(sim.register("scraped", "s@x", "pw", Some(1)).await);
     for n in 0..5 {
-        sim.tweet("scraped", &format!("tweet {n}"), Some(2 + n))
-            .await
-            .unwrap();
+        assert_no_content(
+            sim.tweet("scraped", &format!("tweet {n}"), Some(2 + n))
+                .await,
+        );
     }
 
     let directory = Path::new(env!("CARGO_TARGET_TMPDIR"))

@@ -65,7 +65,7 @@ async fn test_timelines() {
     let web = WebClient::new(&app.web_url);
     web.register_and_login("foo", "default").await;
     web.add_message("the message by foo").await;
-    web.logout().await;
+    web.logout().await.assert_redirected_to("/public");
     web.register_and_login("bar", "default").await;
     web.add_message("the message by bar").await;
     let public = web.get("/public").await;

@@ -21,7 +21,10 @@ fn session_pair(set_cookie: &str) -> &str {
 async fn the_session_cookie_is_http_only_lax_and_secure_only_behind_tls() {
     let app = test_support::app::spawn_app().await;
     let plain = WebClient::not_following_redirects(&app.web_url);
-    plain.register("foo", "pw", None, None).await;
+    plain
+        .register("foo", "pw", None, None)
+        .await
+        .assert_redirected_to("/login");
     let signed_in = plain.login("foo", "pw").await;
     let cookie = signed_in.header("set-cookie").expect("a session cookie");
     assert!(cookie.starts_with("minitwit_session="), "{cookie}");
@@ -51,6 +54,7 @@ async fn signing_in_gives_a_new_session_id_and_signing_out_leaves_nothing_usable
     // Registering leaves a flash, and with it a session, before anyone signs in: the id an
     // attacker could have planted.
     let registered = browser.register("foo", "pw", None, None).await;
+    registered.assert_redirected_to("/login");
     let before = session_pair(registered.header("set-cookie").expect("a session")).to_owned();
     let signed_in = browser.login("foo", "pw").await;
     let after = session_pair(signed_in.header("set-cookie").expect("a new session")).to_owned();
@@ -64,7 +68,7 @@ async fn signing_in_gives_a_new_session_id_and_signing_out_leaves_nothing_usable
     let stolen = WebClient::new(&app.web_url).with_header("cookie", &after);
     stolen.get("/").await.assert_contains("sign out [foo]");
 
-    browser.logout().await;
+    browser.logout().await.assert_redirected_to("/public");
     let after_logout =
         WebClient::not_following_redirects(&app.web_url).with_header("cookie", &after);
     assert_eq!(
@@ -85,8 +89,12 @@ async fn signing_in_gives_a_new_session_id_and_signing_out_leaves_nothing_usable
 async fn forged_or_tampered_cookies_are_ignored() {
     let app = test_support::app::spawn_app().await;
     let browser = WebClient::not_following_redirects(&app.web_url);
-    browser.register("foo", "pw", None, None).await;
+    browser
+        .register("foo", "pw", None, None)
+        .await
+        .assert_redirected_to("/login");
     let signed_in = browser.login("foo", "pw").await;
+    signed_in.assert_redirected_to("/");
     let genuine = session_pair(signed_in.header("set-cookie").unwrap()).to_owned();
     // The id's last character changed, the signature left as it was.
     let (signed_part, last) = genuine.split_at(genuine.len() - 1);

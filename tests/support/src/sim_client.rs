@@ -42,11 +42,29 @@ pub fn percent_encode(text: &str) -> String {
         .collect()
 }
 
-/// A response: status and body (JSON when there is one).
+/// A response: the request it answers, its status and body (JSON when there is one).
 #[derive(Debug)]
 pub struct Reply {
+    /// The request's method and path, as sent.
+    pub route: String,
     pub status: StatusCode,
     pub body: Value,
+}
+
+/// Asserts that a write was acknowledged, with the 204 No Content the API answers every
+/// accepted write with, naming the request, the status and the body otherwise: for the writes
+/// a test sends to set up what it tests, so that one that failed fails the test there, not at
+/// some later, puzzling assertion.
+#[track_caller]
+pub fn assert_no_content(reply: reqwest::Result<Reply>) {
+    let reply = reply.unwrap_or_else(|err| panic!("no answer: {err}"));
+    assert!(
+        reply.status == StatusCode::NO_CONTENT,
+        "{} answered {}, not 204 No Content: {}",
+        reply.route,
+        reply.status,
+        reply.body
+    );
 }
 
 /// A client that talks to the API the way the simulator does: a new connection per
@@ -84,6 +102,7 @@ impl SimClient {
         auth: bool,
         body: Option<&str>,
     ) -> reqwest::Result<Reply> {
+        let route = format!("{method} {path}");
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.base_url))
@@ -104,7 +123,11 @@ impl SimClient {
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
-        Ok(Reply { status, body })
+        Ok(Reply {
+            route,
+            status,
+            body,
+        })
     }
 
     fn with_latest(path: String, latest: Option<i64>) -> String {
