@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 
 use reqwest::StatusCode;
-
-use crate::helpers::{assert_views_equal_a_rebuild, follow_names, spawn_app, SimClient};
+use test_support::app::spawn_app;
+use test_support::sim_client::{assert_no_content, follow_names, SimClient};
+use test_support::views::assert_views_equal_a_rebuild;
 
 const CLIENTS: usize = 16;
 const ROUNDS: usize = 15;
@@ -53,7 +54,7 @@ async fn concurrent_clients_on_overlapping_users_lose_and_duplicate_nothing() {
     let app = spawn_app().await;
     let sim = app.client();
     for i in 0..FOLLOWERS * 2 {
-        sim.register(&user(i), "x@x", "x", None).await.unwrap();
+        assert_no_content(sim.register(&user(i), "x@x", "x", None).await);
     }
 
     // Client c acts as follower c % 4 on followee 4 + c / 4: the pair is its own, the

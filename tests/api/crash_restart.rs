@@ -9,13 +9,15 @@ use projections::{Projector, ProjectorSettings};
 use tokio_util::sync::CancellationToken;
 
 use reqwest::StatusCode;
-
-use crate::helpers::{
-    assert_views_equal_a_rebuild, authored, await_projections_at_head, follow_names,
-    timeline_checkpoint, TestDatabase,
+use test_support::database::TestDatabase;
+use test_support::server_process::ServerProcess;
+use test_support::sim_client::{authored, follow_names};
+use test_support::views::{
+    assert_views_equal_a_rebuild, await_projections_at_head, timeline_checkpoint,
 };
-use crate::server_process::ServerProcess;
-use crate::write_load::WriteLoad;
+use test_support::write_load::WriteLoad;
+
+use crate::MINITWIT;
 
 /// Forty batches: enough that the kill lands mid-stream.
 const BACKLOG: i64 = 20_000;
@@ -27,7 +29,7 @@ async fn a_projector_killed_mid_stream_resumes_without_gap_or_duplicate() {
     let db = TestDatabase::create().await;
     append_backlog(&db).await;
 
-    let server = ServerProcess::start(&db.url).await;
+    let server = ServerProcess::start(MINITWIT, &db.url).await;
     for _ in 0..2_000 {
         if timeline_checkpoint(&db.pool).await > 0 {
             break;
@@ -63,7 +65,7 @@ async fn a_projector_killed_mid_stream_resumes_without_gap_or_duplicate() {
         "every event up to the checkpoint is in the view, once"
     );
 
-    let server = ServerProcess::start(&db.url).await;
+    let server = ServerProcess::start(MINITWIT, &db.url).await;
     for _ in 0..600 {
         if timeline_checkpoint(&db.pool).await == BACKLOG {
             break;
@@ -91,7 +93,7 @@ async fn a_projector_killed_mid_stream_resumes_without_gap_or_duplicate() {
 async fn a_server_killed_under_write_load_loses_no_acknowledged_write() {
     const CLIENTS: usize = 6;
     let db = TestDatabase::create().await;
-    let server = ServerProcess::start(&db.url).await;
+    let server = ServerProcess::start(MINITWIT, &db.url).await;
     let load = WriteLoad::start(&server.base_url, CLIENTS);
     load.await_acknowledged(80, Duration::from_secs(60)).await;
     server.kill().await;
@@ -108,7 +110,7 @@ async fn a_server_killed_under_write_load_loses_no_acknowledged_write() {
         );
     }
 
-    let server = ServerProcess::start(&db.url).await;
+    let server = ServerProcess::start(MINITWIT, &db.url).await;
     await_projections_at_head(&db.pool, Duration::from_secs(60)).await;
     let checked = ledger
         .assert_acknowledged_present(&server.client(), &db.pool)
@@ -152,11 +154,11 @@ async fn a_cancelled_projector_stops_between_batches_of_a_backlog() {
 #[tokio::test]
 async fn restarting_the_server_keeps_data_and_latest() {
     let db = TestDatabase::create().await;
-    let server = ServerProcess::start(&db.url).await;
+    let server = ServerProcess::start(MINITWIT, &db.url).await;
     write_and_check_sample(&server).await;
     server.terminate().await;
 
-    let server = ServerProcess::start(&db.url).await;
+    let server = ServerProcess::start(MINITWIT, &db.url).await;
     check_sample(&server).await;
     server.terminate().await;
 }
@@ -168,7 +170,8 @@ async fn the_embedded_database_keeps_data_across_restarts() {
     let data_dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("embedded-{}", uuid::Uuid::new_v4().simple()));
     let data_dir_text = data_dir.to_str().unwrap().to_owned();
-    let server = ServerProcess::start_with(&[("MINITWIT_DATA_DIR", &data_dir_text)]).await;
+    let server =
+        ServerProcess::start_with(MINITWIT, &[("MINITWIT_DATA_DIR", &data_dir_text)]).await;
     write_and_check_sample(&server).await;
     server.terminate().await;
     assert!(
@@ -176,7 +179,8 @@ async fn the_embedded_database_keeps_data_across_restarts() {
         "the server stopped the PostgreSQL it started"
     );
 
-    let server = ServerProcess::start_with(&[("MINITWIT_DATA_DIR", &data_dir_text)]).await;
+    let server =
+        ServerProcess::start_with(MINITWIT, &[("MINITWIT_DATA_DIR", &data_dir_text)]).await;
     check_sample(&server).await;
     server.terminate().await;
     std::fs::remove_dir_all(&data_dir).unwrap();

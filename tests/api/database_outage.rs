@@ -12,10 +12,13 @@ use database::embedded_postgres::{EmbeddedPostgres, EmbeddedPostgresOptions};
 use reqwest::StatusCode;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
+use test_support::database::socket_url;
+use test_support::server_process::ServerProcess;
+use test_support::sim_client::millis;
+use test_support::views::{assert_views_equal_a_rebuild, await_projections_at_head};
+use test_support::write_load::{Answer, Attempt, WriteLoad};
 
-use crate::helpers::{assert_views_equal_a_rebuild, await_projections_at_head, millis, socket_url};
-use crate::server_process::ServerProcess;
-use crate::write_load::{Answer, Attempt, WriteLoad};
+use crate::MINITWIT;
 
 const CLIENTS: usize = 6;
 /// How long PostgreSQL stays down.
@@ -95,7 +98,7 @@ impl PrivateCluster {
 #[tokio::test]
 async fn a_database_crash_under_load_is_answered_503_at_once_and_loses_no_acknowledged_write() {
     let mut cluster = PrivateCluster::start().await;
-    let mut server = ServerProcess::start(&cluster.url).await;
+    let mut server = ServerProcess::start(MINITWIT, &cluster.url).await;
     let load = WriteLoad::start(&server.base_url, CLIENTS);
     load.await_acknowledged(60, Duration::from_secs(60)).await;
 

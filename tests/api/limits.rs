@@ -6,13 +6,14 @@ use std::time::{Duration, Instant};
 
 use domain::limits::{MAX_EMAIL_CHARS, MAX_MESSAGE_CHARS, MAX_PASSWORD_CHARS, MAX_USERNAME_CHARS};
 use reqwest::StatusCode;
+use test_support::app::{spawn_app, spawn_app_with, TestApp};
+use test_support::database::TestDatabase;
+use test_support::server_process::ServerProcess;
+use test_support::sim_client::{percent_encode, SIMULATOR_AUTH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{
-    percent_encode, spawn_app, spawn_app_with, TestApp, TestDatabase, SIMULATOR_AUTH,
-};
-use crate::server_process::ServerProcess;
+use crate::MINITWIT;
 
 /// The server's client timeout in the slow-client tests: short, so the tests are quick.
 const CLIENT_TIMEOUT: Duration = Duration::from_millis(1_000);
@@ -285,13 +286,20 @@ async fn a_flood_of_registrations_is_bounded_by_the_hashing_semaphore_not_by_mem
     const HASHES_AT_ONCE: usize = 2;
     const WORK_AREA: u64 = 19 * 1024 * 1024;
     let db = TestDatabase::create().await;
-    let server = ServerProcess::start_with(&[
-        ("DATABASE_URL", db.url.as_str()),
-        ("MINITWIT_HASH_CONCURRENCY", &HASHES_AT_ONCE.to_string()),
-    ])
+    let server = ServerProcess::start_with(
+        MINITWIT,
+        &[
+            ("DATABASE_URL", db.url.as_str()),
+            ("MINITWIT_HASH_CONCURRENCY", &HASHES_AT_ONCE.to_string()),
+        ],
+    )
     .await;
     // Warmed up: the allocator has held the work areas of a burst once.
-    register_all(&server, "warm", HASHES_AT_ONCE).await;
+    assert_eq!(
+        register_all(&server, "warm", HASHES_AT_ONCE).await,
+        HASHES_AT_ONCE,
+        "every warm-up registration succeeds"
+    );
     let before = server.peak_memory_bytes();
 
     let registered = register_all(&server, "flood", FLOOD).await;

@@ -5,15 +5,9 @@
 //! which Cargo runs after this one: some tests here hold transactions open on purpose, and the
 //! transaction horizon is shared by every database of the test cluster.
 
-// The harness is shared with the other suites; this binary uses only part of it.
-#[allow(dead_code)]
-#[path = "../support/mod.rs"]
-mod helpers;
-#[allow(dead_code)]
-#[path = "../support/server_process.rs"]
-mod server_process;
-#[path = "../support/write_load.rs"]
-mod write_load;
+/// The server binary, for [`test_support::server_process::ServerProcess`]: Cargo names it only
+/// to this package's integration tests.
+const MINITWIT: &str = env!("CARGO_BIN_EXE_minitwit");
 
 mod concurrency;
 mod crash_restart;

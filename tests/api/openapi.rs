@@ -11,8 +11,8 @@ use std::collections::BTreeSet;
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-
-use crate::helpers::{spawn_app, SIMULATOR_AUTH};
+use test_support::app::spawn_app;
+use test_support::sim_client::SIMULATOR_AUTH;
 
 /// Every operation of the API listener: (method, path template, whether the simulator's
 /// credentials are required).

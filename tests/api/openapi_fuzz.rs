@@ -16,8 +16,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Instant;
-
-use crate::helpers::{spawn_app, SIMULATOR_AUTH};
+use test_support::app::spawn_app;
+use test_support::sim_client::SIMULATOR_AUTH;
 
 /// The schemathesis executable; `scripts/test` installs the pinned version and sets it.
 const SCHEMATHESIS_VARIABLE: &str = "MINITWIT_SCHEMATHESIS";

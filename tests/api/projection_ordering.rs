@@ -5,16 +5,15 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
-
-use crate::helpers::{
-    append_message_event, authored, spawn_app, spawn_app_with, timeline_checkpoint,
-};
+use test_support::app::{spawn_app, spawn_app_with};
+use test_support::sim_client::{assert_no_content, authored};
+use test_support::views::{append_message_event, timeline_checkpoint};
 
 #[tokio::test]
 async fn an_event_committed_after_a_later_position_is_still_projected() {
     let app = spawn_app().await;
     let sim = app.client();
-    sim.register("a", "a@a", "x", None).await.unwrap();
+    assert_no_content(sim.register("a", "a@a", "x", None).await);
 
     // The early transaction takes its position first and stays open.
     let mut early = app.db.pool.begin().await.unwrap();
@@ -92,7 +91,7 @@ async fn an_event_committed_after_a_later_position_is_still_projected() {
 async fn a_write_held_back_by_an_unrelated_transaction_is_projected_when_it_ends() {
     let app = spawn_app_with(|config| config.projector_poll_ms = 60_000).await;
     let sim = app.client();
-    sim.register("a", "a@a", "x", None).await.unwrap();
+    assert_no_content(sim.register("a", "a@a", "x", None).await);
 
     let mut unrelated = app.db.pool.begin().await.unwrap();
     sqlx::query("SELECT pg_current_xact_id()")

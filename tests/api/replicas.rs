@@ -2,15 +2,18 @@
 //! each event is projected exactly once whichever replica's projector takes it.
 
 use reqwest::StatusCode;
+use test_support::database::TestDatabase;
+use test_support::server_process::ServerProcess;
+use test_support::sim_client::{authored, follow_names};
+use test_support::views::assert_views_equal_a_rebuild;
 
-use crate::helpers::{assert_views_equal_a_rebuild, authored, follow_names, TestDatabase};
-use crate::server_process::ServerProcess;
+use crate::MINITWIT;
 
 #[tokio::test]
 async fn two_servers_on_one_database_read_each_others_writes() {
     let db = TestDatabase::create().await;
-    let first = ServerProcess::start(&db.url).await;
-    let second = ServerProcess::start(&db.url).await;
+    let first = ServerProcess::start(MINITWIT, &db.url).await;
+    let second = ServerProcess::start(MINITWIT, &db.url).await;
     let (one, two) = (first.client(), second.client());
 
     for (i, name) in ["a", "b", "c", "d"].into_iter().enumerate() {

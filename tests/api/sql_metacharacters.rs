@@ -6,8 +6,9 @@
 //! parameter, a backslash escapes).
 
 use reqwest::StatusCode;
-
-use crate::helpers::{assert_views_equal_a_rebuild, authored, follow_names, spawn_app};
+use test_support::app::spawn_app;
+use test_support::sim_client::{authored, follow_names};
+use test_support::views::assert_views_equal_a_rebuild;
 
 /// Names that break out of a naive query in one way or another.
 const HOSTILE_NAMES: [&str; 8] = [
@@ -90,7 +91,10 @@ async fn sql_metacharacters_in_every_field_are_stored_and_read_back_as_data() {
         let reply = sim
             .send(
                 reqwest::Method::GET,
-                &format!("/msgs?latest={}", crate::helpers::percent_encode(latest)),
+                &format!(
+                    "/msgs?latest={}",
+                    test_support::sim_client::percent_encode(latest)
+                ),
                 true,
                 None,
             )

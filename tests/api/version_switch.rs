@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use projections::{LogPosition, Progress};
-
-use crate::helpers::TestDatabase;
+use test_support::database::TestDatabase;
 
 #[tokio::test]
 async fn a_write_waiting_on_a_version_being_let_go_waits_on_its_successor() {

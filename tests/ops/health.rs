@@ -6,9 +6,12 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
+use test_support::database::TestDatabase;
+use test_support::free_port;
+use test_support::server_process::ServerProcess;
+use test_support::sim_client::assert_no_content;
 
-use crate::helpers::{free_port, TestDatabase};
-use crate::server_process::ServerProcess;
+use crate::MINITWIT;
 
 async fn ready(server: &ServerProcess) -> (StatusCode, Value) {
     let response = reqwest::get(format!("{}/health/ready", server.base_url))
@@ -19,7 +22,7 @@ async fn ready(server: &ServerProcess) -> (StatusCode, Value) {
 
 /// Runs `minitwit healthcheck` (with `args`) against `api_addr`.
 async fn healthcheck(api_addr: &str, args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_minitwit"))
+    tokio::process::Command::new(MINITWIT)
         .arg("healthcheck")
         .args(args)
         .env("MINITWIT_API_ADDR", api_addr)
@@ -31,7 +34,7 @@ async fn healthcheck(api_addr: &str, args: &[&str]) -> Output {
 #[tokio::test]
 async fn a_healthy_server_is_live_and_ready_and_the_probe_says_so() {
     let db = TestDatabase::create().await;
-    let server = ServerProcess::start(&db.url).await;
+    let server = ServerProcess::start(MINITWIT, &db.url).await;
     let live = reqwest::get(format!("{}/health/live", server.base_url))
         .await
         .unwrap();
@@ -56,16 +59,15 @@ async fn a_healthy_server_is_live_and_ready_and_the_probe_says_so() {
 #[tokio::test]
 async fn a_stalled_projection_or_a_missing_migration_makes_the_server_unready() {
     let db = TestDatabase::create().await;
-    let server = ServerProcess::start_with(&[
-        ("DATABASE_URL", &db.url),
-        ("MINITWIT_READY_MAX_PROJECTION_LAG_SECONDS", "1"),
-    ])
+    let server = ServerProcess::start_with(
+        MINITWIT,
+        &[
+            ("DATABASE_URL", &db.url),
+            ("MINITWIT_READY_MAX_PROJECTION_LAG_SECONDS", "1"),
+        ],
+    )
     .await;
-    server
-        .client()
-        .register("a", "a@a", "pw", None)
-        .await
-        .unwrap();
+    assert_no_content(server.client().register("a", "a@a", "pw", None).await);
     assert_eq!(ready(&server).await.0, StatusCode::OK);
 
     // An event the timeline cannot apply: it stops there, and the wait grows.

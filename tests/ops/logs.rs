@@ -5,31 +5,37 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use test_support::database::TestDatabase;
+use test_support::server_process::ServerProcess;
+use test_support::sim_client::assert_no_content;
 
-use crate::helpers::TestDatabase;
-use crate::server_process::ServerProcess;
+use crate::MINITWIT;
 
 const PASSWORD: &str = "Pa55-never-logged!";
 
 #[tokio::test]
 async fn json_logs_have_a_line_per_request_with_its_id_and_no_secrets() {
     let db = TestDatabase::create().await;
-    let server = ServerProcess::start_with(&[
-        ("DATABASE_URL", &db.url),
-        ("LOG_FORMAT", "json"),
-        ("RUST_LOG", "info"),
-    ])
+    let server = ServerProcess::start_with(
+        MINITWIT,
+        &[
+            ("DATABASE_URL", &db.url),
+            ("LOG_FORMAT", "json"),
+            ("RUST_LOG", "info"),
+        ],
+    )
     .await;
     let sim = server.client();
-    sim.register("logged", "l@x", PASSWORD, None).await.unwrap();
+    assert_no_content(sim.register("logged", "l@x", PASSWORD, None).await);
     let tweet = reqwest::Client::new()
         .post(format!("{}/msgs/logged", server.base_url))
-        .header("Authorization", crate::helpers::SIMULATOR_AUTH)
+        .header("Authorization", test_support::sim_client::SIMULATOR_AUTH)
         .header("x-request-id", "trace-me-42")
         .body(r#"{"content": "traced"}"#)
         .send()
         .await
         .unwrap();
+    assert_eq!(tweet.status(), reqwest::StatusCode::NO_CONTENT);
     assert_eq!(
         tweet.headers()["x-request-id"],
         "trace-me-42",
@@ -47,6 +53,7 @@ async fn json_logs_have_a_line_per_request_with_its_id_and_no_secrets() {
         .send()
         .await
         .unwrap();
+    assert_eq!(login.status(), reqwest::StatusCode::FOUND, "signed in");
     let session = login.headers()["set-cookie"].to_str().unwrap().to_owned();
     let session_value = session
         .split(';')

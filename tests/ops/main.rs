@@ -1,13 +1,9 @@
 //! The operations suite: metrics, health, logs, the monitoring configuration, a real
 //! Prometheus scraping the server, and three replicas behind a real nginx.
 
-// The harness is shared with the other suites; this binary uses only part of it.
-#[allow(dead_code)]
-#[path = "../support/mod.rs"]
-mod helpers;
-#[allow(dead_code)]
-#[path = "../support/server_process.rs"]
-mod server_process;
+/// The server binary, for [`test_support::server_process::ServerProcess`] and the health probe:
+/// Cargo names it only to this package's integration tests.
+const MINITWIT: &str = env!("CARGO_BIN_EXE_minitwit");
 
 mod config;
 mod health;

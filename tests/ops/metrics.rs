@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use test_support::database::TestDatabase;
+use test_support::server_process::ServerProcess;
+use test_support::sim_client::assert_no_content;
 
-use crate::helpers::TestDatabase;
-use crate::server_process::ServerProcess;
+use crate::MINITWIT;
 
 /// One sample of the text exposition.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,25 +99,37 @@ async fn scrape(server: &ServerProcess) -> Vec<Sample> {
 #[tokio::test]
 async fn requests_commands_events_and_database_figures_are_exposed() {
     let db = TestDatabase::create().await;
-    let server = ServerProcess::start(&db.url).await;
+    let server = ServerProcess::start(MINITWIT, &db.url).await;
     let sim = server.client();
-    sim.register("Roger Histand", "r@x", "pw", Some(7))
-        .await
-        .unwrap();
-    sim.register("other", "o@x", "pw", Some(8)).await.unwrap();
-    sim.register("other", "o@x", "pw", None).await.unwrap(); // taken: 400
-    sim.tweet("Roger Histand", "one", None).await.unwrap();
-    sim.tweet("Roger Histand", "two", Some(9)).await.unwrap();
-    sim.follow("Roger Histand", "other", None).await.unwrap();
-    sim.follow("Roger Histand", "nobody", None).await.unwrap(); // 404, refused by the aggregate
-    sim.user_msgs("Roger Histand", None, None).await.unwrap();
-    sim.user_msgs("nobody", None, None).await.unwrap();
-    reqwest::get(format!("{}/public", server.web_url))
-        .await
-        .unwrap();
-    reqwest::get(format!("{}/no/such/page", server.web_url))
-        .await
-        .unwrap();
+    assert_no_content(sim.register("Roger Histand", "r@x", "pw", Some(7)).await);
+    assert_no_content(sim.register("other", "o@x", "pw", Some(8)).await);
+    let taken = sim.register("other", "o@x", "pw", None).await.unwrap();
+    assert_eq!(taken.status, StatusCode::BAD_REQUEST, "{taken:?}");
+    assert_no_content(sim.tweet("Roger Histand", "one", None).await);
+    assert_no_content(sim.tweet("Roger Histand", "two", Some(9)).await);
+    assert_no_content(sim.follow("Roger Histand", "other", None).await);
+    let refused = sim.follow("Roger Histand", "nobody", None).await.unwrap();
+    assert_eq!(
+        refused.status,
+        StatusCode::NOT_FOUND,
+        "by the aggregate: {refused:?}"
+    );
+    for (user, status) in [
+        ("Roger Histand", StatusCode::OK),
+        ("nobody", StatusCode::NOT_FOUND),
+    ] {
+        let listing = sim.user_msgs(user, None, None).await.unwrap();
+        assert_eq!(listing.status, status, "{listing:?}");
+    }
+    for (path, status) in [
+        ("/public", StatusCode::OK),
+        ("/no/such/page", StatusCode::NOT_FOUND),
+    ] {
+        let page = reqwest::get(format!("{}{path}", server.web_url))
+            .await
+            .unwrap();
+        assert_eq!(page.status(), status, "GET {path}");
+    }
 
     let samples = scrape(&server).await;
     let requests = |labels: &[(&str, &str)]| value(&samples, "http_server_requests_total", labels);

@@ -7,9 +7,12 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
+use test_support::database::TestDatabase;
+use test_support::free_port;
+use test_support::server_process::ServerProcess;
+use test_support::sim_client::assert_no_content;
 
-use crate::helpers::{free_port, TestDatabase};
-use crate::server_process::ServerProcess;
+use crate::MINITWIT;
 
 /// The Prometheus binary: `MINITWIT_PROMETHEUS`, or Debian's.
 fn prometheus_binary() -> PathBuf {
@@ -87,13 +90,14 @@ async fn await_sample(base: &str, promql: &str, wanted: impl Fn(f64) -> bool) ->
 async fn prometheus_scrapes_requests_and_projection_lag_and_evaluates_the_rules() {
     let binary = prometheus_binary();
     let db = TestDatabase::create().await;
-    let server = ServerProcess::start(&db.url).await;
+    let server = ServerProcess::start(MINITWIT, &db.url).await;
     let sim = server.client();
-    sim.register("scraped", "s@x", "pw", Some(1)).await.unwrap();
+    assert_no_content(sim.register("scraped", "s@x", "pw", Some(1)).await);
     for n in 0..5 {
-        sim.tweet("scraped", &format!("tweet {n}"), Some(2 + n))
-            .await
-            .unwrap();
+        assert_no_content(
+            sim.tweet("scraped", &format!("tweet {n}"), Some(2 + n))
+                .await,
+        );
     }
 
     let directory = Path::new(env!("CARGO_TARGET_TMPDIR"))

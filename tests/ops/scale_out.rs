@@ -25,13 +25,14 @@ use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+use test_support::database::TestDatabase;
+use test_support::free_port;
+use test_support::server_process::ServerProcess;
+use test_support::sim_client::{authored, describe_failure, follow_names, millis, SimClient};
+use test_support::views::assert_views_equal_a_rebuild;
 use tokio::sync::watch;
 
-use crate::helpers::{
-    assert_views_equal_a_rebuild, authored, describe_failure, follow_names, free_port, millis,
-    SimClient, TestDatabase,
-};
-use crate::server_process::ServerProcess;
+use crate::MINITWIT;
 
 /// The simulator's bound on each request, connect and response together.
 const SIMULATOR_TIMEOUT: Duration = Duration::from_millis(300);
@@ -186,15 +187,18 @@ struct ReplicaAddresses {
 
 impl ReplicaAddresses {
     async fn start(&self, database_url: &str) -> ServerProcess {
-        ServerProcess::start_with(&[
-            ("DATABASE_URL", database_url),
-            ("MINITWIT_API_ADDR", &self.api),
-            ("MINITWIT_WEB_ADDR", &self.web),
-            (
-                "MINITWIT_READ_YOUR_WRITES_TIMEOUT_MS",
-                READ_YOUR_WRITES_TIMEOUT_MS,
-            ),
-        ])
+        ServerProcess::start_with(
+            MINITWIT,
+            &[
+                ("DATABASE_URL", database_url),
+                ("MINITWIT_API_ADDR", &self.api),
+                ("MINITWIT_WEB_ADDR", &self.web),
+                (
+                    "MINITWIT_READ_YOUR_WRITES_TIMEOUT_MS",
+                    READ_YOUR_WRITES_TIMEOUT_MS,
+                ),
+            ],
+        )
         .await
     }
 }

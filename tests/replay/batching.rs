@@ -17,8 +17,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
-
-use crate::helpers::TestDatabase;
+use test_support::database::TestDatabase;
 
 /// A log long enough for every kind of event to meet every other inside one batch.
 const EVENTS: usize = 800;

@@ -9,13 +9,14 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use replay_tool::export::{export_to, import_from};
-use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
-use crate::helpers::{
-    append_message_event, authored, spawn_app, spawn_app_on, Reply, TestDatabase,
-};
+use test_support::app::{spawn_app, spawn_app_on};
+use test_support::database::TestDatabase;
+use test_support::sim_client::{assert_no_content, authored};
+use test_support::views::append_message_event;
+
 use crate::tool::{command, run, run_ok, scratch_path};
 
 fn arg(path: &Path) -> &str {
@@ -117,11 +118,6 @@ async fn insert_event(
     .execute(pool)
     .await
     .expect("inserting an event");
-}
-
-fn assert_no_content(reply: reqwest::Result<Reply>) {
-    let reply = reply.expect("the request");
-    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{:?}", reply.body);
 }
 
 /// Waits until `query` (one boolean) holds on `pool`.

@@ -11,9 +11,12 @@ use rusqlite::Connection;
 use serde_json::Value;
 use sqlx::PgPool;
 
-use crate::helpers::{follow_names, spawn_app, SimClient, TestDatabase};
+use test_support::app::spawn_app;
+use test_support::database::TestDatabase;
+use test_support::sim_client::{follow_names, SimClient};
+use test_support::web_client::WebClient;
+
 use crate::tool::{run, run_ok, scratch_path};
-use crate::web_client::WebClient;
 
 /// Real werkzeug hashes, as the original stored them, with the passwords they were made from:
 /// werkzeug 3.1.8's `generate_password_hash(password, method=...)`, e.g.

@@ -6,9 +6,11 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{authored, spawn_app};
+use test_support::app::spawn_app;
+use test_support::sim_client::{assert_no_content, authored};
+use test_support::web_client::WebClient;
+
 use crate::tool::{run, run_ok};
-use crate::web_client::WebClient;
 
 /// The id of the message whose content is `content`.
 async fn message_id(pool: &sqlx::PgPool, content: &str) -> String {
@@ -26,13 +28,11 @@ async fn flagging_and_unflagging_by_id_hide_and_restore_a_message_everywhere() {
     let app = spawn_app().await;
     let sim = app.client();
     for name in ["author", "reader"] {
-        sim.register(name, "x@x", "pw", None).await.unwrap();
+        assert_no_content(sim.register(name, "x@x", "pw", None).await);
     }
-    sim.follow("reader", "author", None).await.unwrap();
-    sim.tweet("author", "fine", None).await.unwrap();
-    sim.tweet("author", "spam \u{1b}[2J spam", None)
-        .await
-        .unwrap();
+    assert_no_content(sim.follow("reader", "author", None).await);
+    assert_no_content(sim.tweet("author", "fine", None).await);
+    assert_no_content(sim.tweet("author", "spam \u{1b}[2J spam", None).await);
     let spam = message_id(&app.db.pool, "spam \u{1b}[2J spam").await;
 
     let listing = run_ok(&app.db.url, &["messages", "--author", "author"]).await;
@@ -131,8 +131,8 @@ async fn flagging_and_unflagging_by_id_hide_and_restore_a_message_everywhere() {
 async fn unknown_ids_are_reported_and_nothing_is_recorded_for_them() {
     let app = spawn_app().await;
     let sim = app.client();
-    sim.register("author", "x@x", "pw", None).await.unwrap();
-    sim.tweet("author", "real", None).await.unwrap();
+    assert_no_content(sim.register("author", "x@x", "pw", None).await);
+    assert_no_content(sim.tweet("author", "real", None).await);
     let real = message_id(&app.db.pool, "real").await;
     let events_before: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
         .fetch_one(&app.db.pool)
@@ -162,9 +162,9 @@ async fn unknown_ids_are_reported_and_nothing_is_recorded_for_them() {
 async fn status_shows_versions_checkpoints_lag_and_the_log() {
     let app = spawn_app().await;
     let sim = app.client();
-    sim.register("a", "x@x", "pw", None).await.unwrap();
-    sim.tweet("a", "one", None).await.unwrap();
-    sim.tweet("a", "two", None).await.unwrap();
+    assert_no_content(sim.register("a", "x@x", "pw", None).await);
+    assert_no_content(sim.tweet("a", "one", None).await);
+    assert_no_content(sim.tweet("a", "two", None).await);
     let json = run_ok(&app.db.url, &["status", "--json"]).await;
     let status: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(status["log"]["events"], 3);
@@ -224,10 +224,8 @@ async fn status_shows_versions_checkpoints_lag_and_the_log() {
 async fn a_version_one_moderation_event_is_read_as_the_current_version_everywhere() {
     let app = spawn_app().await;
     let sim = app.client();
-    sim.register("author", "x@x", "pw", None).await.unwrap();
-    sim.tweet("author", "flagged by an older build", None)
-        .await
-        .unwrap();
+    assert_no_content(sim.register("author", "x@x", "pw", None).await);
+    assert_no_content(sim.tweet("author", "flagged by an older build", None).await);
     let id = message_id(&app.db.pool, "flagged by an older build").await;
     // As a build before moderation events carried who and why wrote it.
     sqlx::query(
@@ -241,7 +239,7 @@ async fn a_version_one_moderation_event_is_read_as_the_current_version_everywher
     .await
     .unwrap();
     // The projector reads it (the message is hidden)...
-    sim.tweet("author", "a later write", None).await.unwrap();
+    assert_no_content(sim.tweet("author", "a later write", None).await);
     let listing = sim.user_msgs("author", None, None).await.unwrap();
     assert_eq!(listing.status, StatusCode::OK);
     assert_eq!(authored(&listing.body).len(), 1, "{}", listing.body);

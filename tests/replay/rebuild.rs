@@ -9,7 +9,9 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use sqlx::PgPool;
 
-use crate::helpers::{authored, follow_names, spawn_app, SimClient, TestApp};
+use test_support::app::{spawn_app, TestApp};
+use test_support::sim_client::{assert_no_content, authored, follow_names, SimClient};
+
 use crate::tool::{command, run_ok};
 
 /// `(version, state, checkpoint)` of every version of `projection`.
@@ -62,10 +64,7 @@ async fn backlog(pool: &PgPool, author: &str, count: i64) {
 /// small batches (so it takes a while), its stderr as `stderr` says.
 async fn slow_rebuild(stderr: std::process::Stdio) -> (TestApp, tokio::process::Child) {
     let app = spawn_app().await;
-    app.client()
-        .register("author", "a@x", "pw", None)
-        .await
-        .unwrap();
+    assert_no_content(app.client().register("author", "a@x", "pw", None).await);
     backlog(&app.db.pool, "author", 20_000).await;
     let rebuild = command(&app.db.url)
         .args(["rebuild", "timeline", "--batch-size", "100"])
@@ -150,11 +149,11 @@ async fn a_rebuild_under_load_switches_without_a_failed_or_stale_request() {
     let sim = app.client();
     let names: Vec<String> = (0..4).map(|n| format!("load user {n}")).collect();
     for name in &names {
-        sim.register(name, "l@x", "pw", None).await.unwrap();
+        assert_no_content(sim.register(name, "l@x", "pw", None).await);
     }
     backlog(&app.db.pool, "load user 0", 4_000).await;
     // Let the server take in the backlog first (its writes wait for it otherwise).
-    sim.tweet("load user 0", "caught up", None).await.unwrap();
+    assert_no_content(sim.tweet("load user 0", "caught up", None).await);
 
     let stop = Arc::new(AtomicBool::new(false));
     let requests = Arc::new(AtomicU64::new(0));
@@ -249,10 +248,10 @@ async fn verify_reports_a_view_that_differs_from_the_log() {
     let app = spawn_app().await;
     let sim = app.client();
     for name in ["a", "b"] {
-        sim.register(name, "x@x", "pw", None).await.unwrap();
+        assert_no_content(sim.register(name, "x@x", "pw", None).await);
     }
-    sim.follow("a", "b", None).await.unwrap();
-    sim.tweet("a", "the truth", None).await.unwrap();
+    assert_no_content(sim.follow("a", "b", None).await);
+    assert_no_content(sim.tweet("a", "the truth", None).await);
     assert!(run_ok(&app.db.url, &["verify"]).await.contains("identical"));
 
     // A view edited behind the log's back.

@@ -16,9 +16,11 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::helpers::{
-    authored, describe_failure, follow_names, millis, spawn_app, Reply, SimClient,
+use test_support::app::spawn_app;
+use test_support::sim_client::{
+    authored, describe_failure, follow_names, millis, Reply, SimClient,
 };
+
 use crate::scenario::{self, Action, Command, Effect, Model, Rng};
 
 /// The simulator's bound on each request, connect and response together.

@@ -2,9 +2,9 @@
 //! compressed where it helps; generated avatars when configured; security headers on pages.
 
 use reqwest::StatusCode;
-
-use crate::helpers::{spawn_app, spawn_app_with};
-use crate::web_client::WebClient;
+use test_support::app::{spawn_app, spawn_app_with};
+use test_support::sim_client::assert_no_content;
+use test_support::web_client::WebClient;
 
 /// The URL a page links for the asset whose path starts with `prefix`.
 fn linked(body: &str, prefix: &str) -> String {
@@ -71,15 +71,16 @@ async fn responses_are_compressed_for_clients_that_accept_it() {
 
     // The simulator's listings too (its Python client accepts gzip).
     let sim = app.client();
-    sim.register("poster", "p@x", "pw", None).await.unwrap();
+    assert_no_content(sim.register("poster", "p@x", "pw", None).await);
     for n in 0..20 {
-        sim.tweet("poster", &format!("message number {n}"), None)
-            .await
-            .unwrap();
+        assert_no_content(
+            sim.tweet("poster", &format!("message number {n}"), None)
+                .await,
+        );
     }
     let listing = client
         .get(format!("{}/msgs", app.base_url))
-        .header("authorization", crate::helpers::SIMULATOR_AUTH)
+        .header("authorization", test_support::sim_client::SIMULATOR_AUTH)
         .header("accept-encoding", "gzip, deflate")
         .send()
         .await
@@ -114,10 +115,11 @@ async fn pages_carry_security_headers_with_a_policy_that_forbids_inline_script()
 async fn local_avatars_are_generated_identicons_and_gravatar_ones_fall_back_to_them() {
     let app = spawn_app_with(|config| config.avatars = api::config::AvatarSource::Local).await;
     let sim = app.client();
-    sim.register("poster", "Poster@Example.com", "pw", None)
-        .await
-        .unwrap();
-    sim.tweet("poster", "hello", None).await.unwrap();
+    assert_no_content(
+        sim.register("poster", "Poster@Example.com", "pw", None)
+            .await,
+    );
+    assert_no_content(sim.tweet("poster", "hello", None).await);
     let web = WebClient::new(&app.web_url);
     let page = web.get("/public").await;
     // md5("poster@example.com"): the email trimmed and lower-cased.
@@ -147,11 +149,12 @@ async fn local_avatars_are_generated_identicons_and_gravatar_ones_fall_back_to_t
 
     // With Gravatar (the default), each avatar names the local identicon as its fallback.
     let app = spawn_app().await;
-    app.client()
-        .register("poster", "Poster@Example.com", "pw", None)
-        .await
-        .unwrap();
-    app.client().tweet("poster", "hello", None).await.unwrap();
+    assert_no_content(
+        app.client()
+            .register("poster", "Poster@Example.com", "pw", None)
+            .await,
+    );
+    assert_no_content(app.client().tweet("poster", "hello", None).await);
     let page = WebClient::new(&app.web_url).get("/public").await;
     page.assert_contains(&format!(
         "src=\"https://www.gravatar.com/avatar/{hash}?d=identicon&amp;s=48\" data-fallback=\"/static/avatars/{hash}.svg\""

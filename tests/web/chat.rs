@@ -5,9 +5,9 @@
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-
-use crate::helpers::{assert_views_equal_a_rebuild, spawn_app, spawn_app_with, TestApp};
-use crate::web_client::{Page, WebClient};
+use test_support::app::{spawn_app, spawn_app_with, TestApp};
+use test_support::views::assert_views_equal_a_rebuild;
+use test_support::web_client::{Page, WebClient};
 
 /// A signed-in browser of `app`, as `name`.
 async fn signed_in(app: &TestApp, name: &str) -> WebClient {
@@ -37,7 +37,9 @@ async fn two_users_talk_and_nobody_else_can_read_or_write_their_conversation() {
     let bob = signed_in(&app, "bob").await;
     let carol = signed_in(&app, "carol").await;
     // Under the default policy one follow is enough, in either direction.
-    bob.post("/alice/follow", &[]).await;
+    bob.post("/alice/follow", &[])
+        .await
+        .assert_redirected_to("/alice");
 
     assert_eq!(
         send(&alice, "bob", "hi bob").await.status,
@@ -122,7 +124,9 @@ async fn a_block_stops_messages_without_saying_so_until_it_is_lifted() {
     let app = spawn_app().await;
     let alice = signed_in(&app, "alice").await;
     let bob = signed_in(&app, "bob").await;
-    bob.post("/alice/follow", &[]).await;
+    bob.post("/alice/follow", &[])
+        .await
+        .assert_redirected_to("/alice");
     assert_eq!(
         send(&bob, "alice", "first").await.status,
         StatusCode::NO_CONTENT
@@ -148,7 +152,10 @@ async fn a_block_stops_messages_without_saying_so_until_it_is_lifted() {
         StatusCode::NO_CONTENT
     );
 
-    alice.post("/bob/unblock", &[]).await;
+    alice
+        .post("/bob/unblock", &[])
+        .await
+        .assert_redirected_to("/bob");
     assert_eq!(
         send(&bob, "alice", "third").await.status,
         StatusCode::NO_CONTENT

@@ -6,11 +6,14 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use test_support::app::spawn_app;
+use test_support::browser::Browser;
+use test_support::database::TestDatabase;
+use test_support::server_process::ServerProcess;
+use test_support::sim_client::{assert_no_content, SimClient};
+use test_support::web_client::WebClient;
 
-use crate::browser::Browser;
-use crate::helpers::{spawn_app, SimClient, TestDatabase};
-use crate::server_process::ServerProcess;
-use crate::web_client::WebClient;
+use crate::MINITWIT;
 
 /// How long a browser may take to show what the server already did.
 const SHOWN_WITHIN: Duration = Duration::from_secs(10);
@@ -19,12 +22,13 @@ const SHOWN_WITHIN: Duration = Duration::from_secs(10);
 /// policy, one follow lets two people talk.
 async fn people(sim: &SimClient, names: &[&str]) {
     for name in names {
-        sim.register(name, &format!("{name}@example.org"), "pw", None)
-            .await
-            .unwrap();
+        assert_no_content(
+            sim.register(name, &format!("{name}@example.org"), "pw", None)
+                .await,
+        );
     }
     for other in &names[1..] {
-        sim.follow(names[0], other, None).await.unwrap();
+        assert_no_content(sim.follow(names[0], other, None).await);
     }
 }
 
@@ -190,8 +194,8 @@ async fn two_people_in_two_browsers_see_each_others_messages_arrive_live() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_sent_through_one_replica_reaches_a_browser_on_another() {
     let db = TestDatabase::create().await;
-    let writer = ServerProcess::start(&db.url).await;
-    let reader = ServerProcess::start(&db.url).await;
+    let writer = ServerProcess::start(MINITWIT, &db.url).await;
+    let reader = ServerProcess::start(MINITWIT, &db.url).await;
     people(&writer.client(), &["ada", "grace"]).await;
     let ada = browser_of(&reader.web_url, "ada").await;
     ada.goto(&format!("{}/messages/grace", reader.web_url))
@@ -200,7 +204,7 @@ async fn a_message_sent_through_one_replica_reaches_a_browser_on_another() {
     mark_page(&ada).await;
 
     let grace = WebClient::new(&writer.web_url);
-    grace.login("grace", "pw").await;
+    grace.login("grace", "pw").await.assert_redirected_to("/");
     for n in 1..=3 {
         let text = format!("through the other replica {n}");
         let sent = grace

@@ -2,9 +2,9 @@
 //! follow, unfollow or sign out; the same requests from our own pages go through.
 
 use reqwest::StatusCode;
-
-use crate::helpers::spawn_app;
-use crate::web_client::WebClient;
+use test_support::app::spawn_app;
+use test_support::sim_client::assert_no_content;
+use test_support::web_client::WebClient;
 
 async fn message_count(pool: &sqlx::PgPool) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = 'message'")
@@ -16,10 +16,11 @@ async fn message_count(pool: &sqlx::PgPool) -> i64 {
 #[tokio::test]
 async fn cross_site_state_changes_are_refused_and_same_origin_ones_succeed() {
     let app = spawn_app().await;
-    app.client()
-        .register("victim's friend", "f@x", "pw", None)
-        .await
-        .unwrap();
+    assert_no_content(
+        app.client()
+            .register("victim's friend", "f@x", "pw", None)
+            .await,
+    );
     let host = app.web_url.trim_start_matches("http://").to_owned();
     let signed_in = WebClient::new(&app.web_url);
     signed_in.register_and_login("victim", "pw").await;

@@ -7,9 +7,9 @@ use std::time::Duration;
 use fantoccini::key::Key;
 use fantoccini::Locator;
 use serde_json::Value;
-
-use crate::browser::Browser;
-use crate::helpers::spawn_app;
+use test_support::app::spawn_app;
+use test_support::browser::Browser;
+use test_support::sim_client::assert_no_content;
 
 /// How long the browser may take to show what the server already did.
 const SHOWN_WITHIN: Duration = Duration::from_secs(10);
@@ -38,12 +38,14 @@ async fn all_avatars_loaded(browser: &Browser) -> bool {
 async fn a_new_user_signs_up_shares_follows_and_sees_a_message_arrive_live() {
     let app = spawn_app().await;
     let sim = app.client();
-    sim.register("Ada Lovelace", "ada@example.com", "pw", None)
-        .await
-        .unwrap();
-    sim.tweet("Ada Lovelace", "Notes on the analytical engine", None)
-        .await
-        .unwrap();
+    assert_no_content(
+        sim.register("Ada Lovelace", "ada@example.com", "pw", None)
+            .await,
+    );
+    assert_no_content(
+        sim.tweet("Ada Lovelace", "Notes on the analytical engine", None)
+            .await,
+    );
     let site = &app.web_url;
     let browser = Browser::start().await;
 
@@ -143,9 +145,10 @@ async fn a_new_user_signs_up_shares_follows_and_sees_a_message_arrive_live() {
         )
         .await;
     evaluate(&browser, "window.stillTheSamePage = true; return null;").await;
-    sim.tweet("Ada Lovelace", "A message posted elsewhere", None)
-        .await
-        .unwrap();
+    assert_no_content(
+        sim.tweet("Ada Lovelace", "A message posted elsewhere", None)
+            .await,
+    );
     let arrived = browser
         .wait_for_text("ul.messages li", "A message posted elsewhere", SHOWN_WITHIN)
         .await;

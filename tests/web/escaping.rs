@@ -2,9 +2,9 @@
 //! and in every attribute it reaches (links, the follow forms, the form re-fill).
 
 use reqwest::StatusCode;
-
-use crate::helpers::{percent_encode, spawn_app, spawn_app_with};
-use crate::web_client::WebClient;
+use test_support::app::{spawn_app, spawn_app_with};
+use test_support::sim_client::{assert_no_content, percent_encode};
+use test_support::web_client::WebClient;
 
 /// Strings that would do harm if written unescaped into a page.
 const HOSTILE: &[&str] = &[
@@ -122,7 +122,7 @@ async fn hostile_usernames_and_messages_render_inert_everywhere() {
         let name = format!("{text} {index}");
         let registered = sim.register(&name, "h@x", "pw", None).await.unwrap();
         assert_eq!(registered.status, StatusCode::NO_CONTENT, "{name:?}");
-        sim.tweet(&name, text, None).await.unwrap();
+        assert_no_content(sim.tweet(&name, text, None).await);
         let followed = web
             .post(&format!("/{}/follow", percent_encode(&name)), &[])
             .await;

@@ -4,10 +4,13 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use test_support::app::spawn_app;
+use test_support::database::TestDatabase;
+use test_support::server_process::ServerProcess;
+use test_support::sim_client::assert_no_content;
+use test_support::web_client::WebClient;
 
-use crate::helpers::{spawn_app, TestDatabase};
-use crate::server_process::ServerProcess;
-use crate::web_client::WebClient;
+use crate::MINITWIT;
 
 /// How long a test waits for an event that should come.
 const ARRIVAL: Duration = Duration::from_secs(10);
@@ -121,7 +124,7 @@ impl EventStream {
 async fn an_open_public_timeline_receives_each_new_message_as_the_page_renders_it() {
     let app = spawn_app().await;
     let sim = app.client();
-    sim.register("poster", "p@x", "pw", None).await.unwrap();
+    assert_no_content(sim.register("poster", "p@x", "pw", None).await);
     let mut stream = EventStream::connect(&app.web_url, "/public", &[]).await;
     assert_eq!(
         stream.response.headers()["content-type"],
@@ -129,15 +132,14 @@ async fn an_open_public_timeline_receives_each_new_message_as_the_page_renders_i
     );
     assert_eq!(stream.response.headers()["x-accel-buffering"], "no");
 
-    sim.tweet("poster", "<b>live</b> & kicking", None)
-        .await
-        .unwrap();
+    assert_no_content(sim.tweet("poster", "<b>live</b> & kicking", None).await);
     let event = stream
         .expect_posted("&lt;b&gt;live&lt;/b&gt; &amp; kicking")
         .await;
     assert!(!event.data.contains("<b>"), "escaped: {event:?}");
     // The same list item the page itself shows.
     let page = WebClient::new(&app.web_url).get("/public").await;
+    page.assert_status(StatusCode::OK);
     let item_start = page.body.find("<li id=\"m-").unwrap();
     let item_end = page.body[item_start..].find("</li>").unwrap() + item_start + 5;
     assert_eq!(event.data, page.body[item_start..item_end]);
@@ -152,22 +154,18 @@ async fn user_and_personal_streams_carry_only_their_authors() {
     let app = spawn_app().await;
     let sim = app.client();
     for name in ["reader", "followed", "stranger"] {
-        sim.register(name, "x@x", "pw", None).await.unwrap();
+        assert_no_content(sim.register(name, "x@x", "pw", None).await);
     }
-    sim.follow("reader", "followed", None).await.unwrap();
+    assert_no_content(sim.follow("reader", "followed", None).await);
     let web = WebClient::new(&app.web_url);
-    web.login("reader", "pw").await;
+    web.login("reader", "pw").await.assert_redirected_to("/");
     let cookie = web.cookie_header(&app.web_url);
     let mut mine = EventStream::connect(&app.web_url, "/", &[("cookie", cookie.as_str())]).await;
     let mut strangers = EventStream::connect(&app.web_url, "/stranger", &[]).await;
 
-    sim.tweet("stranger", "by the stranger", None)
-        .await
-        .unwrap();
+    assert_no_content(sim.tweet("stranger", "by the stranger", None).await);
     strangers.expect_posted("by the stranger").await;
-    sim.tweet("followed", "by the followed", None)
-        .await
-        .unwrap();
+    assert_no_content(sim.tweet("followed", "by the followed", None).await);
     mine.expect_posted("by the followed").await;
     web.add_message("by the reader").await;
     mine.expect_posted("by the reader").await;
@@ -180,19 +178,16 @@ async fn user_and_personal_streams_carry_only_their_authors() {
 async fn a_stream_catches_up_from_the_page_or_its_last_event_and_hides_flagged_messages() {
     let app = spawn_app().await;
     let sim = app.client();
-    sim.register("poster", "p@x", "pw", None).await.unwrap();
-    sim.tweet("poster", "already on the page", None)
-        .await
-        .unwrap();
+    assert_no_content(sim.register("poster", "p@x", "pw", None).await);
+    assert_no_content(sim.tweet("poster", "already on the page", None).await);
     let page = WebClient::new(&app.web_url).get("/public").await;
+    page.assert_status(StatusCode::OK);
     let marker = "data-live=\"";
     let start = page.body.find(marker).unwrap() + marker.len();
     let page_cursor = page.body[start..].split('"').next().unwrap().to_owned();
 
     // Posted between the page's rendering and its stream's opening.
-    sim.tweet("poster", "posted in between", None)
-        .await
-        .unwrap();
+    assert_no_content(sim.tweet("poster", "posted in between", None).await);
     let mut stream =
         EventStream::connect(&app.web_url, &format!("/public?after={page_cursor}"), &[]).await;
     let missed = stream.expect_posted("posted in between").await;
@@ -200,9 +195,7 @@ async fn a_stream_catches_up_from_the_page_or_its_last_event_and_hides_flagged_m
     drop(stream);
 
     // Reconnecting after a gap: EventSource sends the last id it saw.
-    sim.tweet("poster", "posted while disconnected", None)
-        .await
-        .unwrap();
+    assert_no_content(sim.tweet("poster", "posted while disconnected", None).await);
     let last_id = missed.id.unwrap();
     let mut resumed = EventStream::connect(
         &app.web_url,
@@ -258,17 +251,13 @@ async fn streams_with_nothing_to_stream_tell_the_browser_to_stop_and_shutdown_en
 #[tokio::test]
 async fn a_message_posted_through_one_replica_reaches_a_page_open_on_another() {
     let db = TestDatabase::create().await;
-    let writer = ServerProcess::start(&db.url).await;
-    let reader = ServerProcess::start(&db.url).await;
-    writer
-        .client()
-        .register("poster", "p@x", "pw", None)
-        .await
-        .unwrap();
+    let writer = ServerProcess::start(MINITWIT, &db.url).await;
+    let reader = ServerProcess::start(MINITWIT, &db.url).await;
+    assert_no_content(writer.client().register("poster", "p@x", "pw", None).await);
     let mut stream = EventStream::connect(&reader.web_url, "/poster", &[]).await;
     for n in 0..3 {
         let text = format!("through the other replica {n}");
-        writer.client().tweet("poster", &text, None).await.unwrap();
+        assert_no_content(writer.client().tweet("poster", &text, None).await);
         stream.expect_posted(&text).await;
     }
     drop(stream);

@@ -1,18 +1,9 @@
 //! The browser pages' integration suite: the real server against a real PostgreSQL, driven
 //! over HTTP like a browser (and, in `end_to_end`, by a real headless Chromium).
 
-// The harness is shared with the other suites; this binary uses only part of it.
-#[path = "../support/browser.rs"]
-mod browser;
-#[allow(dead_code)]
-#[path = "../support/mod.rs"]
-mod helpers;
-#[allow(dead_code)]
-#[path = "../support/server_process.rs"]
-mod server_process;
-#[allow(dead_code)]
-#[path = "../support/web_client.rs"]
-mod web_client;
+/// The server binary, for [`test_support::server_process::ServerProcess`]: Cargo names it only
+/// to this package's integration tests.
+const MINITWIT: &str = env!("CARGO_BIN_EXE_minitwit");
 
 mod assets;
 mod chat;

@@ -1,8 +1,8 @@
 //! The original MiniTwit's test suite (`minitwit_tests.py`), case for case, over HTTP
 //! against the real server: the same helpers, the same requests, the same texts.
 
-use crate::helpers::spawn_app;
-use crate::web_client::WebClient;
+use test_support::app::spawn_app;
+use test_support::web_client::WebClient;
 
 #[tokio::test]
 async fn test_register() {
@@ -65,7 +65,7 @@ async fn test_timelines() {
     let web = WebClient::new(&app.web_url);
     web.register_and_login("foo", "default").await;
     web.add_message("the message by foo").await;
-    web.logout().await;
+    web.logout().await.assert_redirected_to("/public");
     web.register_and_login("bar", "default").await;
     web.add_message("the message by bar").await;
     let public = web.get("/public").await;

@@ -2,9 +2,9 @@
 //! navigation, flash and error markup, form order, follow status, and the message markup.
 
 use reqwest::StatusCode;
-
-use crate::helpers::spawn_app;
-use crate::web_client::WebClient;
+use test_support::app::spawn_app;
+use test_support::sim_client::assert_no_content;
+use test_support::web_client::WebClient;
 
 /// The position of each needle in `body`, failing if one is missing or out of order.
 #[track_caller]
@@ -162,8 +162,11 @@ async fn messages_show_author_link_gravatar_and_the_utc_date() {
     let app = spawn_app().await;
     let web = WebClient::new(&app.web_url);
     web.register("Roger Histand", "pw", None, Some("  Roger@Example.COM "))
-        .await;
-    web.login("Roger Histand", "pw").await;
+        .await
+        .assert_redirected_to("/login");
+    web.login("Roger Histand", "pw")
+        .await
+        .assert_redirected_to("/");
     web.add_message("Hello, world").await;
     let page = web.get("/public").await;
     // md5("roger@example.com")
@@ -182,7 +185,9 @@ async fn messages_show_author_link_gravatar_and_the_utc_date() {
 async fn a_user_timeline_shows_the_follow_status_and_follow_buttons_post() {
     let app = spawn_app().await;
     let web = WebClient::new(&app.web_url);
-    web.register("foo", "pw", None, None).await;
+    web.register("foo", "pw", None, None)
+        .await
+        .assert_redirected_to("/login");
     web.register_and_login("bar", "pw").await;
 
     let own = web.get("/bar").await;
@@ -206,7 +211,7 @@ async fn a_user_timeline_shows_the_follow_status_and_follow_buttons_post() {
     unfollowed.assert_contains("You are not yet following this user.");
 
     // Signed out, there is no follow status at all.
-    web.logout().await;
+    web.logout().await.assert_redirected_to("/public");
     web.get("/foo").await.assert_lacks("followstatus");
     app.stop().await;
 }
@@ -215,7 +220,9 @@ async fn a_user_timeline_shows_the_follow_status_and_follow_buttons_post() {
 async fn actions_need_a_signed_in_user_and_an_existing_one_to_follow() {
     let app = spawn_app().await;
     let web = WebClient::new(&app.web_url);
-    web.register("foo", "pw", None, None).await;
+    web.register("foo", "pw", None, None)
+        .await
+        .assert_redirected_to("/login");
     for (method, path) in [
         ("GET", "/foo/follow"),
         ("POST", "/foo/follow"),
@@ -252,7 +259,7 @@ async fn an_empty_message_records_nothing_and_says_nothing() {
     let app = spawn_app().await;
     let web = WebClient::new(&app.web_url);
     web.register_and_login("foo", "pw").await;
-    web.get("/").await; // takes the sign-in flash
+    web.get("/").await.assert_status(StatusCode::OK); // takes the sign-in flash
     let raw = WebClient::not_following_redirects(&app.web_url);
     raw.register_and_login("bar", "pw").await;
     let posted = raw.post("/add_message", &[("text", "")]).await;
@@ -291,7 +298,7 @@ async fn fixed_routes_win_over_usernames_and_unknown_paths_are_404_pages() {
     let sim = app.client();
     // Users named like the fixed routes exist, yet the fixed routes answer.
     for name in ["public", "login", "register"] {
-        sim.register(name, "x@x", "x", None).await.unwrap();
+        assert_no_content(sim.register(name, "x@x", "x", None).await);
     }
     let web = WebClient::new(&app.web_url);
     web.get("/public")
@@ -311,25 +318,30 @@ async fn fixed_routes_win_over_usernames_and_unknown_paths_are_404_pages() {
 async fn the_browser_and_the_api_write_the_same_events_and_read_each_others_writes() {
     let app = spawn_app().await;
     let sim = app.client();
-    sim.register("api user", "api@x", "pw", None).await.unwrap();
-    sim.tweet("api user", "from the API", None).await.unwrap();
+    assert_no_content(sim.register("api user", "api@x", "pw", None).await);
+    assert_no_content(sim.tweet("api user", "from the API", None).await);
     let web = WebClient::new(&app.web_url);
     web.register_and_login("web user", "pw").await;
     web.add_message("from the browser").await;
-    web.post("/api%20user/follow", &[]).await;
+    web.post("/api%20user/follow", &[])
+        .await
+        .assert_redirected_to("/api%20user");
     let mine = web.get("/").await;
     assert_in_order(&mine.body, &["from the browser", "from the API"]);
 
     let api_listing = sim.public_msgs(None, None).await.unwrap();
     assert_eq!(
-        crate::helpers::authored(&api_listing.body),
+        test_support::sim_client::authored(&api_listing.body),
         [
             ("web user".to_owned(), "from the browser".to_owned()),
             ("api user".to_owned(), "from the API".to_owned()),
         ]
     );
     let follows = sim.follows("web user", None, None).await.unwrap();
-    assert_eq!(crate::helpers::follow_names(&follows.body), ["api user"]);
+    assert_eq!(
+        test_support::sim_client::follow_names(&follows.body),
+        ["api user"]
+    );
     // The API user signs in on the web with the password they registered with.
     let other = WebClient::new(&app.web_url);
     other

@@ -2,9 +2,9 @@
 //! keep posting, and unreadable page links answered with a 400.
 
 use reqwest::StatusCode;
-
-use crate::helpers::spawn_app;
-use crate::web_client::{Page, WebClient};
+use test_support::app::spawn_app;
+use test_support::sim_client::assert_no_content;
+use test_support::web_client::{Page, WebClient};
 
 /// The messages of a page, top to bottom (their text, which the tests make unique).
 fn messages(page: &Page) -> Vec<String> {
@@ -33,11 +33,9 @@ fn numbered(range: impl DoubleEndedIterator<Item = usize>) -> Vec<String> {
 async fn pages_hold_thirty_and_stay_put_while_new_messages_arrive() {
     let app = spawn_app().await;
     let sim = app.client();
-    sim.register("poster", "p@x", "pw", None).await.unwrap();
+    assert_no_content(sim.register("poster", "p@x", "pw", None).await);
     for n in 1..=65 {
-        sim.tweet("poster", &format!("message {n:03}"), None)
-            .await
-            .unwrap();
+        assert_no_content(sim.tweet("poster", &format!("message {n:03}"), None).await);
     }
     let web = WebClient::new(&app.web_url);
     let first = web.get("/public").await;
@@ -61,9 +59,7 @@ async fn pages_hold_thirty_and_stay_put_while_new_messages_arrive() {
 
     // Five more arrive while the reader is on page two.
     for n in 66..=70 {
-        sim.tweet("poster", &format!("message {n:03}"), None)
-            .await
-            .unwrap();
+        assert_no_content(sim.tweet("poster", &format!("message {n:03}"), None).await);
     }
     let third = web
         .get(&link(&second, "next").expect("an older link"))
@@ -99,14 +95,12 @@ async fn user_and_personal_timelines_page_the_same_way() {
     let app = spawn_app().await;
     let sim = app.client();
     for name in ["reader", "followed", "stranger"] {
-        sim.register(name, "x@x", "pw", None).await.unwrap();
+        assert_no_content(sim.register(name, "x@x", "pw", None).await);
     }
-    sim.follow("reader", "followed", None).await.unwrap();
+    assert_no_content(sim.follow("reader", "followed", None).await);
     for n in 1..=40 {
         let author = if n % 2 == 0 { "followed" } else { "stranger" };
-        sim.tweet(author, &format!("message {n:03}"), None)
-            .await
-            .unwrap();
+        assert_no_content(sim.tweet(author, &format!("message {n:03}"), None).await);
     }
     let evens = |range: std::ops::RangeInclusive<usize>| -> Vec<String> {
         numbered(range.filter(|n| n % 2 == 0).collect::<Vec<_>>().into_iter())
@@ -116,11 +110,12 @@ async fn user_and_personal_timelines_page_the_same_way() {
     assert_eq!(messages(&user_page), evens(2..=40), "20 fit on one page");
     assert_eq!(link(&user_page, "next"), None);
 
-    web.login("reader", "pw").await;
+    web.login("reader", "pw").await.assert_redirected_to("/");
     for n in 41..=60 {
-        sim.tweet("followed", &format!("message {n:03}"), None)
-            .await
-            .unwrap();
+        assert_no_content(
+            sim.tweet("followed", &format!("message {n:03}"), None)
+                .await,
+        );
     }
     let mine = web.get("/").await;
     let expected_first: Vec<String> = numbered(41..=60)

@@ -2,10 +2,11 @@
 //! cookies ignored, and any replica serving any signed-in user.
 
 use reqwest::StatusCode;
+use test_support::database::TestDatabase;
+use test_support::server_process::ServerProcess;
+use test_support::web_client::WebClient;
 
-use crate::helpers::TestDatabase;
-use crate::server_process::ServerProcess;
-use crate::web_client::WebClient;
+use crate::MINITWIT;
 
 /// The session cookie's `name=value`, from a `Set-Cookie` header.
 fn session_pair(set_cookie: &str) -> &str {
@@ -18,9 +19,12 @@ fn session_pair(set_cookie: &str) -> &str {
 
 #[tokio::test]
 async fn the_session_cookie_is_http_only_lax_and_secure_only_behind_tls() {
-    let app = crate::helpers::spawn_app().await;
+    let app = test_support::app::spawn_app().await;
     let plain = WebClient::not_following_redirects(&app.web_url);
-    plain.register("foo", "pw", None, None).await;
+    plain
+        .register("foo", "pw", None, None)
+        .await
+        .assert_redirected_to("/login");
     let signed_in = plain.login("foo", "pw").await;
     let cookie = signed_in.header("set-cookie").expect("a session cookie");
     assert!(cookie.starts_with("minitwit_session="), "{cookie}");
@@ -45,11 +49,12 @@ async fn the_session_cookie_is_http_only_lax_and_secure_only_behind_tls() {
 
 #[tokio::test]
 async fn signing_in_gives_a_new_session_id_and_signing_out_leaves_nothing_usable() {
-    let app = crate::helpers::spawn_app().await;
+    let app = test_support::app::spawn_app().await;
     let browser = WebClient::not_following_redirects(&app.web_url);
     // Registering leaves a flash, and with it a session, before anyone signs in: the id an
     // attacker could have planted.
     let registered = browser.register("foo", "pw", None, None).await;
+    registered.assert_redirected_to("/login");
     let before = session_pair(registered.header("set-cookie").expect("a session")).to_owned();
     let signed_in = browser.login("foo", "pw").await;
     let after = session_pair(signed_in.header("set-cookie").expect("a new session")).to_owned();
@@ -63,7 +68,7 @@ async fn signing_in_gives_a_new_session_id_and_signing_out_leaves_nothing_usable
     let stolen = WebClient::new(&app.web_url).with_header("cookie", &after);
     stolen.get("/").await.assert_contains("sign out [foo]");
 
-    browser.logout().await;
+    browser.logout().await.assert_redirected_to("/public");
     let after_logout =
         WebClient::not_following_redirects(&app.web_url).with_header("cookie", &after);
     assert_eq!(
@@ -82,10 +87,14 @@ async fn signing_in_gives_a_new_session_id_and_signing_out_leaves_nothing_usable
 
 #[tokio::test]
 async fn forged_or_tampered_cookies_are_ignored() {
-    let app = crate::helpers::spawn_app().await;
+    let app = test_support::app::spawn_app().await;
     let browser = WebClient::not_following_redirects(&app.web_url);
-    browser.register("foo", "pw", None, None).await;
+    browser
+        .register("foo", "pw", None, None)
+        .await
+        .assert_redirected_to("/login");
     let signed_in = browser.login("foo", "pw").await;
+    signed_in.assert_redirected_to("/");
     let genuine = session_pair(signed_in.header("set-cookie").unwrap()).to_owned();
     // The id's last character changed, the signature left as it was.
     let (signed_part, last) = genuine.split_at(genuine.len() - 1);
@@ -113,8 +122,8 @@ async fn forged_or_tampered_cookies_are_ignored() {
 #[tokio::test]
 async fn any_replica_serves_a_user_signed_in_on_another() {
     let db = TestDatabase::create().await;
-    let first = ServerProcess::start(&db.url).await;
-    let second = ServerProcess::start(&db.url).await;
+    let first = ServerProcess::start(MINITWIT, &db.url).await;
+    let second = ServerProcess::start(MINITWIT, &db.url).await;
     let on_first = WebClient::new(&first.web_url);
     on_first.register_and_login("roaming", "pw").await;
     // The same cookie, presented to the other process (cookies do not depend on the port).

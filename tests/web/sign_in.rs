@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use sqlx::PgPool;
-
-use crate::helpers::{spawn_app, spawn_app_with};
-use crate::web_client::WebClient;
+use test_support::app::{spawn_app, spawn_app_with};
+use test_support::sim_client::assert_no_content;
+use test_support::web_client::WebClient;
 
 /// werkzeug 3.1's `generate_password_hash("correct horse", method=...)` (also pinned in the
 /// unit tests of `api::passwords`), with few rounds so a debug build checks them quickly.
@@ -98,7 +98,7 @@ async fn werkzeug_hashes_sign_in_and_are_upgraded_to_argon2id_by_an_event() {
         assert_eq!(stored_hash(&app.db.pool, username).await, Some(new_hash));
 
         // The same password still works, now against argon2id, with no further upgrade.
-        web.logout().await;
+        web.logout().await.assert_redirected_to("/public");
         web.login(username, PASSWORD)
             .await
             .assert_contains("You were logged in");
@@ -118,7 +118,7 @@ async fn werkzeug_hashes_sign_in_and_are_upgraded_to_argon2id_by_an_event() {
 async fn sign_in_attempts_are_limited_per_address_and_per_username_but_the_api_never_is() {
     let app = spawn_app_with(|config| config.login_attempts_per_minute = 3).await;
     let sim = app.client();
-    sim.register("target", "t@x", "pw", None).await.unwrap();
+    assert_no_content(sim.register("target", "t@x", "pw", None).await);
     let guesser = WebClient::new(&app.web_url);
     for guess in ["a", "b", "c"] {
         let page = guesser.login("target", guess).await;
@@ -156,10 +156,7 @@ async fn behind_a_proxy_each_client_address_has_its_own_budget_but_a_username_ha
         config.client_ip_header = Some("x-real-ip".to_owned());
     })
     .await;
-    app.client()
-        .register("target", "t@x", "pw", None)
-        .await
-        .unwrap();
+    assert_no_content(app.client().register("target", "t@x", "pw", None).await);
     let from = |address: &str| WebClient::new(&app.web_url).with_header("x-real-ip", address);
     // Two addresses, each within its own budget, but together over the username's.
     assert_eq!(

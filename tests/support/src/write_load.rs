@@ -17,7 +17,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{authored, describe_failure, follow_names, SimClient};
+use crate::sim_client::{authored, describe_failure, follow_names, SimClient};
 
 /// Longer than any answer should take, so that a hang shows up as a slow answer in the
 /// ledger (and fails the checks) instead of stopping the client.

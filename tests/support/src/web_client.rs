@@ -12,9 +12,12 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::redirect::Policy;
 use reqwest::{Method, StatusCode};
 
-/// One answer: the status, where it came from after redirects, its headers and its body.
+/// One answer: the request it answers, the status, where it came from after redirects, its
+/// headers and its body.
 #[derive(Debug)]
 pub struct Page {
+    /// The request's method and path, as sent.
+    pub route: String,
     pub status: StatusCode,
     pub url: String,
     pub headers: HeaderMap,
@@ -48,6 +51,44 @@ impl Page {
             "did not expect {needle:?} in {} ({}):\n{}",
             self.url,
             self.status,
+            self.body
+        );
+    }
+
+    /// Asserts that the request was answered with `expected` (after any redirects this client
+    /// followed), naming the request, the status and the page otherwise: for the requests a
+    /// test sends to set up what it tests, so that one that failed fails the test there.
+    #[track_caller]
+    pub fn assert_status(&self, expected: StatusCode) {
+        assert!(
+            self.status == expected,
+            "{} answered {} at {}, not {expected}:\n{}",
+            self.route,
+            self.status,
+            self.url,
+            self.body
+        );
+    }
+
+    /// Asserts that the request was answered with a redirect to `path`, whether this client
+    /// followed it (and was shown that page) or not. That is how a form says it was accepted:
+    /// a refused one is shown again, with its error, and a 200.
+    #[track_caller]
+    pub fn assert_redirected_to(&self, path: &str) {
+        let destination = if self.status.is_redirection() {
+            self.header("location").map(str::to_owned)
+        } else if self.status == StatusCode::OK {
+            let url = reqwest::Url::parse(&self.url).expect("a page's URL is valid");
+            Some(url.path().to_owned())
+        } else {
+            None
+        };
+        assert!(
+            destination.as_deref() == Some(path),
+            "{} answered {} at {}, not a redirect to {path}:\n{}",
+            self.route,
+            self.status,
+            self.url,
             self.body
         );
     }
@@ -112,11 +153,6 @@ impl WebClient {
         self
     }
 
-    /// The server's root URL.
-    pub fn base_url(&self) -> &str {
-        &self.base_url
-    }
-
     /// `GET path` (already encoded).
     pub async fn get(&self, path: &str) -> Page {
         self.send(Method::GET, path, None).await
@@ -130,15 +166,16 @@ impl WebClient {
     /// `POST path` with a JSON body, as the chat's script sends.
     pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> Page {
         let request = self.request(Method::POST, path).json(body);
-        Self::page(request).await
+        Self::page(format!("POST {path}"), request).await
     }
 
     async fn send(&self, method: Method, path: &str, form: Option<&[(&str, &str)]>) -> Page {
+        let route = format!("{method} {path}");
         let mut request = self.request(method, path);
         if let Some(form) = form {
             request = request.form(form);
         }
-        Self::page(request).await
+        Self::page(route, request).await
     }
 
     fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
@@ -147,9 +184,10 @@ impl WebClient {
             .headers(self.extra_headers.clone())
     }
 
-    async fn page(request: reqwest::RequestBuilder) -> Page {
+    async fn page(route: String, request: reqwest::RequestBuilder) -> Page {
         let response = request.send().await.expect("the server answers");
         Page {
+            route,
             status: response.status(),
             url: response.url().to_string(),
             headers: response.headers().clone(),
@@ -181,10 +219,14 @@ impl WebClient {
             .await
     }
 
-    /// Registers and signs in.
+    /// Registers and signs in, checking that both worked.
     pub async fn register_and_login(&self, username: &str, password: &str) -> Page {
-        self.register(username, password, None, None).await;
-        self.login(username, password).await
+        self.register(username, password, None, None)
+            .await
+            .assert_redirected_to("/login");
+        let signed_in = self.login(username, password).await;
+        signed_in.assert_redirected_to("/");
+        signed_in
     }
 
     pub async fn logout(&self) -> Page {

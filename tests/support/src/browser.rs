@@ -46,7 +46,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
 
-use crate::helpers::free_port;
+use crate::free_port;
 
 /// How long [`Browser::click`], [`Browser::text_of`] and the input helpers wait for what
 /// they need to appear.
@@ -318,8 +318,9 @@ impl Browser {
         }
     }
 
-    /// Saves a PNG of the page area to `target/test-artifacts/screenshots/<name>.png` under
-    /// the workspace, and returns its path. `name` may use letters, digits, `-`, `_` and `.`.
+    /// Saves a PNG of the page area to `test-artifacts/screenshots/<name>.png` in Cargo's
+    /// target directory (`target/`), and returns its path. `name` may use letters, digits,
+    /// `-`, `_` and `.`.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
         assert!(
             !name.is_empty()
@@ -525,7 +526,7 @@ fn chromium_args(profile: &Path, viewport: Viewport) -> Vec<String> {
 /// that no other browser, of this run or another, has.
 fn new_profile_path() -> PathBuf {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let parent = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-profiles");
+    let parent = crate::scratch_dir().join("browser-profiles");
     std::fs::create_dir_all(&parent)
         .unwrap_or_else(|error| panic!("creating {}: {error}", parent.display()));
     let nanos = SystemTime::now()
@@ -728,11 +729,7 @@ fn kill_all(pids: &[i32]) {
     }
 }
 
-/// `target/test-artifacts/screenshots` under the workspace (the parent of the `api`
-/// package, whose tests these are).
+/// `test-artifacts/screenshots` in Cargo's target directory.
 fn screenshot_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the api package sits in the workspace")
-        .join("target/test-artifacts/screenshots")
+    crate::target_dir().join("test-artifacts/screenshots")
 }

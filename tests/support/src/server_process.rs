@@ -1,14 +1,16 @@
 //! The real `minitwit` binary in a child process, for tests that kill and restart it or run
-//! several at once. Only suites of the `api` package can include this module: only they can
-//! name the binary (`CARGO_BIN_EXE_minitwit`).
+//! several at once. Only suites of the `api` package can name the binary
+//! (`CARGO_BIN_EXE_minitwit`), so they hand its path to [`ServerProcess::start`].
 
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::helpers::{free_port, SimClient};
+use crate::free_port;
+use crate::sim_client::SimClient;
 
 /// The real `minitwit` binary in a child process.
 pub struct ServerProcess {
@@ -24,15 +26,15 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts `minitwit` on `database_url` and waits until it answers.
-    pub async fn start(database_url: &str) -> Self {
-        Self::start_with(&[("DATABASE_URL", database_url)]).await
+    /// Starts `binary` (`minitwit`) on `database_url` and waits until it answers.
+    pub async fn start(binary: impl AsRef<Path>, database_url: &str) -> Self {
+        Self::start_with(binary, &[("DATABASE_URL", database_url)]).await
     }
 
-    /// Starts `minitwit` with `env` over the test settings (and no inherited `DATABASE_URL`),
+    /// Starts `binary` (`minitwit`) with `env` over the test settings (and no inherited `DATABASE_URL`),
     /// on free ports unless `env` names them, and waits until it answers. Its logs are kept
     /// (see [`ServerProcess::logs`]); `TEST_LOG` also shows them.
-    pub async fn start_with(env: &[(&str, &str)]) -> Self {
+    pub async fn start_with(binary: impl AsRef<Path>, env: &[(&str, &str)]) -> Self {
         let given = |name: &str| {
             env.iter()
                 .find(|(key, _)| *key == name)
@@ -42,7 +44,7 @@ impl ServerProcess {
             given("MINITWIT_API_ADDR").unwrap_or_else(|| format!("127.0.0.1:{}", free_port()));
         let web_addr =
             given("MINITWIT_WEB_ADDR").unwrap_or_else(|| format!("127.0.0.1:{}", free_port()));
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_minitwit"))
+        let mut child = tokio::process::Command::new(binary.as_ref())
             .env_remove("DATABASE_URL")
             .env_remove("DATABASE_URL_FILE")
             .env("MINITWIT_API_ADDR", &api_addr)

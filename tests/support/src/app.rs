@@ -1,0 +1,98 @@
+//! The real server running in the test's own process, on random ports, over a fresh database
+//! ([`spawn_app`]). [`crate::server_process`] runs the real binary in a child process instead.
+
+use api::{Application, Config};
+use clap::Parser;
+use tokio::sync::oneshot;
+
+use crate::database::TestDatabase;
+use crate::sim_client::SimClient;
+
+/// The configuration tests run the server with: a random port, quick polling, and a
+/// generous read-your-writes bound (a shared 2-core machine must not make reads stale).
+pub fn test_config(database_url: &str) -> Config {
+    Config::try_parse_from([
+        "minitwit",
+        "--database-url",
+        database_url,
+        "--api-addr",
+        "127.0.0.1:0",
+        "--web-addr",
+        "127.0.0.1:0",
+        "--read-your-writes-timeout-ms",
+        "10000",
+        "--projector-poll-ms",
+        "100",
+        "--db-pool-size",
+        "10",
+    ])
+    .expect("test configuration")
+}
+
+/// The real server, running in this process.
+pub struct TestApp {
+    /// The simulator API's root.
+    pub base_url: String,
+    /// The browser pages' root.
+    pub web_url: String,
+    pub db: TestDatabase,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Starts the server on a fresh database.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_on(TestDatabase::create().await).await
+}
+
+/// Starts the server on a fresh database, with `configure` applied to the test settings.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    let db = TestDatabase::create().await;
+    let mut config = test_config(&db.url);
+    configure(&mut config);
+    start_app(db, config).await
+}
+
+/// Starts the server on `db`.
+pub async fn spawn_app_on(db: TestDatabase) -> TestApp {
+    let config = test_config(&db.url);
+    start_app(db, config).await
+}
+
+async fn start_app(db: TestDatabase, config: Config) -> TestApp {
+    let application = Application::build(config)
+        .await
+        .expect("building the application");
+    let base_url = format!("http://{}", application.api_addr());
+    let web_url = format!("http://{}", application.web_addr());
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(application.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        base_url,
+        web_url,
+        db,
+        shutdown: Some(shutdown),
+        server,
+    }
+}
+
+impl TestApp {
+    /// A simulator-like client of this server.
+    pub fn client(&self) -> SimClient {
+        SimClient::new(&self.base_url)
+    }
+
+    /// Shuts the server down gracefully, returning its database.
+    pub async fn stop(mut self) -> TestDatabase {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        (&mut self.server)
+            .await
+            .expect("server task")
+            .expect("server ran cleanly");
+        self.db
+    }
+}

@@ -1,0 +1,95 @@
+//! The event log and the views projected from it, seen from below the API: appending events
+//! straight into the log, reading a projection's checkpoint, waiting for the projectors to
+//! catch up, and comparing the views with a rebuild.
+
+use std::time::Duration;
+
+use projections::ProjectorSettings;
+use sqlx::PgPool;
+
+/// Appends a `MessagePosted` event for `author` straight into the log on `conn`, bypassing
+/// the command side — for tests that need control over transactions and volume.
+pub async fn append_message_event(
+    conn: &mut sqlx::PgConnection,
+    message_id: &str,
+    author: &str,
+    content: &str,
+) -> i64 {
+    let payload = serde_json::to_value(domain::MessageEvent::MessagePosted {
+        author: author.to_owned(),
+        content: content.to_owned(),
+        posted_at: chrono::Utc::now(),
+    })
+    .expect("serialising an event");
+    sqlx::query_scalar(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
+             payload, metadata) \
+         VALUES ('message', $1, 1, 'MessagePosted', '1.0', $2, '{}') RETURNING global_position",
+    )
+    .bind(message_id)
+    .bind(payload)
+    .fetch_one(conn)
+    .await
+    .expect("appending an event")
+}
+
+/// The timeline projection's checkpoint position.
+pub async fn timeline_checkpoint(pool: &PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT last_position FROM projection_checkpoints WHERE projection = 'timeline' AND version = 1",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("reading the timeline checkpoint")
+}
+
+/// Waits until every active projection has applied every event in the log; panics if one
+/// has not within `timeout`.
+pub async fn await_projections_at_head(pool: &PgPool, timeout: Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    let projections = projections::all();
+    loop {
+        let mut behind = Vec::new();
+        let versions = projections::maintenance::versions(pool)
+            .await
+            .expect("reading the projection versions");
+        for version in versions.iter().filter(|version| version.state == "active") {
+            let projection = projections
+                .iter()
+                .find(|projection| projection.name() == version.projection)
+                .expect("an active version of a known projection");
+            let lag = projections::maintenance::lag(pool, projection.as_ref(), version.checkpoint)
+                .await
+                .expect("reading a projection's lag");
+            if lag.events > 0 {
+                behind.push((version.projection.clone(), lag.events));
+            }
+        }
+        if behind.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "projections still behind the log after {timeout:?}: {behind:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Rebuilds every projection from position zero into a scratch version and asserts that it
+/// equals the active version at the same log position, row for row — the admin tool's
+/// `verify`, whose own tests show it catches a differing view.
+pub async fn assert_views_equal_a_rebuild(pool: &PgPool) {
+    for projection in projections::all() {
+        let comparison =
+            projections::maintenance::verify(pool, &projection, ProjectorSettings::default())
+                .await
+                .expect("rebuilding and comparing the views");
+        assert!(
+            comparison.is_equal(),
+            "{} differs from a rebuild: {:#?}",
+            projection.name(),
+            comparison.tables
+        );
+    }
+}
