@@ -18,7 +18,7 @@ use domain::{User, UserEvent};
 use sqlx::PgConnection;
 
 use crate::log::StoredEvent;
-use crate::projector::Projection;
+use crate::projection::Projection;
 
 /// Users and follows, from the `user` aggregate's events.
 pub struct Accounts;

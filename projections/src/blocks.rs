@@ -14,7 +14,7 @@ use domain::{User, UserEvent};
 use sqlx::PgConnection;
 
 use crate::log::StoredEvent;
-use crate::projector::Projection;
+use crate::projection::Projection;
 
 /// Current blocks, from the `user` aggregate's events.
 pub struct Blocks;

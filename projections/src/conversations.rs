@@ -22,7 +22,7 @@ use domain::{Conversation, ConversationEvent};
 use sqlx::PgConnection;
 
 use crate::log::StoredEvent;
-use crate::projector::Projection;
+use crate::projection::Projection;
 
 /// Private messages and inboxes, from the `conversation` aggregate's events.
 pub struct Conversations;

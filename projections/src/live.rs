@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::log::{LogPosition, StoredEvent, EVENT_COLUMNS};
 use crate::progress::Progress;
-use crate::projector::Projection;
+use crate::projection::Projection;
 use crate::queries::{ReadModels, TimelineEntry};
 use crate::timeline::Timeline;
 

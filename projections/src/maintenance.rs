@@ -16,9 +16,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool, Row};
 
 use crate::log::LogPosition;
-use crate::projector::{
-    lock_name, schema_name, BatchOutcome, Projection, Projector, ProjectorSettings, VersionState,
-};
+use crate::projection::{lock_name, schema_name, Projection, VersionState};
+use crate::projector::{BatchOutcome, Projector, ProjectorSettings};
 
 /// One version of one projection, as `projection_checkpoints` has it.
 #[derive(Debug, Clone)]

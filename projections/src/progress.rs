@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::log::LogPosition;
-use crate::projector::{schema_name, Projection};
+use crate::projection::{schema_name, Projection};
 
 /// The channel on which committed events are announced.
 pub const EVENTS_CHANNEL: &str = "minitwit_events";

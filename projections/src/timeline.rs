@@ -17,7 +17,7 @@ use domain::{Message, MessageEvent};
 use sqlx::PgConnection;
 
 use crate::log::StoredEvent;
-use crate::projector::Projection;
+use crate::projection::Projection;
 
 /// Messages, from the `message` aggregate's events.
 pub struct Timeline;
