@@ -7,6 +7,8 @@
 //! - [`connect`] — a pool on a configured URL or the [`embedded_postgres`] cluster, with the
 //!   migrations applied.
 //! - [`embedded_postgres`] — the private cluster run from the machine's PostgreSQL binaries.
+//! - [`event_log`] — every statement on the `events` table, and the positions and rows they
+//!   return: the one place that knows how the log is read (and why in that order).
 //! - [`outage`] — whether an error means the database cannot be reached, and the breaker
 //!   that remembers that it cannot.
 //! - [`telemetry`] and [`shutdown`] — the process plumbing every binary over the database
@@ -18,6 +20,7 @@
 
 pub mod connect;
 pub mod embedded_postgres;
+pub mod event_log;
 pub mod outage;
 pub mod settings;
 pub mod shutdown;

@@ -2,7 +2,8 @@
 //! what they build.
 //!
 //! Layout:
-//! - [`log`] — positions in the global log and the rows read from it.
+//! - [`log`] — the log's rows (read by [`database::event_log`]) decoded as the domain's
+//!   events, upcast to their current versions.
 //! - [`projection`] — the [`Projection`] trait each view implements, the schema and lock
 //!   names of a projection's versions, and the [`VersionState`]s a version goes through; a
 //!   leaf, so that what runs projections and what tracks them need not import each other.
@@ -45,8 +46,8 @@ use std::sync::Arc;
 
 pub use chat_live::{ChatFeed, ChatUpdate};
 pub use chat_queries::{ConversationPage, InboxEntry, PrivateMessage};
+pub use database::event_log::{LogPosition, StoredEvent};
 pub use live::{LiveFeed, LiveUpdate};
-pub use log::{LogPosition, StoredEvent};
 pub use progress::{Progress, ProgressListener};
 pub use projection::{Projection, VersionState};
 pub use projector::{Projector, ProjectorSettings};

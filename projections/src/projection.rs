@@ -7,9 +7,8 @@
 
 use async_trait::async_trait;
 use cqrs_es::persist::EventUpcaster;
+use database::event_log::StoredEvent;
 use sqlx::PgConnection;
-
-use crate::log::StoredEvent;
 
 /// A view built from the log.
 #[async_trait]

@@ -23,11 +23,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cqrs_es::persist::EventUpcaster;
+use database::event_log::{self, LogPosition};
 use sqlx::{PgConnection, PgPool, Row};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::log::{LogPosition, StoredEvent, EVENT_COLUMNS};
 use crate::progress::Progress;
 use crate::projection::{lock_name, schema_name, Projection, VersionState};
 
@@ -276,48 +276,17 @@ impl Projector {
             transaction_id: i64::MAX,
             global_position: i64::MAX,
         });
-        // Ordered by the qualified columns: a bare `transaction_id` would name the selected
-        // bigint alias, which no index orders, and every batch would sort the rest of the log.
-        let events = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events \
-             WHERE (transaction_id, global_position) > ($1::bigint::text::xid8, $2) \
-               AND (transaction_id, global_position) <= ($5::bigint::text::xid8, $6) \
-               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-               AND aggregate_type = $3 \
-             ORDER BY events.transaction_id, events.global_position \
-             LIMIT $4"
-        ))
-        .bind(checkpoint.transaction_id)
-        .bind(checkpoint.global_position)
-        .bind(self.projection.aggregate_type())
-        .bind(self.settings.batch_size)
-        .bind(until.transaction_id)
-        .bind(until.global_position)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(StoredEvent::from_row)
-        .collect::<Result<Vec<_>, _>>()?;
+        let aggregate_type = self.projection.aggregate_type();
+        let events = event_log::read_below_horizon(
+            &mut *tx,
+            aggregate_type,
+            checkpoint,
+            until,
+            self.settings.batch_size,
+        )
+        .await?;
         let (Some(first), Some(last)) = (events.first(), events.last()) else {
-            // Not `EXISTS (...)`: PostgreSQL plans a prepared statement once for any
-            // parameters after a few runs, guesses that a third of the log lies past an
-            // unknown position, and scans the whole table (11 ms on 40,000 events, on every
-            // idle batch). Asking for the first such row in index order stays an index probe.
-            let waiting = sqlx::query_scalar::<_, i32>(
-                "SELECT 1 FROM events \
-                 WHERE (transaction_id, global_position) > ($1::bigint::text::xid8, $2) \
-                   AND (transaction_id, global_position) <= ($4::bigint::text::xid8, $5) \
-                   AND aggregate_type = $3 \
-                 ORDER BY transaction_id, global_position LIMIT 1",
-            )
-            .bind(checkpoint.transaction_id)
-            .bind(checkpoint.global_position)
-            .bind(self.projection.aggregate_type())
-            .bind(until.transaction_id)
-            .bind(until.global_position)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
+            let waiting = event_log::any_after(&mut *tx, aggregate_type, checkpoint, until).await?;
             return Ok(BatchOutcome::Idle { waiting });
         };
         let through = last.position;
