@@ -3,7 +3,9 @@
 //!
 //! Both sides of the service and the admin tool read the table, so its SQL lives here, under
 //! all of them, once: the projectors' and the live feeds' catch-up reads, how far behind the
-//! log a checkpoint is, and the legacy import's questions about streams. The statements postgres-es itself runs (the command bus's appends
+//! log a checkpoint is; the command side's reads of streams (is a name registered, an
+//! aggregate's state, where a write stands in the log), and the legacy import's questions
+//! about streams. The statements postgres-es itself runs (the command bus's appends
 //! and stream loads) stay in that crate; they name their columns, so the columns only we use
 //! (`global_position`, `transaction_id`, `recorded_at`) are invisible to them.
 //!
@@ -221,6 +223,88 @@ pub async fn lag(
         events: row.try_get("events")?,
         seconds: row.try_get::<f64, _>("seconds")?.max(0.0),
     })
+}
+
+/// Whether the stream `aggregate_type`/`aggregate_id` has begun: a primary-key probe for its
+/// first event (a user stream begins with the registration).
+pub async fn stream_started(
+    executor: impl PgExecutor<'_>,
+    aggregate_type: &str,
+    aggregate_id: &str,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM events \
+         WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = 1)",
+    )
+    .bind(aggregate_type)
+    .bind(aggregate_id)
+    .fetch_one(executor)
+    .await
+}
+
+/// An event of a stream, as an aggregate is rebuilt from it: the stream's type and id are
+/// the reader's already, and its place in the global log does not matter.
+#[derive(Debug, Clone)]
+pub struct StreamEvent {
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub payload: Value,
+    pub metadata: Value,
+}
+
+/// Every event of the stream `aggregate_type`/`aggregate_id`, in stream order (none if it has
+/// not begun): an aggregate's state read straight from the store, as current as it gets.
+pub async fn stream(
+    executor: impl PgExecutor<'_>,
+    aggregate_type: &str,
+    aggregate_id: &str,
+) -> Result<Vec<StreamEvent>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT sequence, event_type, event_version, payload, metadata FROM events \
+         WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence",
+    )
+    .bind(aggregate_type)
+    .bind(aggregate_id)
+    .fetch_all(executor)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(StreamEvent {
+                sequence: row.try_get("sequence")?,
+                event_type: row.try_get("event_type")?,
+                event_version: row.try_get("event_version")?,
+                payload: row.try_get("payload")?,
+                metadata: row.try_get("metadata")?,
+            })
+        })
+        .collect()
+}
+
+/// Where the newest event of the stream `aggregate_type`/`aggregate_id` stands in the log
+/// (none if the stream has not begun): what a write waits for the views to reach, to read
+/// its own writes.
+pub async fn newest_in_stream(
+    executor: impl PgExecutor<'_>,
+    aggregate_type: &str,
+    aggregate_id: &str,
+) -> Result<Option<LogPosition>, sqlx::Error> {
+    let newest = sqlx::query(
+        "SELECT transaction_id::text::bigint AS transaction_id, global_position FROM events \
+         WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence DESC LIMIT 1",
+    )
+    .bind(aggregate_type)
+    .bind(aggregate_id)
+    .fetch_optional(executor)
+    .await?;
+    newest
+        .map(|row| {
+            Ok(LogPosition {
+                transaction_id: row.try_get("transaction_id")?,
+                global_position: row.try_get("global_position")?,
+            })
+        })
+        .transpose()
 }
 
 /// The registration and the follows in the user stream `username`, in stream order: how the
