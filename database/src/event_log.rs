@@ -2,22 +2,29 @@
 //! they return.
 //!
 //! Both sides of the service and the admin tool read the table, so its SQL lives here, under
-//! all of them, once: the projectors' and the live feeds' catch-up reads, how far behind the
-//! log a checkpoint is; the command side's reads of streams (is a name registered, an
-//! aggregate's state, where a write stands in the log), and the legacy import's questions
-//! about streams. The statements postgres-es itself runs (the command bus's appends
-//! and stream loads) stay in that crate; they name their columns, so the columns only we use
-//! (`global_position`, `transaction_id`, `recorded_at`) are invisible to them.
+//! all of them, once:
+//! - the projectors' and the live feeds' catch-up reads, and how far behind the log a
+//!   checkpoint is;
+//! - the command side's reads of single streams: is a name registered, an aggregate's state,
+//!   where a write stands in the log;
+//! - the log as a whole — its head, count and size — for the metrics and the admin tool;
+//! - the legacy import's questions about streams.
 //!
-//! **Why reads follow `(transaction_id, global_position)`.** A position is handed out at
-//! INSERT but becomes visible at COMMIT, so ordered by position alone a reader can see 7
-//! before 6 is committed and step past 6 for good. Readers that follow the log therefore
-//! order by the writing transaction first, and the projector reads only below the
-//! transaction horizon (`transaction_id < pg_snapshot_xmin(pg_current_snapshot())`), where no
-//! transaction still running can add a row: nothing can appear behind a checkpoint in that
-//! order. [`EVENT_COLUMNS`] selects `transaction_id` as a bigint alias, so those reads order
-//! by the qualified `events.transaction_id`, which the `(aggregate_type, transaction_id,
+//! The statements postgres-es itself runs (the command bus's appends and stream loads) stay in
+//! that crate; they name their columns, so the columns only we use (`global_position`,
+//! `transaction_id`, `recorded_at`) are invisible to them. Tests keep their own SQL.
+//!
+//! **Why the log is read in `(transaction_id, global_position)` order.** A position is handed
+//! out at INSERT but becomes visible at COMMIT, so ordered by position alone a reader can see
+//! 7 before 6 is committed and step past 6 for good. Readers that follow the log therefore
+//! order by the writing transaction first, and the projector reads only below the transaction
+//! horizon (`transaction_id < pg_snapshot_xmin(pg_current_snapshot())`), where no transaction
+//! still running can add a row: nothing can appear behind a checkpoint in that order.
+//! `EVENT_COLUMNS` selects `transaction_id` as a bigint alias, so those reads order by the
+//! qualified `events.transaction_id`, which the `(aggregate_type, transaction_id,
 //! global_position)` index has; ordered by the alias, every read would sort what it selects.
+//! A single stream is read by `sequence` instead: its own order, the one its aggregate decided
+//! the events in, and the primary key's.
 //!
 //! **Executors.** Each function takes the executor its caller has: a `&mut PgConnection`
 //! where the statement belongs to the caller's transaction (the projector's locked batch),
@@ -339,6 +346,45 @@ pub async fn ever_moderated(
     .bind(message_id)
     .fetch_one(executor)
     .await
+}
+
+/// The highest position written, if any: the log's head.
+pub async fn head(executor: impl PgExecutor<'_>) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar("SELECT max(global_position) FROM events")
+        .fetch_one(executor)
+        .await
+}
+
+/// How many events the log holds.
+pub async fn count(executor: impl PgExecutor<'_>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(executor)
+        .await
+}
+
+/// The log as a whole: how many events, up to where, and its room on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extent {
+    pub events: i64,
+    /// The highest position written (none while the log is empty).
+    pub head_position: Option<i64>,
+    /// The table and its indexes, on disk.
+    pub size_bytes: i64,
+}
+
+/// The log's [`Extent`], in one statement (so one snapshot).
+pub async fn extent(executor: impl PgExecutor<'_>) -> Result<Extent, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT count(*) AS events, max(global_position) AS head, \
+                pg_total_relation_size('events') AS size FROM events",
+    )
+    .fetch_one(executor)
+    .await?;
+    Ok(Extent {
+        events: row.try_get("events")?,
+        head_position: row.try_get("head")?,
+        size_bytes: row.try_get("size")?,
+    })
 }
 
 #[cfg(test)]

@@ -47,6 +47,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use database::event_log;
 use projections::LogPosition;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
@@ -245,9 +246,7 @@ async fn stream_log(pool: &PgPool, chunks: mpsc::Sender<Vec<u8>>) -> anyhow::Res
     sqlx::query("SET LOCAL TIME ZONE 'UTC'")
         .execute(&mut *tx)
         .await?;
-    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(&mut *tx)
-        .await?;
+    let total = event_log::count(&mut *tx).await?;
     let mut report = ProgressReport::new("export", total.max(0) as u64);
     let mut events = Span::default();
     let mut chunk = Vec::with_capacity(WRITE_CHUNK_BYTES);
@@ -396,10 +395,7 @@ pub async fn import_from(pool: &PgPool, file: &Path) -> anyhow::Result<ImportSum
 }
 
 async fn refuse_unless_empty(conn: &mut PgConnection) -> anyhow::Result<()> {
-    let head: Option<i64> = sqlx::query_scalar("SELECT max(global_position) FROM events")
-        .fetch_one(conn)
-        .await?;
-    match head {
+    match event_log::head(conn).await? {
         Some(head) => Err(ImportError::NotEmpty(head).into()),
         None => Ok(()),
     }
