@@ -8,7 +8,8 @@
 //! - the command side's reads of single streams: is a name registered, an aggregate's state,
 //!   where a write stands in the log;
 //! - the log as a whole — its head, count and size — for the metrics and the admin tool;
-//! - the legacy import's questions about streams.
+//! - the admin tool's export of the log and import into an empty one, and the legacy
+//!   import's questions about streams.
 //!
 //! The statements postgres-es itself runs (the command bus's appends and stream loads) stay in
 //! that crate; they name their columns, so the columns only we use (`global_position`,
@@ -27,10 +28,14 @@
 //! the events in, and the primary key's.
 //!
 //! **Executors.** Each function takes the executor its caller has: a `&mut PgConnection`
-//! where the statement belongs to the caller's transaction (the projector's locked batch),
+//! where the statement belongs to the caller's transaction or session (the projector's
+//! locked batch, the export's snapshot, the import's table lock and its temporary table),
 //! `impl PgExecutor` where a pool serves as well as a connection.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
+use futures_util::stream::BoxStream;
 use serde_json::Value;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgExecutor, Row};
@@ -385,6 +390,113 @@ pub async fn extent(executor: impl PgExecutor<'_>) -> Result<Extent, sqlx::Error
         head_position: row.try_get("head")?,
         size_bytes: row.try_get("size")?,
     })
+}
+
+/// Each event as its line of the admin tool's export, with its position, in log order, read
+/// in `tx`'s snapshot. The format is the export's own (replay-tool's `export` module
+/// describes it); it is built here, by PostgreSQL, because the stored json texts go into the
+/// lines unparsed.
+pub fn export_lines(tx: &mut PgConnection) -> BoxStream<'_, Result<(String, i64), sqlx::Error>> {
+    sqlx::query_as::<_, (String, i64)>(EXPORT_QUERY.as_str()).fetch(tx)
+}
+
+/// The statement of [`export_lines`]: the same for every export, built once so that the
+/// stream can borrow it.
+static EXPORT_QUERY: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT json_build_object( \
+             'global_position', global_position, \
+             'transaction_id', transaction_id::text::bigint, \
+             'recorded_at', recorded_at, \
+             'aggregate_type', aggregate_type, \
+             'aggregate_id', aggregate_id, \
+             'sequence', sequence, \
+             'event_type', event_type, \
+             'event_version', event_version, \
+             {payload}, \
+             {metadata})::text, \
+             global_position \
+         FROM events ORDER BY transaction_id, global_position",
+        payload = embedded("payload"),
+        metadata = embedded("metadata"),
+    )
+});
+
+/// The key and value, in `json_build_object`, of the json column `column`: its stored text as
+/// is, or as a string under `{column}_text` where embedding it would not keep it exactly.
+fn embedded(column: &str) -> String {
+    let inexact = format!(r"{column}::text ~ '[\r\n]|^[ \t]|[ \t]$'");
+    format!(
+        "CASE WHEN {inexact} THEN '{column}_text' ELSE '{column}' END, \
+         CASE WHEN {inexact} THEN to_json({column}::text) ELSE {column} END"
+    )
+}
+
+/// Creates the session's temporary `import_events`, empty, where an import stages its input
+/// before writing any of it: a batch and a line number, then the columns of `events` an
+/// import restores, with their types. The admin tool's import fills it in this column order,
+/// checks it, and has [`append_staged`] write it out; on `conn`, whose session holds it.
+pub async fn create_import_table(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "CREATE TEMP TABLE import_events AS \
+         SELECT 0::bigint AS batch, 0::bigint AS line_number, global_position, recorded_at, \
+                aggregate_type, aggregate_id, sequence, event_type, event_version, payload, \
+                metadata \
+         FROM events WITH NO DATA",
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Makes appends by others wait until the end of `conn`'s transaction (reads go on).
+pub async fn lock_out_writers(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("LOCK TABLE events IN EXCLUSIVE MODE")
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Moves the positions' identity sequence to `highest`, so that the next event appended gets
+/// the position after it.
+pub async fn continue_after(conn: &mut PgConnection, highest: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT setval(pg_get_serial_sequence('events', 'global_position'), $1)")
+        .bind(highest)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The lowest position above `position`, if any event has one.
+pub async fn first_above(
+    executor: impl PgExecutor<'_>,
+    position: i64,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar("SELECT min(global_position) FROM events WHERE global_position > $1")
+        .bind(position)
+        .fetch_one(executor)
+        .await
+}
+
+/// Appends batch `batch` of the session's `import_events` (see [`create_import_table`]) in
+/// line order, keeping each event's position and `recorded_at`; returns how many events it
+/// wrote and the highest position among them. The transaction id is left to its default:
+/// the id of `tx`, the caller's transaction.
+pub async fn append_staged(tx: &mut PgConnection, batch: i64) -> Result<(i64, i64), sqlx::Error> {
+    sqlx::query_as(
+        "WITH written AS ( \
+             INSERT INTO events (global_position, recorded_at, aggregate_type, aggregate_id, \
+                                 sequence, event_type, event_version, payload, metadata) \
+             OVERRIDING SYSTEM VALUE \
+             SELECT global_position, recorded_at, aggregate_type, aggregate_id, sequence, \
+                    event_type, event_version, payload, metadata \
+             FROM import_events WHERE batch = $1 ORDER BY line_number \
+             RETURNING global_position) \
+         SELECT count(*), max(global_position) FROM written",
+    )
+    .bind(batch)
+    .fetch_one(tx)
+    .await
 }
 
 #[cfg(test)]

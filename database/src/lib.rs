@@ -1,5 +1,6 @@
 //! The infrastructure under both sides of the service and both binaries: where PostgreSQL is,
-//! reaching it, and telling an outage from a failure.
+//! reaching it, telling an outage from a failure, and the event log's SQL, which both sides
+//! and the admin tool share.
 //!
 //! Layout:
 //! - [`settings`] — the database settings, one clap group that the server and the admin tool
