@@ -62,6 +62,14 @@ impl LogPosition {
             global_position: position.parse().ok()?,
         })
     }
+
+    /// Reads a row's `transaction_id` (selected as a bigint) and `global_position`.
+    fn from_row(row: &PgRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            transaction_id: row.try_get("transaction_id")?,
+            global_position: row.try_get("global_position")?,
+        })
+    }
 }
 
 /// The columns of `events` in the order [`StoredEvent::from_row`] reads them. Its
@@ -87,10 +95,7 @@ impl StoredEvent {
     /// Reads a row selected with [`EVENT_COLUMNS`].
     fn from_row(row: &PgRow) -> Result<Self, sqlx::Error> {
         Ok(Self {
-            position: LogPosition {
-                transaction_id: row.try_get("transaction_id")?,
-                global_position: row.try_get("global_position")?,
-            },
+            position: LogPosition::from_row(row)?,
             aggregate_type: row.try_get("aggregate_type")?,
             aggregate_id: row.try_get("aggregate_id")?,
             sequence: row.try_get("sequence")?,
@@ -301,22 +306,17 @@ pub async fn newest_in_stream(
     aggregate_type: &str,
     aggregate_id: &str,
 ) -> Result<Option<LogPosition>, sqlx::Error> {
-    let newest = sqlx::query(
+    sqlx::query(
         "SELECT transaction_id::text::bigint AS transaction_id, global_position FROM events \
          WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence DESC LIMIT 1",
     )
     .bind(aggregate_type)
     .bind(aggregate_id)
     .fetch_optional(executor)
-    .await?;
-    newest
-        .map(|row| {
-            Ok(LogPosition {
-                transaction_id: row.try_get("transaction_id")?,
-                global_position: row.try_get("global_position")?,
-            })
-        })
-        .transpose()
+    .await?
+    .as_ref()
+    .map(LogPosition::from_row)
+    .transpose()
 }
 
 /// The registration and the follows in the user stream `username`, in stream order: how the
