@@ -15,6 +15,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use database::event_log;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use projections::maintenance;
 use projections::{Progress, Projection};
@@ -142,17 +143,16 @@ async fn collect_once(
     projections: &[Arc<dyn Projection>],
 ) -> Result<(), sqlx::Error> {
     // Everything is read first and published after, the log's head last: whoever sees a new
-    // head sees the figures read with it.
+    // head sees the figures read with it (all of them read after it).
+    let head = event_log::head(pool).await?.unwrap_or(0);
     let row = sqlx::query(
-        "SELECT (SELECT coalesce(max(global_position), 0) FROM events) AS head, \
-                (SELECT coalesce(extract(epoch FROM now() - min(xact_start)), 0)::float8 \
+        "SELECT (SELECT coalesce(extract(epoch FROM now() - min(xact_start)), 0)::float8 \
                  FROM pg_stat_activity WHERE backend_xid IS NOT NULL) AS horizon_age, \
                 (SELECT latest FROM simulator_latest) AS latest, \
                 (SELECT extract(epoch FROM updated_at)::float8 FROM simulator_latest) AS latest_at",
     )
     .fetch_one(pool)
     .await?;
-    let head: i64 = row.try_get("head")?;
     let horizon_age: f64 = row.try_get("horizon_age")?;
     let latest: Option<i64> = row.try_get("latest")?;
     let latest_at: Option<f64> = row.try_get("latest_at")?;

@@ -18,11 +18,11 @@ use domain::{
     Message, MessageCommand, MessageError, User, UserCommand, UserError,
 };
 use postgres_es::PostgresEventRepository;
-use projections::{LogPosition, Progress};
+use projections::Progress;
 use rand::Rng;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
-use database::outage;
+use database::{event_log, outage};
 
 use crate::context::CommandContext;
 use crate::directory::EventStoreDirectory;
@@ -296,20 +296,9 @@ impl CommandBus {
 
     /// Waits until the views include the newest event of the stream, within the bound.
     async fn await_views(&self, aggregate_type: &str, aggregate_id: &str) -> anyhow::Result<()> {
-        let newest = sqlx::query(
-            "SELECT transaction_id::text::bigint AS transaction_id, global_position FROM events \
-             WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence DESC LIMIT 1",
-        )
-        .bind(aggregate_type)
-        .bind(aggregate_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = newest else {
+        let newest = event_log::newest_in_stream(&self.pool, aggregate_type, aggregate_id).await?;
+        let Some(position) = newest else {
             return Ok(());
-        };
-        let position = LogPosition {
-            transaction_id: row.try_get("transaction_id")?,
-            global_position: row.try_get("global_position")?,
         };
         // The local projectors of this stream need not wait for the notification's round trip.
         self.progress.wake_projectors_of(aggregate_type);

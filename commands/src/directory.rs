@@ -10,8 +10,9 @@ use async_trait::async_trait;
 use cqrs_es::persist::SerializedEvent;
 use cqrs_es::{Aggregate as _, EventEnvelope};
 use domain::{ContactBook, DirectoryError, Standing, User, UserDirectory};
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
+use database::event_log::{self, StreamEvent};
 use database::outage;
 
 /// Answers "is this username registered?" from the `events` table.
@@ -33,15 +34,9 @@ impl UserDirectory for EventStoreDirectory {
         if !domain::registration::is_storable(username) {
             return Ok(false);
         }
-        sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM events \
-             WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = 1)",
-        )
-        .bind(User::TYPE)
-        .bind(username)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(directory_error)
+        event_log::stream_started(&self.pool, User::TYPE, username)
+            .await
+            .map_err(directory_error)
     }
 }
 
@@ -62,22 +57,16 @@ impl EventStoreDirectory {
         if !domain::registration::is_storable(username) {
             return Ok(None);
         }
-        let rows = sqlx::query(
-            "SELECT sequence, event_type, event_version, payload, metadata FROM events \
-             WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence",
-        )
-        .bind(User::TYPE)
-        .bind(username)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(directory_error)?;
-        if rows.is_empty() {
+        let events = event_log::stream(&self.pool, User::TYPE, username)
+            .await
+            .map_err(directory_error)?;
+        if events.is_empty() {
             return Ok(None);
         }
         let upcasters = domain::upcasting::upcasters();
         let mut user = User::default();
-        for row in rows {
-            let event = fold_row(username, &row, &upcasters).map_err(|err| {
+        for event in events {
+            let event = decode(username, event, &upcasters).map_err(|err| {
                 DirectoryError::Failed(format!("reading {username:?}'s stream: {err}"))
             })?;
             user.apply(event.payload);
@@ -86,19 +75,20 @@ impl EventStoreDirectory {
     }
 }
 
-fn fold_row(
+/// An event of `username`'s stream as the `User` aggregate's, upcast to its current version.
+fn decode(
     username: &str,
-    row: &sqlx::postgres::PgRow,
+    event: StreamEvent,
     upcasters: &[Box<dyn cqrs_es::persist::EventUpcaster>],
 ) -> anyhow::Result<EventEnvelope<User>> {
     let serialized = SerializedEvent::new(
         username.to_owned(),
-        usize::try_from(row.try_get::<i64, _>("sequence")?)?,
+        usize::try_from(event.sequence)?,
         User::TYPE.to_owned(),
-        row.try_get("event_type")?,
-        row.try_get("event_version")?,
-        row.try_get("payload")?,
-        row.try_get("metadata")?,
+        event.event_type,
+        event.event_version,
+        event.payload,
+        event.metadata,
     );
     let upcast = domain::upcasting::upcast(serialized, upcasters);
     Ok(EventEnvelope::try_from(upcast)?)

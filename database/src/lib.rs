@@ -1,5 +1,6 @@
 //! The infrastructure under both sides of the service and both binaries: where PostgreSQL is,
-//! reaching it, and telling an outage from a failure.
+//! reaching it, telling an outage from a failure, and the event log's SQL, which both sides
+//! and the admin tool share.
 //!
 //! Layout:
 //! - [`settings`] — the database settings, one clap group that the server and the admin tool
@@ -7,6 +8,8 @@
 //! - [`mod@connect`] — a pool on a configured URL or the [`embedded_postgres`] cluster, with the
 //!   migrations applied.
 //! - [`embedded_postgres`] — the private cluster run from the machine's PostgreSQL binaries.
+//! - [`event_log`] — every statement on the `events` table, and the positions and rows they
+//!   return: the one place that knows how the log is read (and why in that order).
 //! - [`outage`] — whether an error means the database cannot be reached, and the breaker
 //!   that remembers that it cannot.
 //! - [`telemetry`] and [`shutdown`] — the process plumbing every binary over the database
@@ -18,6 +21,7 @@
 
 pub mod connect;
 pub mod embedded_postgres;
+pub mod event_log;
 pub mod outage;
 pub mod settings;
 pub mod shutdown;

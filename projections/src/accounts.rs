@@ -14,11 +14,12 @@ use std::collections::{BTreeMap, HashSet};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cqrs_es::persist::EventUpcaster;
+use database::event_log::StoredEvent;
 use domain::{User, UserEvent};
 use sqlx::PgConnection;
 
-use crate::log::StoredEvent;
-use crate::projector::Projection;
+use crate::log::Decode as _;
+use crate::projection::Projection;
 
 /// Users and follows, from the `user` aggregate's events.
 pub struct Accounts;

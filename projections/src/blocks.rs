@@ -10,11 +10,12 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use cqrs_es::persist::EventUpcaster;
+use database::event_log::StoredEvent;
 use domain::{User, UserEvent};
 use sqlx::PgConnection;
 
-use crate::log::StoredEvent;
-use crate::projector::Projection;
+use crate::log::Decode as _;
+use crate::projection::Projection;
 
 /// Current blocks, from the `user` aggregate's events.
 pub struct Blocks;

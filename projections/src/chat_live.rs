@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use database::event_log::LogPosition;
 use domain::{Conversation, ConversationEvent};
 use sqlx::PgPool;
 use tokio::sync::broadcast;
@@ -16,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::chat_queries::PrivateMessage;
 use crate::conversations::Conversations;
 use crate::live::{follow_checkpoint, read_stretch};
-use crate::log::LogPosition;
+use crate::log::Decode as _;
 use crate::progress::Progress;
 
 /// How many updates a slow subscriber may fall behind before it is told it lagged.

@@ -18,11 +18,12 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cqrs_es::persist::EventUpcaster;
+use database::event_log::StoredEvent;
 use domain::{Conversation, ConversationEvent};
 use sqlx::PgConnection;
 
-use crate::log::StoredEvent;
-use crate::projector::Projection;
+use crate::log::Decode as _;
+use crate::projection::Projection;
 
 /// Private messages and inboxes, from the `conversation` aggregate's events.
 pub struct Conversations;

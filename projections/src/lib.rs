@@ -2,10 +2,14 @@
 //! what they build.
 //!
 //! Layout:
-//! - [`log`] — positions in the global log and the rows read from it.
+//! - [`log`] — the log's rows (read by [`database::event_log`]) decoded as the domain's
+//!   events, upcast to their current versions.
+//! - [`projection`] — the [`Projection`] trait each view implements, the schema and lock
+//!   names of a projection's versions, and the [`VersionState`]s a version goes through; a
+//!   leaf, so that what runs projections and what tracks them need not import each other.
 //! - [`projector`] — the generic catch-up loop — below the transaction horizon, in
 //!   `(transaction_id, global_position)` order, one locked transaction per batch with a
-//!   compare-and-set checkpoint — and the [`Projection`] trait each view implements.
+//!   compare-and-set checkpoint.
 //! - [`accounts`] — users and follows.
 //! - [`timeline`] — messages, shaped for the public, per-user and "my" timelines.
 //! - [`conversations`] — private messages, read marks and inboxes; [`blocks`] — who blocks
@@ -32,6 +36,7 @@ pub mod live;
 pub mod log;
 pub mod maintenance;
 pub mod progress;
+pub mod projection;
 pub mod projector;
 pub mod queries;
 pub mod supervisor;
@@ -41,10 +46,11 @@ use std::sync::Arc;
 
 pub use chat_live::{ChatFeed, ChatUpdate};
 pub use chat_queries::{ConversationPage, InboxEntry, PrivateMessage};
+pub use database::event_log::{LogPosition, StoredEvent};
 pub use live::{LiveFeed, LiveUpdate};
-pub use log::{LogPosition, StoredEvent};
 pub use progress::{Progress, ProgressListener};
-pub use projector::{Projection, Projector, ProjectorSettings, VersionState};
+pub use projection::{Projection, VersionState};
+pub use projector::{Projector, ProjectorSettings};
 pub use queries::{
     Account, ModeratedMessage, ReadModels, TimelineCursor, TimelineEntry, TimelineScope,
     TimelineWindow,

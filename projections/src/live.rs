@@ -13,13 +13,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use database::event_log::{self, LogPosition, StoredEvent};
 use sqlx::PgPool;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use crate::log::{LogPosition, StoredEvent, EVENT_COLUMNS};
 use crate::progress::Progress;
-use crate::projector::Projection;
+use crate::projection::Projection;
 use crate::queries::{ReadModels, TimelineEntry};
 use crate::timeline::Timeline;
 
@@ -177,27 +177,10 @@ pub(crate) async fn read_stretch(
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
     let mut events = Vec::new();
     loop {
-        // Qualified: a bare `transaction_id` in ORDER BY would name the bigint alias, which
-        // no index orders, and each read would sort the whole stretch.
-        let rows = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events \
-             WHERE (transaction_id, global_position) > ($1::bigint::text::xid8, $2) \
-               AND (transaction_id, global_position) <= ($3::bigint::text::xid8, $4) \
-               AND aggregate_type = $5 \
-             ORDER BY events.transaction_id, events.global_position LIMIT $6"
-        ))
-        .bind(from.transaction_id)
-        .bind(from.global_position)
-        .bind(to.transaction_id)
-        .bind(to.global_position)
-        .bind(projection.aggregate_type())
-        .bind(READ_BATCH)
-        .fetch_all(pool)
-        .await?;
-        let full = rows.len() as i64 == READ_BATCH;
-        for row in &rows {
-            events.push(StoredEvent::from_row(row)?);
-        }
+        let read = event_log::read_between(pool, projection.aggregate_type(), from, to, READ_BATCH)
+            .await?;
+        let full = read.len() as i64 == READ_BATCH;
+        events.extend(read);
         match events.last() {
             Some(last) if full => from = last.position,
             _ => return Ok(events),

@@ -13,12 +13,11 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
+use database::event_log::{self, LogPosition};
 use sqlx::{PgConnection, PgPool, Row};
 
-use crate::log::LogPosition;
-use crate::projector::{
-    lock_name, schema_name, BatchOutcome, Projection, Projector, ProjectorSettings, VersionState,
-};
+use crate::projection::{lock_name, schema_name, Projection, VersionState};
+use crate::projector::{BatchOutcome, Projector, ProjectorSettings};
 
 /// One version of one projection, as `projection_checkpoints` has it.
 #[derive(Debug, Clone)]
@@ -63,14 +62,7 @@ pub async fn versions(pool: &PgPool) -> Result<Vec<VersionInfo>, sqlx::Error> {
         .collect()
 }
 
-/// How far a position is behind the log, for the events a projection reads.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Lag {
-    /// Events after the position.
-    pub events: i64,
-    /// How long the oldest of them has been waiting, in seconds (0 when none waits).
-    pub seconds: f64,
-}
+pub use database::event_log::Lag;
 
 /// How far `checkpoint` is behind the log for `projection`.
 pub async fn lag(
@@ -78,27 +70,7 @@ pub async fn lag(
     projection: &dyn Projection,
     checkpoint: LogPosition,
 ) -> Result<Lag, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT count(*) AS events, \
-                coalesce(extract(epoch FROM now() - min(recorded_at))::float8, 0) AS seconds \
-         FROM events \
-         WHERE (transaction_id, global_position) > ($1::bigint::text::xid8, $2) \
-           AND aggregate_type = $3",
-    )
-    // Planned for these very parameters each time (an unnamed statement): a plan cached
-    // for any position would have to assume a large share of the log lies past it and
-    // scan the whole table, where an index range is a few rows (the readiness probe and
-    // the metrics collector ask this every few seconds).
-    .persistent(false)
-    .bind(checkpoint.transaction_id)
-    .bind(checkpoint.global_position)
-    .bind(projection.aggregate_type())
-    .fetch_one(pool)
-    .await?;
-    Ok(Lag {
-        events: row.try_get("events")?,
-        seconds: row.try_get::<f64, _>("seconds")?.max(0.0),
-    })
+    event_log::lag(pool, projection.aggregate_type(), checkpoint).await
 }
 
 /// The version of `projection` a rebuild works on: the one already being built (a rebuild

@@ -18,14 +18,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use database::event_log::LogPosition;
 use sqlx::postgres::PgListener;
 use sqlx::{PgPool, Row};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::log::LogPosition;
-use crate::projector::{schema_name, Projection};
+use crate::projection::{schema_name, Projection};
 
 /// The channel on which committed events are announced.
 pub const EVENTS_CHANNEL: &str = "minitwit_events";

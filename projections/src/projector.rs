@@ -22,83 +22,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use async_trait::async_trait;
 use cqrs_es::persist::EventUpcaster;
+use database::event_log::{self, LogPosition};
 use sqlx::{PgConnection, PgPool, Row};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::log::{LogPosition, StoredEvent, EVENT_COLUMNS};
 use crate::progress::Progress;
-
-/// A view built from the log.
-#[async_trait]
-pub trait Projection: Send + Sync {
-    /// Stable name: part of checkpoint keys, lock keys and schema names. A plain identifier.
-    fn name(&self) -> &'static str;
-    /// The version the code builds and reads. Bump it when the tables' shape or meaning
-    /// changes; the new version is then built beside the old one.
-    fn version(&self) -> i32;
-    /// The aggregate type whose events this projection reads; others are not fetched. One
-    /// type, so that a projector reads its own stretch of the `(aggregate_type,
-    /// transaction_id, global_position)` index in log order and never steps over the other
-    /// types' events (a million messages between two registrations, for the accounts).
-    fn aggregate_type(&self) -> &'static str;
-    /// Idempotent DDL creating this projection's tables inside `schema` (which exists), with
-    /// the keys its batches write through.
-    fn create_tables_sql(&self, schema: &str) -> String;
-    /// Idempotent DDL creating the indexes the reads use. Apart from the tables because a
-    /// version built from the start of the log gets them once, when it is complete (see
-    /// [`Projector::create_indexes`]): building an index over a million rows costs a
-    /// fraction of keeping it up row by row.
-    fn create_indexes_sql(&self, schema: &str) -> String;
-    /// Applies a batch of events, given in log order, to the tables in `schema`, with a
-    /// constant number of set-based statements: a rebuild's cost is then its batches, not
-    /// its events. The result must equal applying the events one at a time, in order, and
-    /// be idempotent: applying a batch twice leaves the tables as applying it once.
-    async fn apply_batch(
-        &self,
-        conn: &mut PgConnection,
-        schema: &str,
-        events: &[StoredEvent],
-        upcasters: &[Box<dyn EventUpcaster>],
-    ) -> anyhow::Result<()>;
-}
-
-/// The schema holding `projection`'s tables at `version`.
-pub fn schema_name(projection: &str, version: i32) -> String {
-    format!("{projection}_v{version}")
-}
-
-/// The text whose hash keys the advisory lock of the projection version in `schema`: every
-/// batch takes it, and so does anything that must see that version hold still.
-pub fn lock_name(schema: &str) -> String {
-    format!("projection:{schema}")
-}
-
-/// What a version is for (the `state` column of `projection_checkpoints`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VersionState {
-    /// Being built from the start of the log; becomes active when caught up.
-    Building,
-    /// Served and kept up by the servers.
-    Active,
-    /// Replaced by a newer version; nobody keeps it up.
-    Retired,
-    /// Built only to be compared with the active version, then dropped.
-    Scratch,
-}
-
-impl VersionState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Building => "building",
-            Self::Active => "active",
-            Self::Retired => "retired",
-            Self::Scratch => "scratch",
-        }
-    }
-}
+use crate::projection::{lock_name, schema_name, Projection, VersionState};
 
 /// How a projector paces itself.
 #[derive(Debug, Clone, Copy)]
@@ -345,48 +276,17 @@ impl Projector {
             transaction_id: i64::MAX,
             global_position: i64::MAX,
         });
-        // Ordered by the qualified columns: a bare `transaction_id` would name the selected
-        // bigint alias, which no index orders, and every batch would sort the rest of the log.
-        let events = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events \
-             WHERE (transaction_id, global_position) > ($1::bigint::text::xid8, $2) \
-               AND (transaction_id, global_position) <= ($5::bigint::text::xid8, $6) \
-               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-               AND aggregate_type = $3 \
-             ORDER BY events.transaction_id, events.global_position \
-             LIMIT $4"
-        ))
-        .bind(checkpoint.transaction_id)
-        .bind(checkpoint.global_position)
-        .bind(self.projection.aggregate_type())
-        .bind(self.settings.batch_size)
-        .bind(until.transaction_id)
-        .bind(until.global_position)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(StoredEvent::from_row)
-        .collect::<Result<Vec<_>, _>>()?;
+        let aggregate_type = self.projection.aggregate_type();
+        let events = event_log::read_below_horizon(
+            &mut *tx,
+            aggregate_type,
+            checkpoint,
+            until,
+            self.settings.batch_size,
+        )
+        .await?;
         let (Some(first), Some(last)) = (events.first(), events.last()) else {
-            // Not `EXISTS (...)`: PostgreSQL plans a prepared statement once for any
-            // parameters after a few runs, guesses that a third of the log lies past an
-            // unknown position, and scans the whole table (11 ms on 40,000 events, on every
-            // idle batch). Asking for the first such row in index order stays an index probe.
-            let waiting = sqlx::query_scalar::<_, i32>(
-                "SELECT 1 FROM events \
-                 WHERE (transaction_id, global_position) > ($1::bigint::text::xid8, $2) \
-                   AND (transaction_id, global_position) <= ($4::bigint::text::xid8, $5) \
-                   AND aggregate_type = $3 \
-                 ORDER BY transaction_id, global_position LIMIT 1",
-            )
-            .bind(checkpoint.transaction_id)
-            .bind(checkpoint.global_position)
-            .bind(self.projection.aggregate_type())
-            .bind(until.transaction_id)
-            .bind(until.global_position)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
+            let waiting = event_log::any_after(&mut *tx, aggregate_type, checkpoint, until).await?;
             return Ok(BatchOutcome::Idle { waiting });
         };
         let through = last.position;

@@ -16,7 +16,7 @@ use domain::registration::is_storable;
 
 use crate::accounts::Accounts;
 use crate::progress::Progress;
-use crate::projector::Projection;
+use crate::projection::Projection;
 use crate::timeline::Timeline;
 
 /// One message as timelines show it.

@@ -21,7 +21,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::progress::Progress;
-use crate::projector::{Projection, Projector, ProjectorSettings};
+use crate::projection::Projection;
+use crate::projector::{Projector, ProjectorSettings};
 
 /// How often the active versions are looked up when no notification says they changed.
 const STATE_POLL_INTERVAL: Duration = Duration::from_secs(5);

@@ -13,11 +13,12 @@ use std::collections::{BTreeMap, HashSet};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cqrs_es::persist::EventUpcaster;
+use database::event_log::StoredEvent;
 use domain::{Message, MessageEvent};
 use sqlx::PgConnection;
 
-use crate::log::StoredEvent;
-use crate::projector::Projection;
+use crate::log::Decode as _;
+use crate::projection::Projection;
 
 /// Messages, from the `message` aggregate's events.
 pub struct Timeline;

@@ -47,6 +47,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use database::event_log;
 use projections::LogPosition;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
@@ -245,16 +246,13 @@ async fn stream_log(pool: &PgPool, chunks: mpsc::Sender<Vec<u8>>) -> anyhow::Res
     sqlx::query("SET LOCAL TIME ZONE 'UTC'")
         .execute(&mut *tx)
         .await?;
-    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(&mut *tx)
-        .await?;
+    let total = event_log::count(&mut *tx).await?;
     let mut report = ProgressReport::new("export", total.max(0) as u64);
     let mut events = Span::default();
     let mut chunk = Vec::with_capacity(WRITE_CHUNK_BYTES);
     let mut in_chunk = 0;
     let mut last_position = 0;
-    let query = export_query();
-    let mut rows = sqlx::query_as::<_, (String, i64)>(&query).fetch(&mut *tx);
+    let mut rows = event_log::export_lines(&mut tx);
     // `poll_next` is callable on the boxed stream itself, without a `StreamExt`.
     while let Some(row) = std::future::poll_fn(|cx| rows.as_mut().poll_next(cx)).await {
         let (line, position) = row?;
@@ -284,37 +282,6 @@ async fn hand_to_writer(chunks: &mpsc::Sender<Vec<u8>>, chunk: &mut Vec<u8>) -> 
         .send(full)
         .await
         .map_err(|_| anyhow::anyhow!("the writer stopped"))
-}
-
-/// Each event as its line (and its position), in log order.
-fn export_query() -> String {
-    format!(
-        "SELECT json_build_object( \
-             'global_position', global_position, \
-             'transaction_id', transaction_id::text::bigint, \
-             'recorded_at', recorded_at, \
-             'aggregate_type', aggregate_type, \
-             'aggregate_id', aggregate_id, \
-             'sequence', sequence, \
-             'event_type', event_type, \
-             'event_version', event_version, \
-             {payload}, \
-             {metadata})::text, \
-             global_position \
-         FROM events ORDER BY transaction_id, global_position",
-        payload = embedded("payload"),
-        metadata = embedded("metadata"),
-    )
-}
-
-/// The key and value, in `json_build_object`, of the json column `column`: its stored text as
-/// is, or as a string under `{column}_text` where embedding it would not keep it exactly.
-fn embedded(column: &str) -> String {
-    let inexact = format!(r"{column}::text ~ '[\r\n]|^[ \t]|[ \t]$'");
-    format!(
-        "CASE WHEN {inexact} THEN '{column}_text' ELSE '{column}' END, \
-         CASE WHEN {inexact} THEN to_json({column}::text) ELSE {column} END"
-    )
 }
 
 /// Why an import refused its input or the store. All but the last are found before anything
@@ -396,10 +363,7 @@ pub async fn import_from(pool: &PgPool, file: &Path) -> anyhow::Result<ImportSum
 }
 
 async fn refuse_unless_empty(conn: &mut PgConnection) -> anyhow::Result<()> {
-    let head: Option<i64> = sqlx::query_scalar("SELECT max(global_position) FROM events")
-        .fetch_one(conn)
-        .await?;
-    match head {
+    match event_log::head(conn).await? {
         Some(head) => Err(ImportError::NotEmpty(head).into()),
         None => Ok(()),
     }
@@ -415,16 +379,8 @@ struct Staged {
 /// Reads the whole input into the session's `import_events`, checking every line; the store
 /// is not touched.
 async fn stage(conn: &mut PgConnection, input: Box<dyn Read + Send>) -> anyhow::Result<Staged> {
-    // The columns `stage_chunk` fills, in its order.
-    sqlx::query(
-        "CREATE TEMP TABLE import_events AS \
-         SELECT 0::bigint AS batch, 0::bigint AS line_number, global_position, recorded_at, \
-                aggregate_type, aggregate_id, sequence, event_type, event_version, payload, \
-                metadata \
-         FROM events WITH NO DATA",
-    )
-    .execute(&mut *conn)
-    .await?;
+    // With the columns `stage_chunk` fills, in its order.
+    event_log::create_import_table(&mut *conn).await?;
     let (sender, mut chunks) = mpsc::channel(CHUNKS_IN_FLIGHT);
     // The reader stops at its first bad line, or when this side fails and drops `chunks`.
     let reader = tokio::task::spawn_blocking(move || read_input(input, sender));
@@ -503,56 +459,25 @@ async fn write_batches(conn: &mut PgConnection, staged: &Staged) -> anyhow::Resu
         return Ok(());
     };
     let mut claim = conn.begin().await?;
-    lock_out_writers(&mut claim).await?;
+    event_log::lock_out_writers(&mut claim).await?;
     refuse_unless_empty(&mut claim).await?;
     // New events continue after the imported ones; and so anything appended during the
     // import shows as a position above them.
-    sqlx::query("SELECT setval(pg_get_serial_sequence('events', 'global_position'), $1)")
-        .bind(highest)
-        .execute(&mut *claim)
-        .await?;
+    event_log::continue_after(&mut claim, highest).await?;
     claim.commit().await?;
 
     let mut report = ProgressReport::new("import", staged.events.count);
     for batch in 0..staged.batches as i64 {
         let mut tx = conn.begin().await?;
-        lock_out_writers(&mut tx).await?;
-        let foreign: Option<i64> = sqlx::query_scalar(
-            "SELECT min(global_position) FROM events WHERE global_position > $1",
-        )
-        .bind(highest)
-        .fetch_one(&mut *tx)
-        .await?;
-        if let Some(position) = foreign {
+        event_log::lock_out_writers(&mut tx).await?;
+        if let Some(position) = event_log::first_above(&mut *tx, highest).await? {
             return Err(ImportError::WrittenMeanwhile(position).into());
         }
-        // The transaction id is left to its default: this transaction's own.
-        let (rows, through): (i64, i64) = sqlx::query_as(
-            "WITH written AS ( \
-                 INSERT INTO events (global_position, recorded_at, aggregate_type, aggregate_id, \
-                                     sequence, event_type, event_version, payload, metadata) \
-                 OVERRIDING SYSTEM VALUE \
-                 SELECT global_position, recorded_at, aggregate_type, aggregate_id, sequence, \
-                        event_type, event_version, payload, metadata \
-                 FROM import_events WHERE batch = $1 ORDER BY line_number \
-                 RETURNING global_position) \
-             SELECT count(*), max(global_position) FROM written",
-        )
-        .bind(batch)
-        .fetch_one(&mut *tx)
-        .await?;
+        let (rows, through) = event_log::append_staged(&mut tx, batch).await?;
         tx.commit().await?;
         report.advance(rows as u64, through);
     }
     report.finish(&format!("new events follow position {highest}"));
-    Ok(())
-}
-
-/// Makes appends by others wait until the end of `conn`'s transaction (reads go on).
-async fn lock_out_writers(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("LOCK TABLE events IN EXCLUSIVE MODE")
-        .execute(conn)
-        .await?;
     Ok(())
 }
 

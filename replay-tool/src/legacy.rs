@@ -42,12 +42,13 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use commands::CommandContext;
 use commands::{CommandBus, CommandError};
+use database::event_log;
 use domain::registration::is_storable;
 use domain::{
     MessageCommand, MessageError, Moderation, PasswordHash, RegistrationError, UserCommand,
     UserError, UserEvent,
 };
-use projections::log::{StoredEvent, EVENT_COLUMNS};
+use projections::log::Decode as _;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use sqlx::PgPool;
@@ -730,7 +731,7 @@ impl Import {
             // earlier run may have stopped between posting and flagging it.
             let to_flag = message.flagged
                 && (posted_now
-                    || !moderated(&self.pool, &message_id)
+                    || !event_log::ever_moderated(&self.pool, &message_id)
                         .await
                         .with_context(|| format!("importing {row}"))?);
             if to_flag {
@@ -775,21 +776,12 @@ async fn previous_import(
     pool: &PgPool,
     user: &LegacyUser,
 ) -> anyhow::Result<Option<HashSet<String>>> {
-    let rows = sqlx::query(&format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE aggregate_type = 'user' AND aggregate_id = $1 \
-         AND event_type IN ('UserRegistered', 'UserFollowed') ORDER BY sequence"
-    ))
-    .bind(&user.username)
-    .fetch_all(pool)
-    .await?;
+    let events = event_log::registration_and_follows(pool, &user.username).await?;
     let upcasters = domain::upcasting::upcasters();
     let mut this_row = false;
     let mut followed = HashSet::new();
-    for row in &rows {
-        match StoredEvent::from_row(row)?
-            .decode::<domain::User>(&upcasters)?
-            .payload
-        {
+    for event in &events {
+        match event.decode::<domain::User>(&upcasters)?.payload {
             UserEvent::UserRegistered {
                 email,
                 password_hash,
@@ -805,17 +797,6 @@ async fn previous_import(
         }
     }
     Ok(this_row.then_some(followed))
-}
-
-/// Whether any moderation decision was ever recorded on the message `message_id`.
-async fn moderated(pool: &PgPool, message_id: &str) -> anyhow::Result<bool> {
-    Ok(sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM events WHERE aggregate_type = 'message' \
-         AND aggregate_id = $1 AND event_type IN ('MessageFlagged', 'MessageUnflagged'))",
-    )
-    .bind(message_id)
-    .fetch_one(pool)
-    .await?)
 }
 
 /// A refusal by an aggregate, which may also carry a failure of its directory lookup (the

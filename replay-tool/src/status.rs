@@ -4,9 +4,10 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use database::event_log;
 use projections::maintenance::{self, Lag};
 use serde::Serialize;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
 /// One version of one projection.
 #[derive(Debug, Serialize)]
@@ -63,18 +64,13 @@ pub async fn status(pool: &PgPool) -> anyhow::Result<Status> {
             updated_at: version.updated_at,
         });
     }
-    let row = sqlx::query(
-        "SELECT count(*) AS events, max(global_position) AS head, \
-                pg_total_relation_size('events') AS size FROM events",
-    )
-    .fetch_one(pool)
-    .await?;
+    let log = event_log::extent(pool).await?;
     Ok(Status {
         projections: versions,
         log: LogStatus {
-            events: row.try_get("events")?,
-            head_position: row.try_get("head")?,
-            size_bytes: row.try_get("size")?,
+            events: log.events,
+            head_position: log.head_position,
+            size_bytes: log.size_bytes,
         },
     })
 }

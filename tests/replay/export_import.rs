@@ -57,7 +57,7 @@ async fn view_rows(pool: &PgPool) -> BTreeMap<String, Vec<String>> {
     .expect("reading the active versions");
     let mut views = BTreeMap::new();
     for (projection, version) in active {
-        let schema = projections::projector::schema_name(&projection, version);
+        let schema = projections::projection::schema_name(&projection, version);
         let tables: Vec<String> = sqlx::query_scalar(
             "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1",
         )
