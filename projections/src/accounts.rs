@@ -7,7 +7,7 @@
 //!   which orders a user's follows oldest first.
 //!
 //! A batch is reduced in memory to what it leaves behind per user and per followed pair
-//! (see [`PairChange`]), then written with one set-based statement per kind of change.
+//! (see `PairChange`), then written with one set-based statement per kind of change.
 
 use std::collections::{BTreeMap, HashSet};
 

@@ -30,7 +30,7 @@
 //! was undone since the import stays undone.
 //!
 //! **Times.** The original records when a message was posted, nothing else; the other times
-//! are derived from those, deterministically (see [`registration_times`]).
+//! are derived from those, deterministically (see `registration_times`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
