@@ -20,4 +20,5 @@ mod read_models;
 mod replicas;
 mod simulator_api;
 mod sql_metacharacters;
+mod supervision;
 mod version_switch;

@@ -18,6 +18,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use test_support::database::TestDatabase;
+use test_support::views::{Altered, BatchApplier};
 
 /// A log long enough for every kind of event to meet every other inside one batch.
 const EVENTS: usize = 800;
@@ -300,40 +301,21 @@ async fn views_built_one_event_at_a_time_equal_views_built_in_batches() {
     }
 }
 
-/// A projection that applies every batch twice.
-struct Twice(Arc<dyn Projection>);
+/// Applies every batch twice.
+struct Twice;
 
 #[async_trait]
-impl Projection for Twice {
-    fn name(&self) -> &'static str {
-        self.0.name()
-    }
-
-    fn version(&self) -> i32 {
-        self.0.version()
-    }
-
-    fn aggregate_type(&self) -> &'static str {
-        self.0.aggregate_type()
-    }
-
-    fn create_tables_sql(&self, schema: &str) -> String {
-        self.0.create_tables_sql(schema)
-    }
-
-    fn create_indexes_sql(&self, schema: &str) -> String {
-        self.0.create_indexes_sql(schema)
-    }
-
-    async fn apply_batch(
+impl BatchApplier for Twice {
+    async fn apply(
         &self,
+        real: &dyn Projection,
         conn: &mut PgConnection,
         schema: &str,
         events: &[StoredEvent],
         upcasters: &[Box<dyn EventUpcaster>],
     ) -> anyhow::Result<()> {
         for _ in 0..2 {
-            self.0.apply_batch(conn, schema, events, upcasters).await?;
+            real.apply_batch(conn, schema, events, upcasters).await?;
         }
         Ok(())
     }
@@ -345,7 +327,12 @@ async fn applying_every_batch_twice_equals_applying_it_once() {
     write_random_log(&db.pool, 7).await;
     let twice = projections::all()
         .into_iter()
-        .map(|projection| Arc::new(Twice(projection)) as Arc<dyn Projection>)
+        .map(|real| {
+            Arc::new(Altered {
+                real,
+                applier: Twice,
+            }) as Arc<dyn Projection>
+        })
         .collect();
     build_active_versions(&db.pool, twice, 7).await;
     assert_a_rebuild_in_batches_of(&db.pool, 10_000).await;

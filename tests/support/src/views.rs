@@ -1,11 +1,14 @@
 //! The event log and the views projected from it, seen from below the API: appending events
 //! straight into the log, reading a projection's checkpoint, waiting for the projectors to
-//! catch up, and comparing the views with a rebuild.
+//! catch up, comparing the views with a rebuild, and projections that misbehave on purpose.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use projections::ProjectorSettings;
-use sqlx::PgPool;
+use async_trait::async_trait;
+use cqrs_es::persist::EventUpcaster;
+use projections::{Projection, ProjectorSettings, StoredEvent};
+use sqlx::{PgConnection, PgPool};
 
 /// Appends a `MessagePosted` event for `author` straight into the log on `conn`, bypassing
 /// the command side — for tests that need control over transactions and volume.
@@ -91,5 +94,60 @@ pub async fn assert_views_equal_a_rebuild(pool: &PgPool) {
             projection.name(),
             comparison.tables
         );
+    }
+}
+
+/// How an [`Altered`] projection applies a batch, given the real projection.
+#[async_trait]
+pub trait BatchApplier: Send + Sync {
+    async fn apply(
+        &self,
+        real: &dyn Projection,
+        conn: &mut PgConnection,
+        schema: &str,
+        events: &[StoredEvent],
+        upcasters: &[Box<dyn EventUpcaster>],
+    ) -> anyhow::Result<()>;
+}
+
+/// A projection that is `real` in everything but how it applies batches, which `applier`
+/// decides: for tests of what the projectors make of a projection that misbehaves.
+pub struct Altered<A> {
+    pub real: Arc<dyn Projection>,
+    pub applier: A,
+}
+
+#[async_trait]
+impl<A: BatchApplier> Projection for Altered<A> {
+    fn name(&self) -> &'static str {
+        self.real.name()
+    }
+
+    fn version(&self) -> i32 {
+        self.real.version()
+    }
+
+    fn aggregate_type(&self) -> &'static str {
+        self.real.aggregate_type()
+    }
+
+    fn create_tables_sql(&self, schema: &str) -> String {
+        self.real.create_tables_sql(schema)
+    }
+
+    fn create_indexes_sql(&self, schema: &str) -> String {
+        self.real.create_indexes_sql(schema)
+    }
+
+    async fn apply_batch(
+        &self,
+        conn: &mut PgConnection,
+        schema: &str,
+        events: &[StoredEvent],
+        upcasters: &[Box<dyn EventUpcaster>],
+    ) -> anyhow::Result<()> {
+        self.applier
+            .apply(self.real.as_ref(), conn, schema, events, upcasters)
+            .await
     }
 }
