@@ -24,6 +24,9 @@
 //!   [`chat_queries`] — those of private messages.
 //! - [`live`] — the timeline changes each checkpoint move brings, broadcast to live pages;
 //!   [`chat_live`] — the same for private messages.
+//!
+//! Depends on `domain` and `database` only; never on the command side (`commands`, which waits
+//! on [`Progress`] here for read-your-writes), nor on `api` or any HTTP crate.
 
 #![forbid(unsafe_code)]
 
