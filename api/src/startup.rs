@@ -12,6 +12,13 @@ use axum::http::HeaderName;
 use axum::middleware;
 use axum::response::IntoResponse;
 use axum::Router;
+use commands::accounts::Accounts;
+use commands::directory::EventStoreDirectory;
+use commands::passwords::PasswordHasher;
+use commands::{CommandBus, CommandSettings};
+use database::embedded_postgres::EmbeddedPostgres;
+use database::outage::DatabaseGate;
+use database::Database;
 use projections::{
     ChatFeed, LiveFeed, Progress, ProgressListener, ProjectorSettings, ReadModels, Supervisor,
 };
@@ -41,13 +48,6 @@ use crate::simulator::{self, LatestStore, SimulatorState};
 use crate::web::error::WebError;
 use crate::web::rate_limit::LoginLimiter;
 use crate::web::{self, WebState};
-use commands::accounts::Accounts;
-use commands::directory::EventStoreDirectory;
-use commands::passwords::PasswordHasher;
-use commands::{CommandBus, CommandSettings};
-use database::embedded_postgres::EmbeddedPostgres;
-use database::outage::DatabaseGate;
-use database::Database;
 
 /// A built server, listening but not yet serving.
 pub struct Application {

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{Aggregate, AggregateError, CqrsFramework};
+use database::{event_log, outage};
 use domain::{
     ChatPolicy, ChatServices, Conversation, ConversationCommand, ConversationError, Directory,
     Message, MessageCommand, MessageError, User, UserCommand, UserError,
@@ -21,8 +22,6 @@ use postgres_es::PostgresEventRepository;
 use projections::Progress;
 use rand::Rng;
 use sqlx::PgPool;
-
-use database::{event_log, outage};
 
 use crate::context::CommandContext;
 use crate::directory::EventStoreDirectory;

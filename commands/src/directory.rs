@@ -9,11 +9,10 @@
 use async_trait::async_trait;
 use cqrs_es::persist::SerializedEvent;
 use cqrs_es::{Aggregate as _, EventEnvelope};
-use domain::{ContactBook, DirectoryError, Standing, User, UserDirectory};
-use sqlx::PgPool;
-
 use database::event_log::{self, StreamEvent};
 use database::outage;
+use domain::{ContactBook, DirectoryError, Standing, User, UserDirectory};
+use sqlx::PgPool;
 
 /// Answers "is this username registered?" from the `events` table.
 #[derive(Clone)]

@@ -6,6 +6,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use commands::CommandError;
 use projections::{TimelineEntry, TimelineScope, TimelineWindow};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -18,7 +19,6 @@ use super::{
 use crate::error::{ApiError, ErrorBody};
 use crate::openapi::answers::{DatabaseFailures, NotAuthorized, WriteConflict};
 use crate::request_context::RequestContext;
-use commands::CommandError;
 
 /// A message as the simulator sees it.
 #[derive(Serialize, ToSchema)]

@@ -20,6 +20,9 @@ use axum::http::header::AUTHORIZATION;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use base64::Engine as _;
+use commands::accounts::Accounts;
+use commands::directory::EventStoreDirectory;
+use commands::CommandBus;
 use domain::UserDirectory as _;
 use projections::ReadModels;
 use serde::de::DeserializeOwned;
@@ -31,9 +34,6 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::ApiError;
-use commands::accounts::Accounts;
-use commands::directory::EventStoreDirectory;
-use commands::CommandBus;
 
 pub use latest::LatestStore;
 

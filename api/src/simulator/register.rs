@@ -3,6 +3,7 @@
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
+use commands::accounts::NewAccount;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -10,7 +11,6 @@ use super::{parse_body, SimulatorState, Tracked};
 use crate::error::{ApiError, ErrorBody};
 use crate::openapi::answers::{DatabaseFailures, WriteConflict};
 use crate::request_context::RequestContext;
-use commands::accounts::NewAccount;
 
 /// A new account. A missing field counts as empty, so it gets the rule's own message ("You
 /// have to enter a username") rather than a generic parse error.

@@ -6,6 +6,8 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
+use commands::accounts::{NewAccount, SignInError};
+use commands::CommandError;
 use domain::UserError;
 use serde::Deserialize;
 
@@ -17,8 +19,6 @@ use super::session::BrowserSession;
 use super::timelines::chrome;
 use super::WebState;
 use crate::request_context::RequestContext;
-use commands::accounts::{NewAccount, SignInError};
-use commands::CommandError;
 
 /// The flashes of this module, the original's words.
 const REGISTERED: &str = "You were successfully registered and can login now";

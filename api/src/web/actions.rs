@@ -7,6 +7,7 @@
 
 use axum::extract::{Path, State};
 use axum::response::Response;
+use commands::{CommandContext, CommandError};
 use domain::UserCommand;
 use serde::Deserialize;
 
@@ -16,8 +17,6 @@ use super::pages::{redirect, user_href};
 use super::session::BrowserSession;
 use super::WebState;
 use crate::request_context::RequestContext;
-use commands::CommandContext;
-use commands::CommandError;
 
 #[derive(Deserialize)]
 pub struct MessageForm {

@@ -27,6 +27,7 @@ use axum::http::StatusCode;
 use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json, Router};
+use commands::CommandContext;
 use domain::ConversationCommand;
 use projections::{ChatUpdate, InboxEntry, PrivateMessage};
 use serde::de::DeserializeOwned;
@@ -47,7 +48,6 @@ use crate::openapi::answers::{DatabaseFailures, NotSignedIn, WriteConflict};
 use crate::openapi::{self, Document};
 use crate::request_context::RequestContext;
 use crate::simulator::parse_body;
-use commands::CommandContext;
 
 /// A private message as the chat's script sees it.
 #[derive(Debug, Serialize, ToSchema)]
