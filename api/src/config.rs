@@ -161,6 +161,12 @@ pub struct Config {
     #[arg(long, env = "MINITWIT_COMMAND_RETRIES", default_value_t = 5)]
     pub command_retries: u32,
 
+    /// How many events the aggregate states kept between commands may hold, per aggregate
+    /// type (users, messages, conversations). A command on a kept state reads only what it
+    /// missed; past this, the least used states are dropped and read whole when next needed.
+    #[arg(long, env = "MINITWIT_CACHED_EVENTS", default_value_t = 200_000)]
+    pub cached_events: u64,
+
     /// Password hashes computed at once. Each argon2id hash holds 19 MiB, so this bounds the
     /// memory a burst of registrations can take. Defaults to the number of CPUs.
     #[arg(long, env = "MINITWIT_HASH_CONCURRENCY")]

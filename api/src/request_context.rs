@@ -2,19 +2,21 @@
 //! [`CommandContext`] from the request being served.
 //!
 //! The id comes from the `x-request-id` header, which the outermost middleware sets (or keeps,
-//! if a proxy already set it) and echoes in the response.
+//! if a proxy already set it) and echoes in the response; the simulator's `latest`, from the
+//! request's extensions, where the simulator API's middleware puts it.
 
 use std::convert::Infallible;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use chrono::Utc;
-use commands::CommandContext;
+use commands::{CommandContext, Latest};
 
 /// The header carrying the request id.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
-/// Extracts the [`CommandContext`] of the request being served: its id and arrival time.
+/// Extracts the [`CommandContext`] of the request being served: its id, arrival time and
+/// `latest`.
 #[derive(Debug, Clone)]
 pub struct RequestContext(pub CommandContext);
 
@@ -30,6 +32,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
         Ok(Self(CommandContext {
             request_id,
             received_at: Utc::now(),
+            latest: parts.extensions.get::<Latest>().cloned(),
         }))
     }
 }

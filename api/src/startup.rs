@@ -283,9 +283,10 @@ impl CommandSide {
                 retries: config.command_retries,
                 read_your_writes_timeout: config.read_your_writes_timeout(),
                 chat_policy: config.chat_policy.into(),
+                cached_events: config.cached_events,
             },
         ));
-        let directory = EventStoreDirectory::new(pool.clone());
+        let directory = commands.directory().clone();
         let cpus = std::thread::available_parallelism().map_or(2, usize::from);
         let hasher = PasswordHasher::new(config.hash_concurrency.unwrap_or(cpus));
         let accounts = Accounts::new(

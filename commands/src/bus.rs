@@ -1,32 +1,35 @@
-//! Executing commands: cqrs-es on postgres-es, with conflict retries and read-your-writes.
+//! Executing commands: cqrs-es on our [`AggregateStore`], with conflict retries and
+//! read-your-writes.
 //!
-//! cqrs-es runs in plain event-store mode with no inline queries: the views are built by the
-//! catch-up projectors instead (see the `projections` crate). After a command commits, this
-//! module finds the position of the stream's newest event and waits — boundedly — until every
-//! view fed by that stream has applied it, so a client that writes and then reads sees its
-//! write. Waiting on the stream's newest event rather than on "the event just written" also
-//! covers commands that wrote nothing (following someone already followed): the state they
-//! confirmed is visible too.
+//! cqrs-es runs with no inline queries but a counter: the views are built by the catch-up
+//! projectors instead (see the `projections` crate). A command costs two round trips in the
+//! common case: reading what its cached aggregate has missed, and the append that commits
+//! its events (with the simulator's `latest`) and returns their place in the log. Then this
+//! module waits — boundedly — until every view fed by the stream has applied the stream's
+//! newest event, so a client that writes and then reads sees its write. Waiting on the
+//! stream's newest event rather than on "the event just written" also covers commands that
+//! wrote nothing (following someone already followed): the state they confirmed is visible
+//! too.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{Aggregate, AggregateError, CqrsFramework};
-use database::{event_log, outage};
+use database::event_log::{self, LogPosition};
+use database::outage;
 use domain::{
     ChatPolicy, ChatServices, Conversation, ConversationCommand, ConversationError, Directory,
     Message, MessageCommand, MessageError, User, UserCommand, UserError,
 };
-use postgres_es::PostgresEventRepository;
 use projections::Progress;
 use rand::Rng;
 use sqlx::PgPool;
 
 use crate::context::CommandContext;
 use crate::directory::EventStoreDirectory;
+use crate::store::{report_commit, AggregateStore};
 
-type Cqrs<A> = CqrsFramework<A, PersistedEventStore<PostgresEventRepository, A>>;
+type Cqrs<A> = CqrsFramework<A, AggregateStore<A>>;
 
 /// The namespace of message ids derived from idempotency keys.
 const IDEMPOTENT_POSTS: uuid::Uuid =
@@ -60,6 +63,8 @@ pub struct CommandSettings {
     pub read_your_writes_timeout: Duration,
     /// Whom users may send private messages to.
     pub chat_policy: ChatPolicy,
+    /// How many events the aggregates kept between commands may hold, per aggregate type.
+    pub cached_events: u64,
 }
 
 /// Sends commands to aggregates.
@@ -67,6 +72,7 @@ pub struct CommandBus {
     users: Cqrs<User>,
     messages: Cqrs<Message>,
     conversations: Cqrs<Conversation>,
+    directory: EventStoreDirectory,
     pool: PgPool,
     progress: Progress,
     settings: CommandSettings,
@@ -75,20 +81,33 @@ pub struct CommandBus {
 impl CommandBus {
     /// A bus writing through `pool` and waiting on `progress`.
     pub fn new(pool: PgPool, progress: Progress, settings: CommandSettings) -> Self {
-        let store = Arc::new(EventStoreDirectory::new(pool.clone()));
-        let directory: Directory = store.clone();
+        let users = AggregateStore::new(pool.clone(), settings.cached_events);
+        let contacts = EventStoreDirectory::new(pool.clone(), users.clone());
+        let directory: Directory = Arc::new(contacts.clone());
         let chat = ChatServices {
-            contacts: store,
+            contacts: Arc::new(contacts.clone()),
             policy: settings.chat_policy,
         };
         Self {
-            users: framework(&pool, directory.clone()),
-            messages: framework(&pool, directory),
-            conversations: framework(&pool, chat),
+            directory: contacts,
+            users: framework(users, directory.clone()),
+            messages: framework(
+                AggregateStore::new(pool.clone(), settings.cached_events),
+                directory,
+            ),
+            conversations: framework(
+                AggregateStore::new(pool.clone(), settings.cached_events),
+                chat,
+            ),
             pool,
             progress,
             settings,
         }
+    }
+
+    /// The directory the commands check names and standings with, sharing their caches.
+    pub fn directory(&self) -> &EventStoreDirectory {
+        &self.directory
     }
 
     /// Executes `command` on the user `username`.
@@ -143,7 +162,7 @@ impl CommandBus {
             Err(CommandError::Rejected(MessageError::AlreadyPosted))
                 if idempotency_key.is_some() =>
             {
-                self.settle(Message::TYPE, &message_id).await;
+                self.settle_stream(Message::TYPE, &message_id).await;
                 Ok(())
             }
             result => result,
@@ -204,7 +223,7 @@ impl CommandBus {
         context: &CommandContext,
     ) -> Result<(), CommandError<A::Error>>
     where
-        A: Aggregate,
+        A: Aggregate + Clone,
         A::Command: Clone,
     {
         let result = self.commit(cqrs, aggregate_id, command, context).await;
@@ -232,16 +251,19 @@ impl CommandBus {
         context: &CommandContext,
     ) -> Result<(), CommandError<A::Error>>
     where
-        A: Aggregate,
+        A: Aggregate + Clone,
         A::Command: Clone,
     {
+        let latest = context.latest.as_ref();
         let mut attempt = 0;
-        loop {
-            let result = cqrs
-                .execute_with_metadata(aggregate_id, command.clone(), context.event_metadata())
-                .await;
+        let report = loop {
+            let (result, report) = report_commit(
+                latest.map(|latest| latest.value()),
+                cqrs.execute_with_metadata(aggregate_id, command.clone(), context.event_metadata()),
+            )
+            .await;
             match result {
-                Ok(()) => break,
+                Ok(()) => break report,
                 Err(AggregateError::AggregateConflict) if attempt < self.settings.retries => {
                     attempt += 1;
                     metrics::counter!("minitwit_command_retries_total", "aggregate" => A::TYPE)
@@ -255,7 +277,7 @@ impl CommandBus {
                 Err(AggregateError::UserError(refusal)) => {
                     return Err(CommandError::Rejected(refusal))
                 }
-                // postgres-es boxes the driver's error itself, so it can be looked at.
+                // The store boxes the driver's error itself, so it can be looked at.
                 Err(
                     AggregateError::DatabaseConnectionError(cause)
                     | AggregateError::UnexpectedError(cause),
@@ -272,33 +294,39 @@ impl CommandBus {
                     )))
                 }
             }
+        };
+        if report.appended {
+            if let Some(latest) = latest {
+                latest.mark_stored();
+            }
         }
-        self.settle(A::TYPE, aggregate_id).await;
+        if let Some(newest) = report.newest {
+            self.settle(A::TYPE, newest).await;
+        }
         Ok(())
     }
 
-    /// Waits, within the bound, until the views include the stream's newest event. The
-    /// command is committed: from here on nothing may turn it into an error, or the client
-    /// would retry a write that happened (and post a tweet twice).
-    async fn settle(&self, aggregate_type: &str, aggregate_id: &str) {
+    /// Waits, within the bound, until the views include the newest event of the stream
+    /// `aggregate_type`/`aggregate_id`, looked up in the store (for a command that found its
+    /// work done already without reading the stream through the cache).
+    async fn settle_stream(&self, aggregate_type: &str, aggregate_id: &str) {
         if self.settings.read_your_writes_timeout.is_zero() {
             return;
         }
-        if let Err(err) = self.await_views(aggregate_type, aggregate_id).await {
-            metrics::counter!("minitwit_read_your_writes_failures_total").increment(1);
-            tracing::warn!(
-                error = format!("{err:#}"),
-                "could not wait for the views; answering anyway"
-            );
+        match event_log::newest_in_stream(&self.pool, aggregate_type, aggregate_id).await {
+            Ok(Some(newest)) => self.settle(aggregate_type, newest).await,
+            Ok(None) => {}
+            Err(err) => read_your_writes_failed(&anyhow::Error::from(err)),
         }
     }
 
-    /// Waits until the views include the newest event of the stream, within the bound.
-    async fn await_views(&self, aggregate_type: &str, aggregate_id: &str) -> anyhow::Result<()> {
-        let newest = event_log::newest_in_stream(&self.pool, aggregate_type, aggregate_id).await?;
-        let Some(position) = newest else {
-            return Ok(());
-        };
+    /// Waits, within the bound, until the views fed by `aggregate_type` include `position`.
+    /// The command is committed: from here on nothing may turn it into an error, or the
+    /// client would retry a write that happened (and post a tweet twice).
+    async fn settle(&self, aggregate_type: &str, position: LogPosition) {
+        if self.settings.read_your_writes_timeout.is_zero() {
+            return;
+        }
         // The local projectors of this stream need not wait for the notification's round trip.
         self.progress.wake_projectors_of(aggregate_type);
         let applied = self
@@ -308,21 +336,31 @@ impl CommandBus {
                 position,
                 self.settings.read_your_writes_timeout,
             )
-            .await?;
-        if !applied {
-            metrics::counter!("minitwit_read_your_writes_timeouts_total").increment(1);
-            tracing::warn!(
-                position = position.global_position,
-                "views did not catch up within the read-your-writes bound; answering anyway"
-            );
+            .await;
+        match applied {
+            Ok(true) => {}
+            Ok(false) => {
+                metrics::counter!("minitwit_read_your_writes_timeouts_total").increment(1);
+                tracing::warn!(
+                    position = position.global_position,
+                    "views did not catch up within the read-your-writes bound; answering anyway"
+                );
+            }
+            Err(err) => read_your_writes_failed(&anyhow::Error::from(err)),
         }
-        Ok(())
     }
 }
 
-fn framework<A: Aggregate>(pool: &PgPool, services: A::Services) -> Cqrs<A> {
-    let store = PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone()))
-        .with_upcasters(domain::upcasting::upcasters());
+/// Counts and logs a wait for the views that could not be carried out; the write stands.
+fn read_your_writes_failed(err: &anyhow::Error) {
+    metrics::counter!("minitwit_read_your_writes_failures_total").increment(1);
+    tracing::warn!(
+        error = format!("{err:#}"),
+        "could not wait for the views; answering anyway"
+    );
+}
+
+fn framework<A: Aggregate + Clone>(store: AggregateStore<A>, services: A::Services) -> Cqrs<A> {
     CqrsFramework::new(store, vec![Box::new(EventCounter)], services)
 }
 

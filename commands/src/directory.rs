@@ -2,28 +2,63 @@
 //! itself — always current, unlike a projected view that may lag.
 //!
 //! A registration is the first event of a `user` stream, so a primary-key lookup in `events`
-//! says whether a username exists. How two users stand to each other (follows, blocks) is
-//! their two streams folded into their aggregates' states, the very states their own
-//! commands are decided on.
+//! says whether a username exists. A name once registered stays registered (nothing in the
+//! domain ends a user stream), so the yes answers are remembered and only a no asks the
+//! store again — another replica may have registered the name since. How two users stand to
+//! each other (follows, blocks) is their two streams folded into their aggregates' states,
+//! the very states their own commands are decided on, read through the same cache.
 
 use async_trait::async_trait;
-use cqrs_es::persist::SerializedEvent;
-use cqrs_es::{Aggregate as _, EventEnvelope};
-use database::event_log::{self, StreamEvent};
+use cqrs_es::{Aggregate as _, AggregateError};
+use database::event_log;
 use database::outage;
 use domain::{ContactBook, DirectoryError, Standing, User, UserDirectory};
+use quick_cache::sync::Cache;
 use sqlx::PgPool;
 
-/// Answers "is this username registered?" from the `events` table.
+use crate::store::AggregateStore;
+
+/// How many registered names are remembered; past it, the least used are asked for again.
+const REMEMBERED_NAMES: usize = 100_000;
+
+/// Answers "is this username registered?" and "how do these two stand?" from the store.
 #[derive(Clone)]
 pub struct EventStoreDirectory {
     pool: PgPool,
+    users: AggregateStore<User>,
+    registered: std::sync::Arc<Cache<String, ()>>,
 }
 
 impl EventStoreDirectory {
-    /// A directory reading through `pool`.
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    /// A directory reading through `pool`, and users' states through `users`.
+    pub fn new(pool: PgPool, users: AggregateStore<User>) -> Self {
+        Self {
+            pool,
+            users,
+            registered: std::sync::Arc::new(Cache::new(REMEMBERED_NAMES)),
+        }
+    }
+
+    /// How `username`'s user stands: `None` if not registered, else what `read` says of it.
+    async fn user<T>(
+        &self,
+        username: &str,
+        read: impl FnOnce(&User) -> T,
+    ) -> Result<Option<T>, DirectoryError> {
+        if !domain::registration::is_storable(username) {
+            return Ok(None);
+        }
+        self.users
+            .current(username, read)
+            .await
+            .map_err(|err| match err {
+                AggregateError::DatabaseConnectionError(cause)
+                    if outage::is_unreachable(cause.as_ref()) =>
+                {
+                    DirectoryError::Unreachable(cause.to_string())
+                }
+                other => DirectoryError::Failed(format!("reading {username:?}'s stream: {other}")),
+            })
     }
 }
 
@@ -33,83 +68,41 @@ impl UserDirectory for EventStoreDirectory {
         if !domain::registration::is_storable(username) {
             return Ok(false);
         }
-        event_log::stream_started(&self.pool, User::TYPE, username)
-            .await
-            .map_err(directory_error)
-    }
-}
-
-/// A failed read of the store, as the domain's ports report it: unreachable (an outage) or
-/// failed (anything else).
-fn directory_error(err: sqlx::Error) -> DirectoryError {
-    if outage::is_unreachable_sqlx(&err) {
-        DirectoryError::Unreachable(err.to_string())
-    } else {
-        DirectoryError::Failed(err.to_string())
-    }
-}
-
-impl EventStoreDirectory {
-    /// The state of `username`'s `User` aggregate, if registered (only a registration
-    /// starts a user stream).
-    async fn user(&self, username: &str) -> Result<Option<User>, DirectoryError> {
-        if !domain::registration::is_storable(username) {
-            return Ok(None);
+        if self.registered.get(username).is_some() {
+            return Ok(true);
         }
-        let events = event_log::stream(&self.pool, User::TYPE, username)
+        let registered = event_log::stream_started(&self.pool, User::TYPE, username)
             .await
-            .map_err(directory_error)?;
-        if events.is_empty() {
-            return Ok(None);
-        }
-        let upcasters = domain::upcasting::upcasters();
-        let mut user = User::default();
-        for event in events {
-            let event = decode(username, event, &upcasters).map_err(|err| {
-                DirectoryError::Failed(format!("reading {username:?}'s stream: {err}"))
+            .map_err(|err| {
+                if outage::is_unreachable_sqlx(&err) {
+                    DirectoryError::Unreachable(err.to_string())
+                } else {
+                    DirectoryError::Failed(err.to_string())
+                }
             })?;
-            user.apply(event.payload);
+        if registered {
+            self.registered.insert(username.to_owned(), ());
         }
-        Ok(Some(user))
+        Ok(registered)
     }
-}
-
-/// An event of `username`'s stream as the `User` aggregate's, upcast to its current version.
-fn decode(
-    username: &str,
-    event: StreamEvent,
-    upcasters: &[Box<dyn cqrs_es::persist::EventUpcaster>],
-) -> anyhow::Result<EventEnvelope<User>> {
-    let serialized = SerializedEvent::new(
-        username.to_owned(),
-        usize::try_from(event.sequence)?,
-        User::TYPE.to_owned(),
-        event.event_type,
-        event.event_version,
-        event.payload,
-        event.metadata,
-    );
-    let upcast = domain::upcasting::upcast(serialized, upcasters);
-    Ok(EventEnvelope::try_from(upcast)?)
 }
 
 #[async_trait]
 impl ContactBook for EventStoreDirectory {
     async fn standing(&self, sender: &str, recipient: &str) -> Result<Standing, DirectoryError> {
-        let (sender_state, recipient_state) =
-            tokio::try_join!(self.user(sender), self.user(recipient))?;
+        let (sender_state, recipient_state) = tokio::try_join!(
+            self.user(sender, |state| state.follows(recipient)),
+            self.user(recipient, |state| (
+                state.follows(sender),
+                state.blocks(sender)
+            )),
+        )?;
         Ok(Standing {
             sender_registered: sender_state.is_some(),
             recipient_registered: recipient_state.is_some(),
-            sender_follows_recipient: sender_state
-                .as_ref()
-                .is_some_and(|state| state.follows(recipient)),
-            recipient_follows_sender: recipient_state
-                .as_ref()
-                .is_some_and(|state| state.follows(sender)),
-            recipient_blocks_sender: recipient_state
-                .as_ref()
-                .is_some_and(|state| state.blocks(sender)),
+            sender_follows_recipient: sender_state.unwrap_or(false),
+            recipient_follows_sender: recipient_state.is_some_and(|(follows, _)| follows),
+            recipient_blocks_sender: recipient_state.is_some_and(|(_, blocks)| blocks),
         })
     }
 }

@@ -1,8 +1,10 @@
 //! The command side: where a command is executed and its events are appended.
 //!
 //! Layout:
-//! - [`bus`] — the [`CommandBus`]: cqrs-es on postgres-es, conflict retries, and waiting until
+//! - [`bus`] — the [`CommandBus`]: cqrs-es on our store, conflict retries, and waiting until
 //!   the views include each write (read your writes); its settings and [`CommandError`].
+//! - [`store`] — cqrs-es's event store on the `events` table: aggregates cached between
+//!   commands and brought up to date by sequence, and each command appended in one statement.
 //! - [`context`] — the [`CommandContext`] of a command (request id, arrival time), written
 //!   into its events' metadata; it knows nothing of the transport that brought it.
 //! - [`directory`] — the domain's user-directory and contact-book ports, answered from the
@@ -22,6 +24,7 @@ pub mod bus;
 pub mod context;
 pub mod directory;
 pub mod passwords;
+pub mod store;
 
 pub use bus::{CommandBus, CommandError, CommandSettings};
-pub use context::CommandContext;
+pub use context::{CommandContext, Latest};

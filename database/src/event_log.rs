@@ -5,15 +5,15 @@
 //! all of them, once:
 //! - the projectors' and the live feeds' catch-up reads, and how far behind the log a
 //!   checkpoint is;
-//! - the command side's reads of single streams: is a name registered, an aggregate's state,
-//!   where a write stands in the log;
+//! - the command side's reads of single streams: is a name registered, an aggregate's state
+//!   (or what a cached one has missed), where a write stands in the log;
 //! - the log as a whole — its head, count and size — for the metrics and the admin tool;
 //! - the admin tool's export of the log and import into an empty one, and the legacy
 //!   import's questions about streams.
 //!
-//! The statements postgres-es itself runs (the command bus's appends and stream loads) stay in
-//! that crate; they name their columns, so the columns only we use (`global_position`,
-//! `transaction_id`, `recorded_at`) are invisible to them. Tests keep their own SQL.
+//! - the command side's appends: one statement per command (see [`append`]).
+//!
+//! Tests keep their own SQL.
 //!
 //! **Why the log is read in `(transaction_id, global_position)` order.** A position is handed
 //! out at INSERT but becomes visible at COMMIT, so ordered by position alone a reader can see
@@ -108,42 +108,158 @@ impl StoredEvent {
     }
 }
 
-/// The next events of `aggregate_type` after `after`, up to and including `until`, that lie
-/// below the transaction horizon — at most `limit` of them, in log order: a projector's
-/// batch, read in its locked transaction `tx`.
-pub async fn read_below_horizon(
-    tx: &mut PgConnection,
-    aggregate_type: &str,
-    after: LogPosition,
-    until: LogPosition,
-    limit: i64,
-) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    // Ordered by the qualified columns: a bare `transaction_id` would name the selected
-    // bigint alias, which no index orders, and every batch would sort the rest of the log.
-    sqlx::query(&format!(
-        "SELECT {EVENT_COLUMNS} FROM events \
-         WHERE (transaction_id, global_position) > ($1::bigint::text::xid8, $2) \
-           AND (transaction_id, global_position) <= ($5::bigint::text::xid8, $6) \
-           AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-           AND aggregate_type = $3 \
-         ORDER BY events.transaction_id, events.global_position \
-         LIMIT $4"
-    ))
-    .bind(after.transaction_id)
-    .bind(after.global_position)
-    .bind(aggregate_type)
-    .bind(limit)
-    .bind(until.transaction_id)
-    .bind(until.global_position)
-    .fetch_all(tx)
-    .await?
-    .iter()
-    .map(StoredEvent::from_row)
-    .collect()
+/// A projector's batch, claimed by [`claim_batch`].
+#[derive(Debug)]
+pub enum Claim {
+    /// Another worker holds the projection's lock.
+    Busy,
+    /// The lock is held, but no event waits below the horizon past `checkpoint`.
+    Empty { checkpoint: LogPosition },
+    /// `events`, in log order; the checkpoint has moved from `from` to the last of them.
+    Batch {
+        from: LogPosition,
+        events: Vec<StoredEvent>,
+    },
 }
 
+/// Which projection version a batch is claimed for, and how much of the log it may take.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchScope<'a> {
+    /// The advisory lock's name: one batch of this version at a time, across replicas.
+    pub lock_name: &'a str,
+    pub projection: &'a str,
+    pub version: i32,
+    /// The events it reads.
+    pub aggregate_type: &'a str,
+    /// The last position it may apply.
+    pub until: LogPosition,
+    pub limit: i64,
+}
+
+/// A projector's batch in one statement, inside its transaction `tx`: takes the version's
+/// advisory transaction lock (re-entrant), reads its checkpoint, reads the next events of its
+/// type after the checkpoint and below the transaction horizon, and moves the checkpoint to
+/// the last of them with a compare-and-set on the value it read. The caller applies the
+/// events in the same transaction and commits, or rolls back, and with it the move.
+///
+/// The transaction also stops waiting for the WAL flush at commit (`synchronous_commit`
+/// off): the views are derived data, their events are durable already, and a crash that
+/// loses the commit loses the checkpoint's move with it, so the batch is applied again.
+///
+/// One round trip where it took four. A concurrent batch that committed after this
+/// statement's snapshot cannot be overwritten: the compare-and-set re-reads the checkpoint
+/// row it updates and finds it moved, and the claim fails (see [`Claim`] and the error).
+pub async fn claim_batch(
+    tx: &mut PgConnection,
+    scope: BatchScope<'_>,
+) -> Result<Result<Claim, CheckpointMoved>, sqlx::Error> {
+    let rows = sqlx::query(CLAIM_BATCH.as_str())
+        .bind(scope.lock_name)
+        .bind(scope.projection)
+        .bind(scope.version)
+        .bind(scope.aggregate_type)
+        .bind(scope.limit)
+        .bind(scope.until.transaction_id)
+        .bind(scope.until.global_position)
+        .fetch_all(tx)
+        .await?;
+    let Some(first) = rows.first() else {
+        return Err(sqlx::Error::RowNotFound);
+    };
+    if !first.try_get::<bool, _>("locked")? {
+        return Ok(Ok(Claim::Busy));
+    }
+    let checkpoint = match (
+        first.try_get::<Option<i64>, _>("checkpoint_tx")?,
+        first.try_get::<Option<i64>, _>("checkpoint_position")?,
+    ) {
+        (Some(transaction_id), Some(global_position)) => LogPosition {
+            transaction_id,
+            global_position,
+        },
+        _ => return Err(sqlx::Error::RowNotFound),
+    };
+    if first
+        .try_get::<Option<i64>, _>("global_position")?
+        .is_none()
+    {
+        return Ok(Ok(Claim::Empty { checkpoint }));
+    }
+    if first.try_get::<i64, _>("moved")? != 1 {
+        return Ok(Err(CheckpointMoved));
+    }
+    let events = rows
+        .iter()
+        .map(StoredEvent::from_row)
+        .collect::<Result<_, _>>()?;
+    Ok(Ok(Claim::Batch {
+        from: checkpoint,
+        events,
+    }))
+}
+
+/// A claim found the checkpoint moved by another worker after it had read it.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the checkpoint moved under this batch")]
+pub struct CheckpointMoved;
+
+/// The statement of [`claim_batch`]. Every step is a materialized CTE, each reading the one
+/// before, so they run in order: settings, lock, checkpoint, events, move. The events are
+/// read in the `(aggregate_type, transaction_id, global_position)` index's order, as a range
+/// starting at the checkpoint. The answer always has a row: with no events, one row of
+/// nulls beside the lock and the checkpoint.
+static CLAIM_BATCH: LazyLock<String> = LazyLock::new(|| {
+    let columns = EVENT_COLUMNS
+        .split(", ")
+        .map(|column| match column {
+            "transaction_id::text::bigint AS transaction_id" => {
+                "batch.transaction_id::text::bigint AS transaction_id".to_owned()
+            }
+            other => format!("batch.{other}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "WITH settings AS MATERIALIZED ( \
+             SELECT set_config('synchronous_commit', 'off', true) AS applied), \
+         lock AS MATERIALIZED ( \
+             SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS held FROM settings), \
+         checkpoint AS MATERIALIZED ( \
+             SELECT c.last_tx, c.last_position FROM projection_checkpoints c, lock \
+             WHERE lock.held AND c.projection = $2 AND c.version = $3), \
+         batch AS MATERIALIZED ( \
+             SELECT e.* FROM checkpoint, events e \
+             WHERE e.aggregate_type = $4 \
+               AND (e.transaction_id, e.global_position) \
+                   > (checkpoint.last_tx, checkpoint.last_position) \
+               AND (e.transaction_id, e.global_position) <= ($6::bigint::text::xid8, $7) \
+               AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY e.transaction_id, e.global_position \
+             LIMIT $5), \
+         newest AS ( \
+             SELECT transaction_id, global_position FROM batch \
+             ORDER BY transaction_id DESC, global_position DESC LIMIT 1), \
+         moved AS ( \
+             UPDATE projection_checkpoints c \
+             SET last_tx = newest.transaction_id, last_position = newest.global_position, \
+                 last_error = NULL, updated_at = now() \
+             FROM newest, checkpoint \
+             WHERE c.projection = $2 AND c.version = $3 \
+               AND c.last_tx = checkpoint.last_tx \
+               AND c.last_position = checkpoint.last_position \
+             RETURNING 1) \
+         SELECT (SELECT held FROM lock) AS locked, \
+                (SELECT last_tx::text::bigint FROM checkpoint) AS checkpoint_tx, \
+                (SELECT last_position FROM checkpoint) AS checkpoint_position, \
+                (SELECT count(*) FROM moved) AS moved, \
+                {columns} \
+         FROM (SELECT 1) AS always LEFT JOIN batch ON true \
+         ORDER BY batch.transaction_id, batch.global_position"
+    )
+});
+
 /// Whether `tx` sees any event of `aggregate_type` after `after`, up to and including
-/// `until`, horizon or not: when a batch finds nothing below the horizon, whether committed
+/// `until`, horizon or not: when a claim finds nothing below the horizon, whether committed
 /// events wait above it.
 pub async fn any_after(
     tx: &mut PgConnection,
@@ -260,35 +376,42 @@ pub async fn stream_started(
 }
 
 /// An event of a stream, as an aggregate is rebuilt from it: the stream's type and id are
-/// the reader's already, and its place in the global log does not matter.
+/// the reader's already; its place in the global log is what a write that ends on it waits
+/// for the views to reach.
 #[derive(Debug, Clone)]
 pub struct StreamEvent {
     pub sequence: i64,
+    pub position: LogPosition,
     pub event_type: String,
     pub event_version: String,
     pub payload: Value,
     pub metadata: Value,
 }
 
-/// Every event of the stream `aggregate_type`/`aggregate_id`, in stream order (none if it has
-/// not begun): an aggregate's state read straight from the store, as current as it gets.
-pub async fn stream(
+/// The events of the stream `aggregate_type`/`aggregate_id` after its `after_sequence`th, in
+/// stream order (all of them from 0; none if the stream has not begun or has not moved):
+/// an aggregate's state read straight from the store, or a cached one brought up to date.
+pub async fn stream_after(
     executor: impl PgExecutor<'_>,
     aggregate_type: &str,
     aggregate_id: &str,
+    after_sequence: i64,
 ) -> Result<Vec<StreamEvent>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT sequence, event_type, event_version, payload, metadata FROM events \
-         WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence",
+        "SELECT sequence, transaction_id::text::bigint AS transaction_id, global_position, \
+                event_type, event_version, payload, metadata FROM events \
+         WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 ORDER BY sequence",
     )
     .bind(aggregate_type)
     .bind(aggregate_id)
+    .bind(after_sequence)
     .fetch_all(executor)
     .await?;
     rows.iter()
         .map(|row| {
             Ok(StreamEvent {
                 sequence: row.try_get("sequence")?,
+                position: LogPosition::from_row(row)?,
                 event_type: row.try_get("event_type")?,
                 event_version: row.try_get("event_version")?,
                 payload: row.try_get("payload")?,
@@ -296,6 +419,95 @@ pub async fn stream(
             })
         })
         .collect()
+}
+
+/// An event to append: what the command side decided, serialized.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event_type: String,
+    pub event_version: String,
+    pub payload: Value,
+    pub metadata: Value,
+}
+
+/// Appends `events` to the stream `aggregate_type`/`aggregate_id` if it still ends at
+/// `expected_sequence`, numbering them on from there, in one statement and so one round trip
+/// and one durable commit; with them, stores the simulator's `latest` when given. Returns
+/// where the last of them stands in the log, or `None` when the stream had moved on (nothing
+/// is written then: the caller decided on old state).
+///
+/// The check covers a stream that is *shorter* than expected as well as longer — a decision
+/// made on a state the log no longer has (a cache that outlived a restore) would otherwise
+/// append after a gap. Two writers that both find the stream where they expect it collide on
+/// the primary key instead, and the second gets a unique violation: also a conflict. The
+/// statement never lowers or rewrites anything it did not just insert.
+pub async fn append(
+    executor: impl PgExecutor<'_>,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    expected_sequence: i64,
+    events: &[NewEvent],
+    latest: Option<i64>,
+) -> Result<Option<LogPosition>, sqlx::Error> {
+    let (types, versions, payloads, metadata): (Vec<_>, Vec<_>, Vec<_>, Vec<_>) = events
+        .iter()
+        .map(|event| {
+            (
+                event.event_type.as_str(),
+                event.event_version.as_str(),
+                &event.payload,
+                &event.metadata,
+            )
+        })
+        .collect();
+    // The payloads travel as jsonb (how sqlx sends a JSON value) and are stored as json, as
+    // postgres-es stored them. `latest` is written only when the events are: a refused append
+    // leaves it to the caller, whose command may still fail.
+    let row = sqlx::query(
+        "WITH stream AS ( \
+             SELECT coalesce(max(sequence), 0) AS sequence FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2), \
+         appended AS ( \
+             INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
+                                 event_version, payload, metadata) \
+             SELECT $1, $2, $3 + new.n, new.event_type, new.event_version, new.payload::json, \
+                    new.metadata::json \
+             FROM stream, unnest($4::text[], $5::text[], $6::jsonb[], $7::jsonb[]) \
+                  WITH ORDINALITY AS new(event_type, event_version, payload, metadata, n) \
+             WHERE stream.sequence = $3 \
+             ORDER BY new.n \
+             RETURNING transaction_id::text::bigint AS transaction_id, global_position), \
+         latest AS ( \
+             INSERT INTO simulator_latest (singleton, latest) \
+             SELECT true, $8 WHERE $8 IS NOT NULL AND EXISTS (SELECT 1 FROM appended) \
+             ON CONFLICT (singleton) DO UPDATE SET latest = EXCLUDED.latest, updated_at = now()) \
+         SELECT max(transaction_id) AS transaction_id, max(global_position) AS global_position \
+         FROM appended",
+    )
+    .bind(aggregate_type)
+    .bind(aggregate_id)
+    .bind(expected_sequence)
+    .bind(types)
+    .bind(versions)
+    .bind(payloads)
+    .bind(metadata)
+    .bind(latest)
+    .fetch_one(executor)
+    .await;
+    match row {
+        Ok(row) => {
+            let transaction_id: Option<i64> = row.try_get("transaction_id")?;
+            let global_position: Option<i64> = row.try_get("global_position")?;
+            Ok(transaction_id
+                .zip(global_position)
+                .map(|(transaction_id, global_position)| LogPosition {
+                    transaction_id,
+                    global_position,
+                }))
+        }
+        Err(sqlx::Error::Database(err)) if err.is_unique_violation() => Ok(None),
+        Err(err) => Err(err),
+    }
 }
 
 /// Where the newest event of the stream `aggregate_type`/`aggregate_id` stands in the log

@@ -172,6 +172,11 @@ pub async fn activate(pool: &PgPool, building: &Projector) -> anyhow::Result<Swi
         );
     }
     set_state(&mut tx, name, building.version(), VersionState::Active).await?;
+    // The batches above turned the wait for the WAL flush off, as every batch does; the
+    // switch itself is acknowledged to an operator, so it is made durable before that.
+    sqlx::query("SET LOCAL synchronous_commit = on")
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(Switched {
         retired: active,

@@ -56,6 +56,9 @@ struct Inner {
     wakers: Mutex<Vec<Waker>>,
     /// Bumped on every announced state change, so supervisors look at the active versions.
     states_changed: watch::Sender<u64>,
+    /// Bumped whenever a transaction is known to have committed (see
+    /// [`Progress::watch_commits`]).
+    commits: watch::Sender<u64>,
 }
 
 /// A projector's wake-up, and what it reads.
@@ -102,6 +105,7 @@ impl Progress {
                 projections,
                 wakers: Mutex::new(Vec::new()),
                 states_changed: watch::Sender::new(0),
+                commits: watch::Sender::new(0),
             }),
         }
     }
@@ -223,6 +227,7 @@ impl Progress {
     /// Checkpoints only move forward, so an older report is ignored, as is one about a
     /// version this process does not track.
     pub fn record(&self, projection: &str, version: i32, position: LogPosition) {
+        self.announce_commit();
         let Some(tracked) = self.inner.projections.get(projection) else {
             return;
         };
@@ -257,13 +262,27 @@ impl Progress {
 
     /// Tells this process's projectors that new events may be there.
     pub fn wake_projectors(&self) {
+        self.announce_commit();
         self.wake_where(|_| true);
+    }
+
+    /// Changes whenever a transaction that can hold back the transaction horizon is known to
+    /// have ended: an append (here or, by notification, on any replica) or a projector's
+    /// batch (likewise). A projector that found committed events held back above the horizon
+    /// waits for this rather than polling: the transaction in the way is usually one of those.
+    pub fn watch_commits(&self) -> watch::Receiver<u64> {
+        self.inner.commits.subscribe()
+    }
+
+    fn announce_commit(&self) {
+        self.inner.commits.send_modify(|count| *count += 1);
     }
 
     /// Tells this process's projectors of `aggregate_type`'s events that one was just
     /// committed: a write waiting for its views wakes only those that have work, not every
     /// projector for an empty batch.
     pub fn wake_projectors_of(&self, aggregate_type: &str) {
+        self.announce_commit();
         self.wake_where(|read| read == aggregate_type);
     }
 

@@ -23,9 +23,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cqrs_es::persist::EventUpcaster;
-use database::event_log::{self, LogPosition};
-use sqlx::{PgConnection, PgPool, Row};
-use tokio::sync::Notify;
+use database::event_log::{self, BatchScope, CheckpointMoved, Claim, LogPosition};
+use sqlx::{PgConnection, PgPool};
+use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::progress::Progress;
@@ -41,9 +41,10 @@ pub struct ProjectorSettings {
     pub poll_interval: Duration,
     /// The pause after a failed batch before trying again.
     pub retry_delay: Duration,
-    /// How soon to look again when committed events wait above the horizon. Nothing
-    /// announces that the transaction holding the horizon back has ended (it may not even
-    /// be ours), so a short re-check is what keeps such a stall as short as that transaction.
+    /// How soon to look again when committed events wait above the horizon and no commit
+    /// is announced meanwhile. Appends and projector batches announce their commits (see
+    /// [`Progress::watch_commits`]), and a held-back projector looks again at once on those;
+    /// this bound is for a transaction of someone else's holding the horizon back.
     pub blocked_recheck: Duration,
 }
 
@@ -53,7 +54,7 @@ impl Default for ProjectorSettings {
             batch_size: 500,
             poll_interval: Duration::from_millis(500),
             retry_delay: Duration::from_secs(1),
-            blocked_recheck: Duration::from_millis(5),
+            blocked_recheck: Duration::from_millis(20),
         }
     }
 }
@@ -68,6 +69,9 @@ pub enum BatchOutcome {
     Idle { waiting: bool },
     /// `events` events applied; the checkpoint moved to `through`.
     Applied { events: usize, through: LogPosition },
+    /// Another worker moved the checkpoint between this batch's read of it and its move;
+    /// nothing was applied, and the next batch starts from the new checkpoint.
+    Raced,
 }
 
 /// Runs one projection at one version.
@@ -80,6 +84,8 @@ pub struct Projector {
     upcasters: Vec<Box<dyn EventUpcaster>>,
     progress: Option<Progress>,
     wake: Arc<Notify>,
+    /// Announced commits, where a progress tracker announces them.
+    commits: Option<watch::Receiver<u64>>,
     /// Where to stop: events after it are left alone (see [`Projector::up_to`]).
     until: Option<LogPosition>,
 }
@@ -97,6 +103,7 @@ impl Projector {
             upcasters: domain::upcasting::upcasters(),
             progress: None,
             wake: Arc::new(Notify::new()),
+            commits: None,
             until: None,
         }
     }
@@ -118,6 +125,7 @@ impl Projector {
     /// Reports every committed batch to `progress` and lets it wake this projector.
     pub fn reporting_to(mut self, progress: &Progress) -> Self {
         self.wake = progress.register_waker(self.projection.aggregate_type());
+        self.commits = Some(progress.watch_commits());
         self.progress = Some(progress.clone());
         self
     }
@@ -207,15 +215,10 @@ impl Projector {
     #[tracing::instrument(name = "projection_batch", skip(self), fields(projection = %self.schema))]
     pub async fn run_batch(&self) -> anyhow::Result<BatchOutcome> {
         let started = std::time::Instant::now();
+        // The claim turns off the wait for the WAL flush at commit (see
+        // `event_log::claim_batch`): that takes a disk flush off every write's
+        // read-your-writes wait.
         let mut tx = self.pool.begin().await?;
-        // The views are derived data, so their commit need not wait for the WAL flush: the
-        // events they come from are durable already (commands commit synchronously), and
-        // views and checkpoint commit atomically, so a crash of PostgreSQL that loses this
-        // commit loses the checkpoint move with it and the batch is applied again. This takes
-        // a disk flush off every write's read-your-writes wait.
-        sqlx::query("SET LOCAL synchronous_commit = off")
-            .execute(&mut *tx)
-            .await?;
         let outcome = match self.batch_within(&mut tx).await {
             Ok(outcome) => outcome,
             Err(err) => {
@@ -250,44 +253,39 @@ impl Projector {
     /// back. Takes this version's lock for the rest of `tx` (re-entrant: a caller may hold it
     /// already).
     pub async fn batch_within(&self, tx: &mut PgConnection) -> anyhow::Result<BatchOutcome> {
-        let locked: bool =
-            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))")
-                .bind(lock_name(&self.schema))
-                .fetch_one(&mut *tx)
-                .await?;
-        if !locked {
-            return Ok(BatchOutcome::Busy);
-        }
-        let row = sqlx::query(
-            "SELECT last_tx::text::bigint AS last_tx, last_position FROM projection_checkpoints \
-             WHERE projection = $1 AND version = $2",
-        )
-        .bind(self.projection.name())
-        .bind(self.version)
-        .fetch_optional(&mut *tx)
-        .await?
-        .with_context(|| format!("no checkpoint row for {}; run prepare first", self.schema))?;
-        let checkpoint = LogPosition {
-            transaction_id: row.try_get("last_tx")?,
-            global_position: row.try_get("last_position")?,
-        };
         // Without an end, the end is beyond every possible position.
         let until = self.until.unwrap_or(LogPosition {
             transaction_id: i64::MAX,
             global_position: i64::MAX,
         });
         let aggregate_type = self.projection.aggregate_type();
-        let events = event_log::read_below_horizon(
-            &mut *tx,
+        let scope = BatchScope {
+            lock_name: &lock_name(&self.schema),
+            projection: self.projection.name(),
+            version: self.version,
             aggregate_type,
-            checkpoint,
             until,
-            self.settings.batch_size,
-        )
-        .await?;
+            limit: self.settings.batch_size,
+        };
+        let claim = match event_log::claim_batch(&mut *tx, scope).await {
+            Ok(Ok(claim)) => claim,
+            Ok(Err(CheckpointMoved)) => return Ok(BatchOutcome::Raced),
+            Err(sqlx::Error::RowNotFound) => {
+                anyhow::bail!("no checkpoint row for {}; run prepare first", self.schema)
+            }
+            Err(err) => return Err(err.into()),
+        };
+        let (from, events) = match claim {
+            Claim::Busy => return Ok(BatchOutcome::Busy),
+            Claim::Empty { checkpoint } => {
+                let waiting =
+                    event_log::any_after(&mut *tx, aggregate_type, checkpoint, until).await?;
+                return Ok(BatchOutcome::Idle { waiting });
+            }
+            Claim::Batch { from, events } => (from, events),
+        };
         let (Some(first), Some(last)) = (events.first(), events.last()) else {
-            let waiting = event_log::any_after(&mut *tx, aggregate_type, checkpoint, until).await?;
-            return Ok(BatchOutcome::Idle { waiting });
+            unreachable!("a claimed batch has events");
         };
         let through = last.position;
         self.projection
@@ -295,34 +293,14 @@ impl Projector {
             .await
             .with_context(|| {
                 format!(
-                    "applying {} events (positions {} to {}, in log order) to {}",
+                    "applying {} events (positions {} to {}, in log order, after {}) to {}",
                     events.len(),
                     first.position.global_position,
                     through.global_position,
+                    from.global_position,
                     self.schema
                 )
             })?;
-        let moved = sqlx::query(
-            "UPDATE projection_checkpoints \
-             SET last_tx = $3::bigint::text::xid8, last_position = $4, last_error = NULL, \
-                 updated_at = now() \
-             WHERE projection = $1 AND version = $2 \
-               AND last_tx = $5::bigint::text::xid8 AND last_position = $6",
-        )
-        .bind(self.projection.name())
-        .bind(self.version)
-        .bind(through.transaction_id)
-        .bind(through.global_position)
-        .bind(checkpoint.transaction_id)
-        .bind(checkpoint.global_position)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        anyhow::ensure!(
-            moved == 1,
-            "the checkpoint of {} moved under us; batch discarded",
-            self.schema
-        );
         Ok(BatchOutcome::Applied {
             events: events.len(),
             through,
@@ -340,6 +318,7 @@ impl Projector {
                 BatchOutcome::Busy | BatchOutcome::Idle { waiting: true } => {
                     tokio::time::sleep(self.settings.blocked_recheck).await;
                 }
+                BatchOutcome::Raced => {}
                 BatchOutcome::Idle { waiting: false } => return Ok(applied),
             }
         }
@@ -349,19 +328,30 @@ impl Projector {
     /// notification or the poll interval — or only briefly while committed events wait
     /// above the horizon. A failing batch is retried after a delay and its error recorded
     /// on the checkpoint row; an event is never skipped.
-    pub async fn run(self, cancel: CancellationToken) {
+    pub async fn run(mut self, cancel: CancellationToken) {
         tracing::info!(projection = %self.schema, "projector started");
         let mut failures = 0;
         loop {
+            // Commits from here on count as news for a batch that finds itself held back.
+            if let Some(commits) = &mut self.commits {
+                commits.borrow_and_update();
+            }
             let batch = self.run_batch().await;
             failures = if batch.is_ok() { 0 } else { failures + 1 };
             let pause = match batch {
                 // A partial batch may have raced a commit: the next batch says whether to
                 // wait, and how long. Shutdown is checked here too, or a long backlog would
                 // be drained to the end before the projector stopped.
-                Ok(BatchOutcome::Applied { .. }) if cancel.is_cancelled() => break,
-                Ok(BatchOutcome::Applied { .. }) => continue,
-                Ok(BatchOutcome::Idle { waiting: true }) => self.settings.blocked_recheck,
+                Ok(BatchOutcome::Applied { .. } | BatchOutcome::Raced) if cancel.is_cancelled() => {
+                    break
+                }
+                Ok(BatchOutcome::Applied { .. } | BatchOutcome::Raced) => continue,
+                Ok(BatchOutcome::Idle { waiting: true }) => {
+                    if self.held_back(&cancel).await {
+                        break;
+                    }
+                    continue;
+                }
                 Ok(BatchOutcome::Idle { waiting: false } | BatchOutcome::Busy) => {
                     self.settings.poll_interval
                 }
@@ -383,6 +373,30 @@ impl Projector {
             }
         }
         tracing::info!(projection = %self.schema, "projector stopped");
+    }
+
+    /// Waits while committed events are held back above the horizon: until a commit is
+    /// announced (most likely the transaction in the way), a wake-up, or the re-check bound.
+    /// Returns whether to stop.
+    async fn held_back(&mut self, cancel: &CancellationToken) -> bool {
+        let recheck = tokio::time::sleep(self.settings.blocked_recheck);
+        let commit = async {
+            match &mut self.commits {
+                // A closed channel (the tracker gone) leaves the bound to decide.
+                Some(commits) => {
+                    if commits.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            () = cancel.cancelled() => true,
+            () = self.wake.notified() => false,
+            () = commit => false,
+            () = recheck => false,
+        }
     }
 
     async fn record_error(&self, err: &anyhow::Error) {

@@ -52,6 +52,8 @@ impl Admin {
             read_your_writes_timeout: wait,
             // The admin tool sends no private messages; the servers' setting decides those.
             chat_policy: domain::ChatPolicy::Connected,
+            // A run of the tool touches each stream a few times at most.
+            cached_events: 10_000,
         };
         Ok(Arc::new(CommandBus::new(
             self.pool.clone(),

@@ -258,6 +258,7 @@ pub async fn import_legacy(admin: &Admin, path: &Path) -> anyhow::Result<LegacyR
     let context = CommandContext {
         request_id: Some(format!("minitwit-replay-import-legacy-{}", Uuid::now_v7())),
         received_at: Utc::now(),
+        latest: None,
     };
     let mut import = Import {
         // No waiting for views: nothing may be projecting while the tool runs.

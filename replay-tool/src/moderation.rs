@@ -114,6 +114,7 @@ pub async fn decide(
     let context = commands::CommandContext {
         request_id: Some(format!("minitwit-replay-{}", uuid::Uuid::now_v7())),
         received_at: Utc::now(),
+        latest: None,
     };
     let mut outcomes = Vec::with_capacity(ids.len());
     for id in ids {

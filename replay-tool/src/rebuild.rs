@@ -80,6 +80,8 @@ pub async fn rebuild(
             // Caught up with everything committed: what arrives from now on is little, and
             // the switch applies it.
             BatchOutcome::Idle { waiting: false } => break,
+            // Another worker (a server projecting the version too) moved it: go on from there.
+            BatchOutcome::Raced => {}
             BatchOutcome::Idle { waiting: true } | BatchOutcome::Busy => {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }

@@ -12,6 +12,7 @@ const MINITWIT: &str = env!("CARGO_BIN_EXE_minitwit");
 mod concurrency;
 mod crash_restart;
 mod database_outage;
+mod event_store;
 mod limits;
 mod openapi;
 mod openapi_fuzz;

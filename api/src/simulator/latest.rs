@@ -6,6 +6,7 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::Json;
+
 use serde::Serialize;
 use sqlx::PgPool;
 use utoipa::ToSchema;
@@ -66,17 +67,30 @@ pub(super) fn latest_to_store(raw: Option<&String>) -> Option<i64> {
     raw?.parse::<i64>().ok().filter(|&latest| latest != -1)
 }
 
-/// Middleware: stores `latest` before anything else looks at the request.
+/// Middleware: sees that `latest` is stored by the time the request is answered, whatever the
+/// answer. A command that writes events stores it in the same statement (the request's
+/// [`commands::CommandContext`] carries it there); otherwise — a read, a refusal, a command
+/// with nothing to write, a failure — it is stored here, after the handler. Nothing reads it
+/// in between: `GET /latest` is a later request, and a sequential client sends that only
+/// after this answer.
 pub(super) async fn record(
     State(state): State<SimulatorState>,
     Query(query): Query<HashMap<String, String>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    if let Some(latest) = latest_to_store(query.get("latest")) {
-        state.latest.set(latest).await?;
+    let Some(value) = latest_to_store(query.get("latest")) else {
+        return Ok(next.run(request).await);
+    };
+    let latest = commands::Latest::new(value);
+    request.extensions_mut().insert(latest.clone());
+    let response = next.run(request).await;
+    if latest.is_stored() {
+        metrics::gauge!("minitwit_latest_processed_id").set(value as f64);
+    } else {
+        state.latest.set(value).await?;
     }
-    Ok(next.run(request).await)
+    Ok(response)
 }
 
 /// The stored `latest`.

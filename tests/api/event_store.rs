@@ -1,0 +1,111 @@
+//! The command side's own event store writes and reads the table postgres-es defines, in
+//! postgres-es's format: events appended through it read back through postgres-es's
+//! repository as they were written, and a stream postgres-es wrote loads through it. The
+//! `events` table stays a cqrs-es/postgres-es event store that the crates' own tools can
+//! read, although our appends take one statement instead of a transaction per event.
+
+use chrono::{TimeZone, Utc};
+use commands::store::AggregateStore;
+use cqrs_es::persist::{PersistedEventRepository, SerializedEvent};
+use cqrs_es::{Aggregate, AggregateContext, EventEnvelope, EventStore};
+use domain::{PasswordHash, User, UserEvent};
+use postgres_es::PostgresEventRepository;
+use std::collections::HashMap;
+use test_support::database::TestDatabase;
+
+fn registered(username: &str) -> UserEvent {
+    UserEvent::UserRegistered {
+        username: username.to_owned(),
+        email: format!("{username}@example.com"),
+        password_hash: PasswordHash::new("$argon2id$test".to_owned()),
+        registered_at: Utc.with_ymd_and_hms(2026, 12, 3, 12, 0, 0).unwrap(),
+    }
+}
+
+fn followed(followee: &str) -> UserEvent {
+    UserEvent::UserFollowed {
+        followee: followee.to_owned(),
+        followed_at: Utc.with_ymd_and_hms(2026, 12, 3, 12, 1, 0).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn our_appends_read_back_through_postgres_es_and_its_writes_load_through_ours() {
+    let db = TestDatabase::create().await;
+    let store = AggregateStore::<User>::new(db.pool.clone(), 1_000);
+    let metadata = HashMap::from([("request_id".to_owned(), "r-1".to_owned())]);
+
+    // Two events in one append, as one command would write them.
+    let mut context = store.load_aggregate("alice").await.unwrap();
+    let events = vec![registered("alice"), followed("bob")];
+    for event in &events {
+        context.aggregate().apply(event.clone());
+    }
+    let committed = store
+        .commit(events.clone(), context, metadata.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        committed.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        [1, 2]
+    );
+
+    let repository = PostgresEventRepository::new(db.pool.clone());
+    let read: Vec<SerializedEvent> = repository.get_events::<User>("alice").await.unwrap();
+    let read: Vec<EventEnvelope<User>> = read
+        .into_iter()
+        .map(|event| EventEnvelope::try_from(event).unwrap())
+        .collect();
+    assert_eq!(
+        read.iter().map(|e| e.payload.clone()).collect::<Vec<_>>(),
+        events
+    );
+    assert_eq!(read[0].metadata, metadata);
+    assert_eq!(read[1].sequence, 2);
+
+    // postgres-es appends the third event the way it always did…
+    let third = SerializedEvent::try_from(&EventEnvelope::<User> {
+        aggregate_id: "alice".to_owned(),
+        sequence: 3,
+        payload: followed("carol"),
+        metadata: HashMap::new(),
+    })
+    .unwrap();
+    repository.persist::<User>(&[third], None).await.unwrap();
+    // …and our store, which kept alice's state after its own append, catches up with it.
+    let mut context = store.load_aggregate("alice").await.unwrap();
+    assert!(context.aggregate().follows("bob"));
+    assert!(context.aggregate().follows("carol"));
+    let fourth = followed("dave");
+    context.aggregate().apply(fourth.clone());
+    let committed = store
+        .commit(vec![fourth], context, HashMap::new())
+        .await
+        .unwrap();
+    assert_eq!(committed[0].sequence, 4);
+
+    // A decision on a state the stream has moved past appends nothing.
+    let stale = store.load_aggregate("alice").await.unwrap();
+    let fifth = SerializedEvent::try_from(&EventEnvelope::<User> {
+        aggregate_id: "alice".to_owned(),
+        sequence: 5,
+        payload: followed("erin"),
+        metadata: HashMap::new(),
+    })
+    .unwrap();
+    repository.persist::<User>(&[fifth], None).await.unwrap();
+    let refused = store
+        .commit(vec![followed("frank")], stale, HashMap::new())
+        .await;
+    assert!(
+        matches!(refused, Err(cqrs_es::AggregateError::AggregateConflict)),
+        "{refused:?}"
+    );
+    let count: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE aggregate_type = 'user' AND aggregate_id = 'alice'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(count, 5);
+}
