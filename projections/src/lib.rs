@@ -21,7 +21,8 @@
 //! - [`maintenance`] — the admin tool's side of versions: status, rebuild and switch, verify,
 //!   prune.
 //! - [`queries`] — the named read queries the HTTP layer calls, and timeline paging;
-//!   [`chat_queries`] — those of private messages.
+//!   [`chat_queries`] — those of private messages; [`timeline_cache`] — the newest pages of
+//!   timelines kept per replica, keyed by the checkpoints of the views they read.
 //! - [`live`] — the timeline changes each checkpoint move brings, broadcast to live pages;
 //!   [`chat_live`] — the same for private messages.
 //!
@@ -44,6 +45,7 @@ pub mod projector;
 pub mod queries;
 pub mod supervisor;
 pub mod timeline;
+pub mod timeline_cache;
 
 use std::sync::Arc;
 

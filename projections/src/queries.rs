@@ -12,12 +12,14 @@ use std::str::FromStr;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 
+use database::event_log::LogPosition;
 use domain::registration::is_storable;
 
 use crate::accounts::Accounts;
 use crate::progress::Progress;
 use crate::projection::Projection;
 use crate::timeline::Timeline;
+use crate::timeline_cache::{TimelineCache, ViewMarks};
 
 /// One message as timelines show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,12 +132,18 @@ pub struct ReadModels {
     pool: PgPool,
     /// Says which version of each view to read; it changes when a rebuilt one takes over.
     progress: Progress,
+    /// The newest pages of timelines, while the views stand still.
+    cache: TimelineCache,
 }
 
 impl ReadModels {
     /// Reads the versions of the views that `progress` says this process reads.
     pub fn new(pool: PgPool, progress: Progress) -> Self {
-        Self { pool, progress }
+        Self {
+            pool,
+            progress,
+            cache: TimelineCache::default(),
+        }
     }
 
     pub(crate) fn pool(&self) -> &PgPool {
@@ -218,8 +226,66 @@ impl ReadModels {
     ///
     /// Each scope reads its partial index: the public one in key order, an author's by
     /// author, and "my" timeline as one short range of the per-author index for me and for
-    /// each author I follow, merged.
+    /// each author I follow, merged. The newest entries come from the [`TimelineCache`] while
+    /// the views stand where they stood when they were read.
     pub async fn timeline(
+        &self,
+        scope: TimelineScope<'_>,
+        window: TimelineWindow,
+        limit: i64,
+    ) -> Result<Vec<TimelineEntry>, sqlx::Error> {
+        if window != TimelineWindow::Newest {
+            return self.read_timeline(scope, window, limit).await;
+        }
+        let Some(marks) = self.view_marks().await? else {
+            return self.read_timeline(scope, window, limit).await;
+        };
+        if let Some(entries) = self.cache.get(scope, limit, marks) {
+            return Ok(entries);
+        }
+        let entries = self.read_timeline(scope, window, limit).await?;
+        self.cache.put(scope, limit, marks, &entries);
+        Ok(entries)
+    }
+
+    /// Where the timeline and accounts views this process reads stand now, in the
+    /// database (`None` before they are prepared).
+    async fn view_marks(&self) -> Result<Option<ViewMarks>, sqlx::Error> {
+        let (timeline_version, accounts_version) = (
+            self.progress.reading_version(Timeline.name()),
+            self.progress.reading_version(Accounts.name()),
+        );
+        let row = sqlx::query(
+            "SELECT t.last_tx::text::bigint AS timeline_tx, t.last_position AS timeline_position, \
+                    a.last_tx::text::bigint AS accounts_tx, a.last_position AS accounts_position \
+             FROM projection_checkpoints t, projection_checkpoints a \
+             WHERE t.projection = $1 AND t.version = $2 AND a.projection = $3 AND a.version = $4",
+        )
+        .bind(Timeline.name())
+        .bind(timeline_version)
+        .bind(Accounts.name())
+        .bind(accounts_version)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(ViewMarks {
+                timeline_version,
+                timeline: LogPosition {
+                    transaction_id: row.try_get("timeline_tx")?,
+                    global_position: row.try_get("timeline_position")?,
+                },
+                accounts_version,
+                accounts: LogPosition {
+                    transaction_id: row.try_get("accounts_tx")?,
+                    global_position: row.try_get("accounts_position")?,
+                },
+            })
+        })
+        .transpose()
+    }
+
+    /// [`ReadModels::timeline`] read from the views.
+    async fn read_timeline(
         &self,
         scope: TimelineScope<'_>,
         window: TimelineWindow,

@@ -202,3 +202,66 @@ async fn replicas_decide_on_the_current_state_of_a_stream_the_other_wrote() {
     second.terminate().await;
     assert_views_equal_a_rebuild(&db.pool).await;
 }
+
+/// Each replica keeps the newest page of each timeline while the views under it stand
+/// still (the timeline cache). A write acknowledged by one replica must show in the very
+/// next read on the other, though that replica holds the page from before the write and may
+/// not have heard of the write yet: every timeline — the API's and the pages' — is read on
+/// the second replica, the write made on the first, and the timelines read again at once.
+#[tokio::test]
+async fn a_write_on_one_replica_shows_at_once_in_the_other_replicas_cached_timelines() {
+    let db = TestDatabase::create().await;
+    let writer = ServerProcess::start(MINITWIT, &db.url).await;
+    let reader = ServerProcess::start(MINITWIT, &db.url).await;
+    let (write, read) = (writer.client(), reader.client());
+    for name in ["author", "fan"] {
+        assert_eq!(
+            write.register(name, "x@x", "x", None).await.unwrap().status,
+            StatusCode::NO_CONTENT
+        );
+    }
+    let pages = reqwest::Client::new();
+    let page = |path: &str| {
+        let (pages, url) = (pages.clone(), format!("{}{path}", reader.web_url));
+        async move {
+            let reply = pages.get(url).send().await.unwrap();
+            assert_eq!(reply.status(), StatusCode::OK);
+            reply.text().await.unwrap()
+        }
+    };
+    for i in 0..15 {
+        // The reader's caches hold every timeline as it stands before the write.
+        read.public_msgs(Some(20), None).await.unwrap();
+        read.user_msgs("author", Some(20), None).await.unwrap();
+        page("/public").await;
+        page("/author").await;
+
+        let content = format!("cached {i}");
+        assert_eq!(
+            write.tweet("author", &content, None).await.unwrap().status,
+            StatusCode::NO_CONTENT
+        );
+        let public = read.public_msgs(Some(20), None).await.unwrap();
+        assert_eq!(
+            authored(&public.body).first(),
+            Some(&("author".to_owned(), content.clone())),
+            "write {i}: GET /msgs on the other replica"
+        );
+        let own = read.user_msgs("author", Some(20), None).await.unwrap();
+        assert_eq!(
+            authored(&own.body).first(),
+            Some(&("author".to_owned(), content.clone())),
+            "write {i}: GET /msgs/author on the other replica"
+        );
+        assert!(
+            page("/public").await.contains(&content),
+            "write {i}: /public on the other replica"
+        );
+        assert!(
+            page("/author").await.contains(&content),
+            "write {i}: /author on the other replica"
+        );
+    }
+    writer.terminate().await;
+    reader.terminate().await;
+}
