@@ -59,17 +59,8 @@ impl Cluster {
         postgres.stop().await?;
         let postgres = EmbeddedPostgres::start(options).await?;
         postgres.ensure_database(DATABASE).await?;
-        let connect = postgres.connect_options(DATABASE);
-        let socket_dir = socket_dir(&connect)?;
-        let url = format!(
-            "postgres://minitwit@localhost/{DATABASE}?host={}",
-            socket_dir.display()
-        );
-        let pool = PgPoolOptions::new()
-            .max_connections(8)
-            .connect_with(connect)
-            .await?;
-        database::connect::migrate(&pool).await?;
+        let socket_dir = socket_dir(&postgres.connect_options(DATABASE))?;
+        let (url, pool) = open_store(&postgres, &socket_dir, DATABASE).await?;
         conn = pool.clone();
         sqlx::raw_sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
             .execute(&conn)
@@ -80,6 +71,20 @@ impl Cluster {
             socket_dir,
             pool,
         })
+    }
+
+    /// Another empty, migrated store in the same cluster, for a workload that needs a store
+    /// of another size than the large one: its URL and a pool.
+    pub async fn another_store(&self, name: &str) -> anyhow::Result<(String, PgPool)> {
+        self.postgres.ensure_database(name).await?;
+        open_store(&self.postgres, &self.socket_dir, name).await
+    }
+
+    /// The server's version as it reports it (`SHOW server_version`), for the report.
+    pub async fn server_version(&self) -> anyhow::Result<String> {
+        Ok(sqlx::query_scalar("SHOW server_version")
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// Stops the cluster.
@@ -163,6 +168,24 @@ impl Cluster {
         .await?;
         Ok(())
     }
+}
+
+/// The URL of the database `name` (created already) and a pool on it, its schema migrated.
+async fn open_store(
+    postgres: &EmbeddedPostgres,
+    socket_dir: &Path,
+    name: &str,
+) -> anyhow::Result<(String, PgPool)> {
+    let url = format!(
+        "postgres://minitwit@localhost/{name}?host={}",
+        socket_dir.display()
+    );
+    let pool = PgPoolOptions::new()
+        .max_connections(8)
+        .connect_with(postgres.connect_options(name))
+        .await?;
+    database::connect::migrate(&pool).await?;
+    Ok((url, pool))
 }
 
 /// One durable single-row insert per transaction.

@@ -7,7 +7,8 @@
 //! with `random()`), registered first; a skewed follow graph (most users follow a handful,
 //! a few follow many, popular users are followed by many); the reader follows exactly
 //! [`READER_FOLLOWS`] others; then `messages` messages by skewed authors, one every ~30 s of
-//! the past year.
+//! the past year. On request, two more users for workload 7: one whose stream holds
+//! [`HEAVY_FOLLOW_EVENTS`] follow events, and one with nothing but its registration.
 
 use std::collections::HashSet;
 use std::io::{BufWriter, Write};
@@ -23,32 +24,66 @@ use crate::scenario::Rng;
 
 /// Whom the reader ("my timeline") follows: as many as the issue asks for.
 pub const READER_FOLLOWS: usize = 500;
+/// Follow events already in the long stream of workload 7: as many as issue 15 asks for.
+pub const HEAVY_FOLLOW_EVENTS: usize = 10_000;
 /// Every generated user's password (the reader signs in with it).
 pub const PASSWORD: &str = "bench password";
+
+/// What to generate.
+pub struct Shape {
+    pub users: usize,
+    pub messages: usize,
+    /// The mean number of users a user follows (the reader aside).
+    pub mean_follows: usize,
+    /// For workload 7: how many users the two stream users follow and unfollow in the
+    /// benchmark, which the long stream must therefore not follow already; `None` leaves the
+    /// two out.
+    pub stream_targets: Option<usize>,
+}
 
 /// What was generated.
 pub struct Dataset {
     pub users: usize,
     pub messages: usize,
+    /// Follow events of the follow graph (the stream users' aside).
+    pub follows: usize,
     pub events: usize,
     /// The user whose personal timeline is read: a middle-ranked one, neither the most
     /// prolific author nor a silent one.
     pub reader: String,
+    pub stream: Option<StreamUsers>,
+}
+
+/// Workload 7's users, named by the next numbers after the store's users, so that no other
+/// workload (which picks among `1..=users`) writes to their streams.
+pub struct StreamUsers {
+    /// Its stream holds [`HEAVY_FOLLOW_EVENTS`] follow events.
+    pub heavy: String,
+    /// Its stream holds its registration alone.
+    pub fresh: String,
+    /// Users neither follows: the benchmark follows and unfollows them.
+    pub targets: Vec<String>,
 }
 
 /// Writes the log as the admin tool's export format into `file`.
 pub fn generate(
     file: &Path,
-    users: usize,
-    messages: usize,
+    shape: &Shape,
     password_hash: &PasswordHash,
 ) -> anyhow::Result<Dataset> {
+    let users = shape.users;
     let mut rng = Rng::new(0x6d69_6e69_7477_6974);
     let mut out = Log::new(file)?;
     let start = Utc::now() - chrono::Duration::days(365);
-    let spacing = Duration::from_secs(365 * 24 * 3600 / messages.max(1) as u64);
+    let spacing = Duration::from_secs(365 * 24 * 3600 / shape.messages.max(1) as u64);
     let reader = users / 2 + 1;
-    for user in 1..=users {
+    let (heavy, fresh) = (users + 1, users + 2);
+    let registered = if shape.stream_targets.is_some() {
+        fresh
+    } else {
+        users
+    };
+    for user in 1..=registered {
         out.user_event(
             user,
             0,
@@ -61,15 +96,18 @@ pub fn generate(
             },
         )?;
     }
+    // Cubing a uniform number: most users follow a few, a few follow many; the cap is four
+    // times the mean (the mean of the cube of a uniform number is a quarter).
+    let max_follows = 4 * shape.mean_follows.saturating_sub(1);
+    let mut follows = 0;
     for user in 1..=users {
-        let follows = if user == reader {
+        let wanted = if user == reader {
             READER_FOLLOWS
         } else {
-            // Cubed: most users follow a few, the mean is about 16, the most 61.
-            1 + (60.0 * unit(&mut rng).powi(3)) as usize
+            1 + (max_follows as f64 * unit(&mut rng).powi(3)) as usize
         };
         let mut followed = HashSet::new();
-        while followed.len() < follows.min(users - 1) {
+        while followed.len() < wanted.min(users - 1) {
             let followee = skewed(&mut rng, users);
             if followee != user && followed.insert(followee) {
                 out.user_event(
@@ -83,8 +121,20 @@ pub fn generate(
                 )?;
             }
         }
+        follows += followed.len();
     }
-    for number in 0..messages {
+    let stream = match shape.stream_targets {
+        None => None,
+        Some(targets) => {
+            heavy_stream(&mut out, heavy, targets, users, start)?;
+            Some(StreamUsers {
+                heavy: heavy.to_string(),
+                fresh: fresh.to_string(),
+                targets: (1..=targets).map(|user| user.to_string()).collect(),
+            })
+        }
+    };
+    for number in 0..shape.messages {
         let posted_at = start + spacing * number as u32;
         let author = skewed(&mut rng, users);
         out.message_posted(
@@ -100,10 +150,58 @@ pub fn generate(
     let events = out.finish()?;
     Ok(Dataset {
         users,
-        messages,
+        messages: shape.messages,
+        follows,
         events,
         reader: reader.to_string(),
+        stream,
     })
+}
+
+/// The long stream: [`HEAVY_FOLLOW_EVENTS`] follows of the users after the first `targets`,
+/// round and round; where the store has fewer users than that, each follow of someone
+/// already followed comes after an unfollow, as it would have to through the API. Either
+/// way the user ends up following every one of them.
+fn heavy_stream(
+    out: &mut Log,
+    heavy: usize,
+    targets: usize,
+    users: usize,
+    at: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    ensure!(
+        users > targets,
+        "workload 7 needs more users than its {targets} targets"
+    );
+    let followees: Vec<usize> = (targets + 1..=users).collect();
+    let mut followed = HashSet::new();
+    let mut sequence = 0;
+    for round in 0..HEAVY_FOLLOW_EVENTS {
+        let followee = followees[round % followees.len()].to_string();
+        if !followed.insert(followee.clone()) {
+            sequence += 1;
+            out.user_event(
+                heavy,
+                sequence,
+                at,
+                &UserEvent::UserUnfollowed {
+                    followee: followee.clone(),
+                    unfollowed_at: at,
+                },
+            )?;
+        }
+        sequence += 1;
+        out.user_event(
+            heavy,
+            sequence,
+            at,
+            &UserEvent::UserFollowed {
+                followee,
+                followed_at: at,
+            },
+        )?;
+    }
+    Ok(())
 }
 
 /// A number in [0, 1).

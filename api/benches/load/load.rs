@@ -1,6 +1,7 @@
 //! Driving HTTP load: one client in sequence on fresh connections (the simulator's way), or
 //! many concurrent keep-alive clients for a fixed time; and the latency figures of a run.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,9 +31,19 @@ impl Run {
         quantile(&self.latencies, q)
     }
 
-    fn record(&mut self, started: Instant, outcome: Result<(), String>) {
+    /// Several runs as one: every latency and failure of each, and the sum of their walls.
+    pub fn combined<'a>(runs: impl IntoIterator<Item = &'a Run>) -> Run {
+        let mut total = Run::default();
+        for run in runs {
+            total.merge(run);
+            total.wall += run.wall;
+        }
+        total
+    }
+
+    fn record(&mut self, took: Duration, outcome: Result<(), String>) {
         match outcome {
-            Ok(()) => self.latencies.push(started.elapsed()),
+            Ok(()) => self.latencies.push(took),
             Err(err) => {
                 self.failures += 1;
                 self.first_failure.get_or_insert(err);
@@ -40,11 +51,11 @@ impl Run {
         }
     }
 
-    fn merge(&mut self, other: Run) {
-        self.latencies.extend(other.latencies);
+    fn merge(&mut self, other: &Run) {
+        self.latencies.extend_from_slice(&other.latencies);
         self.failures += other.failures;
         if self.first_failure.is_none() {
-            self.first_failure = other.first_failure;
+            self.first_failure.clone_from(&other.first_failure);
         }
     }
 }
@@ -85,21 +96,26 @@ pub fn keep_alive_client() -> reqwest::Client {
         .expect("an HTTP client")
 }
 
-/// Sends `requests` one after another, each when the previous one is answered.
-pub async fn sequential<R, F, Fut>(requests: &[R], send: F) -> Run
+/// Sends `requests` one after another, each when the previous one is answered, and keeps a
+/// run for each class of request (`class_of`): the targets are about the mean of one kind of
+/// request within a mixed sequence. Each run's `wall` is the time its own requests took.
+pub async fn sequential<R, K, C, F, Fut>(requests: &[R], class_of: C, send: F) -> BTreeMap<K, Run>
 where
+    K: Ord,
+    C: Fn(&R) -> K,
     F: Fn(&R) -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
-    let mut run = Run::default();
-    let started = Instant::now();
+    let mut runs = BTreeMap::<K, Run>::new();
     for request in requests {
         let sent = Instant::now();
         let outcome = send(request).await;
-        run.record(sent, outcome);
+        let took = sent.elapsed();
+        let run = runs.entry(class_of(request)).or_default();
+        run.record(took, outcome);
+        run.wall += took;
     }
-    run.wall = started.elapsed();
-    run
+    runs
 }
 
 /// Runs `clients` concurrent loops of `step` (given the client's number and its step count)
@@ -121,7 +137,7 @@ where
                 while Instant::now() < deadline {
                     let sent = Instant::now();
                     let outcome = step(client, count).await;
-                    run.record(sent, outcome);
+                    run.record(sent.elapsed(), outcome);
                     count += 1;
                 }
                 run
@@ -130,7 +146,7 @@ where
         .collect();
     let mut total = Run::default();
     for task in tasks {
-        total.merge(task.await.expect("a load task"));
+        total.merge(&task.await.expect("a load task"));
     }
     total.wall = started.elapsed();
     total

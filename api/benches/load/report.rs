@@ -1,5 +1,5 @@
 //! The report: a markdown table of every workload, printed and written to `BENCHMARKS.md`
-//! with the machine and the date.
+//! with the date, the machine, and the commit and versions measured.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -45,14 +45,73 @@ pub fn table(rows: &[Row]) -> String {
     text
 }
 
-/// Writes `BENCHMARKS.md`: the table, the machine it ran on, and how the run was set up.
-pub fn write_markdown(file: &Path, rows: &[Row], setup: &str, notes: &str) -> anyhow::Result<()> {
+/// What was measured: asked of git, rustc and the cluster during the run, so that a report
+/// cannot claim a commit or a version it was not made with.
+pub struct Stamp {
+    /// `git rev-parse --short HEAD`, and `-dirty` if the work tree had changes.
+    pub commit: String,
+    /// `rustc --version`, run in the workspace so that its toolchain is the one that built us.
+    pub rustc: String,
+    /// `SHOW server_version` on the benchmark's cluster.
+    pub postgres: String,
+}
+
+impl Stamp {
+    pub fn measure(workspace: &Path, postgres: String) -> Self {
+        let commit = match output(workspace, "git", &["rev-parse", "--short", "HEAD"]) {
+            Some(head) => {
+                let dirty = output(workspace, "git", &["status", "--porcelain"])
+                    .is_none_or(|changes| !changes.is_empty());
+                format!("{head}{}", if dirty { "-dirty" } else { "" })
+            }
+            None => "unknown (no git)".to_owned(),
+        };
+        Self {
+            commit,
+            rustc: output(workspace, "rustc", &["--version"])
+                .unwrap_or_else(|| "unknown".to_owned()),
+            postgres,
+        }
+    }
+
+    /// The header's lines.
+    pub fn lines(&self) -> String {
+        format!(
+            "- **Commit:** {}\n- **Rust:** {}\n- **PostgreSQL:** {}",
+            self.commit, self.rustc, self.postgres
+        )
+    }
+}
+
+/// A command's trimmed standard output, if it ran and succeeded.
+fn output(dir: &Path, program: &str, args: &[&str]) -> Option<String> {
+    let output = std::process::Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// Writes `BENCHMARKS.md`: the table, what it was measured with, and how the run was set up.
+pub fn write_markdown(
+    file: &Path,
+    rows: &[Row],
+    stamp: &Stamp,
+    setup: &str,
+    notes: &str,
+) -> anyhow::Result<()> {
     let text = format!(
         "# Benchmarks\n\n\
          Written by `scripts/bench` (see the README); every reference is measured on the same \
          machine in the same run, so the ratios hold while the absolute figures vary.\n\n\
-         - **Date:** {date}\n- **Machine:** {machine}\n- **Setup:** {setup}\n\n{table}\n{notes}",
+         - **Date:** {date}\n{stamp}\n- **Machine:** {machine}\n- **Setup:** {setup}\n\n\
+         {table}\n{notes}",
         date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        stamp = stamp.lines(),
         machine = machine(),
         table = table(rows),
     );
