@@ -113,12 +113,17 @@ impl StoredEvent {
 pub enum Claim {
     /// Another worker holds the projection's lock.
     Busy,
-    /// The lock is held, but no event waits below the horizon past `checkpoint`.
-    Empty { checkpoint: LogPosition },
+    /// The lock is held, but no event waits below the horizon past the checkpoint.
+    /// `waiting` says whether committed events wait above it, held back by a transaction
+    /// that is still open.
+    Empty { waiting: bool },
     /// `events`, in log order; the checkpoint has moved from `from` to the last of them.
+    /// `more` says whether committed events follow them (below the horizon, past the batch's
+    /// limit, or above it, held back).
     Batch {
         from: LogPosition,
         events: Vec<StoredEvent>,
+        more: bool,
     },
 }
 
@@ -138,15 +143,17 @@ pub struct BatchScope<'a> {
 
 /// A projector's batch in one statement, inside its transaction `tx`: takes the version's
 /// advisory transaction lock (re-entrant), reads its checkpoint, reads the next events of its
-/// type after the checkpoint and below the transaction horizon, and moves the checkpoint to
-/// the last of them with a compare-and-set on the value it read. The caller applies the
+/// type after the checkpoint and below the transaction horizon, moves the checkpoint to
+/// the last of them with a compare-and-set on the value it read, and says whether committed
+/// events follow (so that the projector knows, without another batch, whether to go on, to
+/// wait for a transaction that holds the horizon back, or to sleep). The caller applies the
 /// events in the same transaction and commits, or rolls back, and with it the move.
 ///
 /// The transaction also stops waiting for the WAL flush at commit (`synchronous_commit`
 /// off): the views are derived data, their events are durable already, and a crash that
 /// loses the commit loses the checkpoint's move with it, so the batch is applied again.
 ///
-/// One round trip where it took four. A concurrent batch that committed after this
+/// One round trip where it took five. A concurrent batch that committed after this
 /// statement's snapshot cannot be overwritten: the compare-and-set re-reads the checkpoint
 /// row it updates and finds it moved, and the claim fails (see [`Claim`] and the error).
 pub async fn claim_batch(
@@ -179,11 +186,12 @@ pub async fn claim_batch(
         },
         _ => return Err(sqlx::Error::RowNotFound),
     };
+    let more: bool = first.try_get("beyond")?;
     if first
         .try_get::<Option<i64>, _>("global_position")?
         .is_none()
     {
-        return Ok(Ok(Claim::Empty { checkpoint }));
+        return Ok(Ok(Claim::Empty { waiting: more }));
     }
     if first.try_get::<i64, _>("moved")? != 1 {
         return Ok(Err(CheckpointMoved));
@@ -195,6 +203,7 @@ pub async fn claim_batch(
     Ok(Ok(Claim::Batch {
         from: checkpoint,
         events,
+        more,
     }))
 }
 
@@ -204,9 +213,11 @@ pub async fn claim_batch(
 pub struct CheckpointMoved;
 
 /// The statement of [`claim_batch`]. Every step is a materialized CTE, each reading the one
-/// before, so they run in order: settings, lock, checkpoint, events, move. The events are
+/// before, so they run in order: settings, lock, checkpoint, events, what follows them, move. The events are
 /// read in the `(aggregate_type, transaction_id, global_position)` index's order, as a range
-/// starting at the checkpoint. The answer always has a row: with no events, one row of
+/// starting at the checkpoint: a `LATERAL` subquery, so that the checkpoint is the outer side
+/// and its values bound the index scan — joined plainly, PostgreSQL scanned every event of
+/// the type and filtered them against the checkpoint afterwards. The answer always has a row: with no events, one row of
 /// nulls beside the lock and the checkpoint.
 static CLAIM_BATCH: LazyLock<String> = LazyLock::new(|| {
     let columns = EVENT_COLUMNS
@@ -228,17 +239,31 @@ static CLAIM_BATCH: LazyLock<String> = LazyLock::new(|| {
              SELECT c.last_tx, c.last_position FROM projection_checkpoints c, lock \
              WHERE lock.held AND c.projection = $2 AND c.version = $3), \
          batch AS MATERIALIZED ( \
-             SELECT e.* FROM checkpoint, events e \
-             WHERE e.aggregate_type = $4 \
-               AND (e.transaction_id, e.global_position) \
-                   > (checkpoint.last_tx, checkpoint.last_position) \
-               AND (e.transaction_id, e.global_position) <= ($6::bigint::text::xid8, $7) \
-               AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-             ORDER BY e.transaction_id, e.global_position \
-             LIMIT $5), \
+             SELECT next.* FROM checkpoint, LATERAL ( \
+                 SELECT e.* FROM events e \
+                 WHERE e.aggregate_type = $4 \
+                   AND (e.transaction_id, e.global_position) \
+                       > (checkpoint.last_tx, checkpoint.last_position) \
+                   AND (e.transaction_id, e.global_position) <= ($6::bigint::text::xid8, $7) \
+                   AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+                 ORDER BY e.transaction_id, e.global_position \
+                 LIMIT $5) AS next), \
          newest AS ( \
              SELECT transaction_id, global_position FROM batch \
              ORDER BY transaction_id DESC, global_position DESC LIMIT 1), \
+         after AS ( \
+             SELECT coalesce(newest.transaction_id, checkpoint.last_tx) AS transaction_id, \
+                    coalesce(newest.global_position, checkpoint.last_position) AS global_position \
+             FROM checkpoint LEFT JOIN newest ON true), \
+         beyond AS MATERIALIZED ( \
+             SELECT 1 AS found FROM after, LATERAL ( \
+                 SELECT 1 FROM events e \
+                 WHERE e.aggregate_type = $4 \
+                   AND (e.transaction_id, e.global_position) \
+                       > (after.transaction_id, after.global_position) \
+                   AND (e.transaction_id, e.global_position) <= ($6::bigint::text::xid8, $7) \
+                 ORDER BY e.transaction_id, e.global_position \
+                 LIMIT 1) AS waiting), \
          moved AS ( \
              UPDATE projection_checkpoints c \
              SET last_tx = newest.transaction_id, last_position = newest.global_position, \
@@ -252,41 +277,12 @@ static CLAIM_BATCH: LazyLock<String> = LazyLock::new(|| {
                 (SELECT last_tx::text::bigint FROM checkpoint) AS checkpoint_tx, \
                 (SELECT last_position FROM checkpoint) AS checkpoint_position, \
                 (SELECT count(*) FROM moved) AS moved, \
+                EXISTS (SELECT 1 FROM beyond) AS beyond, \
                 {columns} \
          FROM (SELECT 1) AS always LEFT JOIN batch ON true \
          ORDER BY batch.transaction_id, batch.global_position"
     )
 });
-
-/// Whether `tx` sees any event of `aggregate_type` after `after`, up to and including
-/// `until`, horizon or not: when a claim finds nothing below the horizon, whether committed
-/// events wait above it.
-pub async fn any_after(
-    tx: &mut PgConnection,
-    aggregate_type: &str,
-    after: LogPosition,
-    until: LogPosition,
-) -> Result<bool, sqlx::Error> {
-    // Not `EXISTS (...)`: PostgreSQL plans a prepared statement once for any parameters
-    // after a few runs, guesses that a third of the log lies past an unknown position, and
-    // scans the whole table (11 ms on 40,000 events, on every idle batch). Asking for the
-    // first such row in index order stays an index probe.
-    Ok(sqlx::query_scalar::<_, i32>(
-        "SELECT 1 FROM events \
-         WHERE (transaction_id, global_position) > ($1::bigint::text::xid8, $2) \
-           AND (transaction_id, global_position) <= ($4::bigint::text::xid8, $5) \
-           AND aggregate_type = $3 \
-         ORDER BY transaction_id, global_position LIMIT 1",
-    )
-    .bind(after.transaction_id)
-    .bind(after.global_position)
-    .bind(aggregate_type)
-    .bind(until.transaction_id)
-    .bind(until.global_position)
-    .fetch_optional(tx)
-    .await?
-    .is_some())
-}
 
 /// The first `limit` events of `aggregate_type` after `after`, up to and including
 /// `through`, in log order: a stretch a checkpoint has moved over, so all of it is

@@ -67,8 +67,13 @@ pub enum BatchOutcome {
     /// Nothing below the horizon past the checkpoint. `waiting` says whether committed
     /// events wait above it, held back by a transaction that is still open.
     Idle { waiting: bool },
-    /// `events` events applied; the checkpoint moved to `through`.
-    Applied { events: usize, through: LogPosition },
+    /// `events` events applied; the checkpoint moved to `through`. `more` says whether
+    /// committed events follow (below the horizon or held back above it).
+    Applied {
+        events: usize,
+        through: LogPosition,
+        more: bool,
+    },
     /// Another worker moved the checkpoint between this batch's read of it and its move;
     /// nothing was applied, and the next batch starts from the new checkpoint.
     Raced,
@@ -228,7 +233,10 @@ impl Projector {
                 return Err(err);
             }
         };
-        let BatchOutcome::Applied { events, through } = outcome else {
+        let BatchOutcome::Applied {
+            events, through, ..
+        } = outcome
+        else {
             tx.rollback().await?;
             return Ok(outcome);
         };
@@ -275,14 +283,10 @@ impl Projector {
             }
             Err(err) => return Err(err.into()),
         };
-        let (from, events) = match claim {
+        let (from, events, more) = match claim {
             Claim::Busy => return Ok(BatchOutcome::Busy),
-            Claim::Empty { checkpoint } => {
-                let waiting =
-                    event_log::any_after(&mut *tx, aggregate_type, checkpoint, until).await?;
-                return Ok(BatchOutcome::Idle { waiting });
-            }
-            Claim::Batch { from, events } => (from, events),
+            Claim::Empty { waiting } => return Ok(BatchOutcome::Idle { waiting }),
+            Claim::Batch { from, events, more } => (from, events, more),
         };
         let (Some(first), Some(last)) = (events.first(), events.last()) else {
             unreachable!("a claimed batch has events");
@@ -304,6 +308,7 @@ impl Projector {
         Ok(BatchOutcome::Applied {
             events: events.len(),
             through,
+            more,
         })
     }
 
@@ -339,19 +344,29 @@ impl Projector {
             let batch = self.run_batch().await;
             failures = if batch.is_ok() { 0 } else { failures + 1 };
             let pause = match batch {
-                // A partial batch may have raced a commit: the next batch says whether to
-                // wait, and how long. Shutdown is checked here too, or a long backlog would
-                // be drained to the end before the projector stopped.
+                // Shutdown is checked here too, or a long backlog would be drained to the
+                // end before the projector stopped.
                 Ok(BatchOutcome::Applied { .. } | BatchOutcome::Raced) if cancel.is_cancelled() => {
                     break
                 }
-                Ok(BatchOutcome::Applied { .. } | BatchOutcome::Raced) => continue,
-                Ok(BatchOutcome::Idle { waiting: true }) => {
+                Ok(BatchOutcome::Raced) => continue,
+                // A full batch: the backlog goes on below the horizon.
+                Ok(BatchOutcome::Applied {
+                    events, more: true, ..
+                }) if events as i64 >= self.settings.batch_size => continue,
+                // Committed events wait above the horizon, as after an idle batch that saw
+                // them: wait for the transaction in the way.
+                Ok(
+                    BatchOutcome::Applied { more: true, .. } | BatchOutcome::Idle { waiting: true },
+                ) => {
                     if self.held_back(&cancel).await {
                         break;
                     }
                     continue;
                 }
+                // Caught up: the next commit wakes the projector (its writer in-process, or
+                // the notification), and the poll is the fallback.
+                Ok(BatchOutcome::Applied { more: false, .. }) => self.settings.poll_interval,
                 Ok(BatchOutcome::Idle { waiting: false } | BatchOutcome::Busy) => {
                     self.settings.poll_interval
                 }

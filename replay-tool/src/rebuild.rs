@@ -67,7 +67,9 @@ pub async fn rebuild(
             return Ok(Rebuilt::Interrupted { version, position });
         }
         match building.run_batch().await? {
-            BatchOutcome::Applied { events, through } => {
+            BatchOutcome::Applied {
+                events, through, ..
+            } => {
                 position = through;
                 report.advance(events as u64, through.global_position);
                 batches += 1;

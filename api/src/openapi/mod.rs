@@ -114,8 +114,9 @@ fn simulator_frame() -> OpenApi {
         "MiniTwit simulator API",
         "The JSON API the MiniTwit course's simulator drives (the contract is \
          spec/simulator-api.md), and the listener's health and metrics endpoints. Every \
-         endpoint but GET /latest first stores the `latest` query parameter, then checks the \
-         credentials (403), then looks the user up (404), then reads the body (400).",
+         endpoint but GET /latest stores the `latest` query parameter whatever it answers (a \
+         refusal too), checks the credentials (403), then looks the user up (404), then reads \
+         the body (400).",
         SIMULATOR_CREDENTIALS,
         SecurityScheme::Http(
             HttpBuilder::new()

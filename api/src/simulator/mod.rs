@@ -100,8 +100,8 @@ struct UserPath {
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)] // Read by the description only (above).
 struct Tracked {
-    /// The simulator's action number. Stored, before any other check, if it is an integer
-    /// other than -1; any other value is ignored. Read back by `GET /latest`.
+    /// The simulator's action number. Stored whatever the answer (a refusal too), if it is an
+    /// integer other than -1; any other value is ignored. Read back by `GET /latest`.
     #[param(schema_with = lenient_integer)]
     latest: Option<String>,
 }
