@@ -71,6 +71,8 @@ pub struct CommandSettings {
 pub struct CommandBus {
     users: Cqrs<User>,
     messages: Cqrs<Message>,
+    /// The message framework's store, shared with it: posts declare their new streams.
+    message_store: AggregateStore<Message>,
     conversations: Cqrs<Conversation>,
     directory: EventStoreDirectory,
     pool: PgPool,
@@ -82,6 +84,7 @@ impl CommandBus {
     /// A bus writing through `pool` and waiting on `progress`.
     pub fn new(pool: PgPool, progress: Progress, settings: CommandSettings) -> Self {
         let users = AggregateStore::new(pool.clone(), settings.cached_events);
+        let message_store = AggregateStore::new(pool.clone(), settings.cached_events);
         let contacts = EventStoreDirectory::new(pool.clone(), users.clone());
         let directory: Directory = Arc::new(contacts.clone());
         let chat = ChatServices {
@@ -91,10 +94,8 @@ impl CommandBus {
         Self {
             directory: contacts,
             users: framework(users, directory.clone()),
-            messages: framework(
-                AggregateStore::new(pool.clone(), settings.cached_events),
-                directory,
-            ),
+            messages: framework(message_store.clone(), directory),
+            message_store,
             conversations: framework(
                 AggregateStore::new(pool.clone(), settings.cached_events),
                 chat,
@@ -158,6 +159,10 @@ impl CommandBus {
             content,
             posted_at: context.received_at,
         };
+        // A new id's stream is empty, unless this very post was sent before (the same
+        // idempotency key): then the append finds the stream taken and the post is decided
+        // again on what the stream holds.
+        self.message_store.expect_new(&message_id);
         match self.message(&message_id, command, context).await {
             Err(CommandError::Rejected(MessageError::AlreadyPosted))
                 if idempotency_key.is_some() =>
@@ -328,7 +333,7 @@ impl CommandBus {
             return;
         }
         // The local projectors of this stream need not wait for the notification's round trip.
-        self.progress.wake_projectors_of(aggregate_type);
+        self.progress.announce_appended(aggregate_type, position);
         let applied = self
             .progress
             .wait_until_applied(

@@ -51,20 +51,16 @@ pub struct Progress {
 struct Inner {
     pool: PgPool,
     projections: HashMap<&'static str, TrackedProjection>,
-    /// Each registered projector's wake-up, with the aggregate type it reads. Weak: a
-    /// projector that stopped (its version was replaced) drops out of the list.
-    wakers: Mutex<Vec<Waker>>,
+    /// Each registered projector's wake-up. Weak: a projector that stopped (its version was
+    /// replaced) drops out of the list.
+    wakers: Mutex<Vec<Weak<Notify>>>,
+    /// Per aggregate type read by a projection, the newest position announced appended.
+    appended: HashMap<&'static str, watch::Sender<LogPosition>>,
     /// Bumped on every announced state change, so supervisors look at the active versions.
     states_changed: watch::Sender<u64>,
     /// Bumped whenever a transaction is known to have committed (see
     /// [`Progress::watch_commits`]).
     commits: watch::Sender<u64>,
-}
-
-/// A projector's wake-up, and what it reads.
-struct Waker {
-    notify: Weak<Notify>,
-    aggregate_type: &'static str,
 }
 
 struct TrackedProjection {
@@ -84,6 +80,10 @@ impl Progress {
     /// Tracks and reads version `version()` of each of `projections` until told otherwise
     /// (see [`Progress::start_tracking`] and [`Progress::read_version`]).
     pub fn new(pool: PgPool, projections: &[Arc<dyn Projection>]) -> Self {
+        let appended = projections
+            .iter()
+            .map(|projection| (projection.aggregate_type(), watch::Sender::default()))
+            .collect();
         let projections = projections
             .iter()
             .map(|projection| {
@@ -104,6 +104,7 @@ impl Progress {
                 pool,
                 projections,
                 wakers: Mutex::new(Vec::new()),
+                appended,
                 states_changed: watch::Sender::new(0),
                 commits: watch::Sender::new(0),
             }),
@@ -247,23 +248,31 @@ impl Progress {
         }
     }
 
-    /// A handle that [`Progress::wake_projectors`] will notify, and
-    /// [`Progress::wake_projectors_of`] too when it names `aggregate_type`.
-    pub fn register_waker(&self, aggregate_type: &'static str) -> Arc<Notify> {
+    /// A handle that [`Progress::wake_projectors`] will notify.
+    pub fn register_waker(&self) -> Arc<Notify> {
         let notify = Arc::new(Notify::new());
         let mut wakers = self.inner.wakers.lock().expect("waker list poisoned");
-        wakers.retain(|waker| waker.notify.strong_count() > 0);
-        wakers.push(Waker {
-            notify: Arc::downgrade(&notify),
-            aggregate_type,
-        });
+        wakers.retain(|waker| waker.strong_count() > 0);
+        wakers.push(Arc::downgrade(&notify));
         notify
     }
 
-    /// Tells this process's projectors that new events may be there.
+    /// Tells this process's projectors that new events may be there, whatever they read and
+    /// wherever they stand (after a gap in the notifications, when nobody knows what was
+    /// missed).
     pub fn wake_projectors(&self) {
         self.announce_commit();
-        self.wake_where(|_| true);
+        for waker in self
+            .inner
+            .wakers
+            .lock()
+            .expect("waker list poisoned")
+            .iter()
+        {
+            if let Some(notify) = waker.upgrade() {
+                notify.notify_one();
+            }
+        }
     }
 
     /// Changes whenever a transaction that can hold back the transaction horizon is known to
@@ -278,30 +287,30 @@ impl Progress {
         self.inner.commits.send_modify(|count| *count += 1);
     }
 
-    /// Tells this process's projectors of `aggregate_type`'s events that one was just
-    /// committed: a write waiting for its views wakes only those that have work, not every
-    /// projector for an empty batch.
-    pub fn wake_projectors_of(&self, aggregate_type: &str) {
+    /// Announces that events of `aggregate_type` up to `position` were committed: by a
+    /// writer in this process the moment its append returns, or by another replica's,
+    /// through the append notification. The projectors of that type run a batch if they
+    /// stand behind it, and only then: the notification of an append whose writer already
+    /// woke them here would otherwise cost an empty batch per write.
+    pub fn announce_appended(&self, aggregate_type: &str, position: LogPosition) {
         self.announce_commit();
-        self.wake_where(|read| read == aggregate_type);
+        if let Some(head) = self.inner.appended.get(aggregate_type) {
+            head.send_if_modified(|head| {
+                let newer = position > *head;
+                if newer {
+                    *head = position;
+                }
+                newer
+            });
+        }
     }
 
-    fn wake_where(&self, reads: impl Fn(&str) -> bool) {
-        for waker in self
-            .inner
-            .wakers
-            .lock()
-            .expect("waker list poisoned")
-            .iter()
-        {
-            if let Some(notify) = waker
-                .notify
-                .upgrade()
-                .filter(|_| reads(waker.aggregate_type))
-            {
-                notify.notify_one();
-            }
-        }
+    /// The newest position announced for `aggregate_type` ([`Progress::announce_appended`]).
+    pub fn watch_appended(&self, aggregate_type: &str) -> Option<watch::Receiver<LogPosition>> {
+        self.inner
+            .appended
+            .get(aggregate_type)
+            .map(watch::Sender::subscribe)
     }
 
     /// Changes whenever a version's state changes somewhere (a notification arrived).
@@ -470,7 +479,13 @@ impl ProgressListener {
 
     fn handle(&self, channel: &str, payload: &str) {
         match channel {
-            EVENTS_CHANNEL => self.progress.wake_projectors(),
+            EVENTS_CHANNEL => match parse_appended(payload) {
+                Some((aggregate_type, position)) => {
+                    self.progress.announce_appended(aggregate_type, position)
+                }
+                // Not this server's format (an older one's trigger): wake them all.
+                None => self.progress.wake_projectors(),
+            },
             STATE_CHANNEL => self.progress.announce_state_change(),
             _ => match parse_progress(payload) {
                 Some((projection, version, position)) => {
@@ -490,6 +505,13 @@ impl ProgressListener {
     }
 }
 
+/// Reads an append notification: `aggregate_type:tx:position`, the last event of that type
+/// a statement appended.
+fn parse_appended(payload: &str) -> Option<(&str, LogPosition)> {
+    let (aggregate_type, position) = payload.split_once(':')?;
+    Some((aggregate_type, LogPosition::parse(position)?))
+}
+
 /// Reads a progress notification: `projection:version:tx:position`.
 fn parse_progress(payload: &str) -> Option<(&str, i32, LogPosition)> {
     let mut parts = payload.splitn(3, ':');
@@ -502,6 +524,22 @@ fn parse_progress(payload: &str) -> Option<(&str, i32, LogPosition)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn append_notifications_parse() {
+        assert_eq!(
+            parse_appended("user:812:45"),
+            Some((
+                "user",
+                LogPosition {
+                    transaction_id: 812,
+                    global_position: 45
+                }
+            ))
+        );
+        assert_eq!(parse_appended(""), None);
+        assert_eq!(parse_appended("user:812"), None);
+    }
 
     #[test]
     fn progress_notifications_parse() {

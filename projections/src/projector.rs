@@ -91,6 +91,8 @@ pub struct Projector {
     wake: Arc<Notify>,
     /// Announced commits, where a progress tracker announces them.
     commits: Option<watch::Receiver<u64>>,
+    /// The newest announced append of the events this projector reads.
+    appended: Option<watch::Receiver<LogPosition>>,
     /// Where to stop: events after it are left alone (see [`Projector::up_to`]).
     until: Option<LogPosition>,
 }
@@ -109,6 +111,7 @@ impl Projector {
             progress: None,
             wake: Arc::new(Notify::new()),
             commits: None,
+            appended: None,
             until: None,
         }
     }
@@ -129,8 +132,9 @@ impl Projector {
 
     /// Reports every committed batch to `progress` and lets it wake this projector.
     pub fn reporting_to(mut self, progress: &Progress) -> Self {
-        self.wake = progress.register_waker(self.projection.aggregate_type());
+        self.wake = progress.register_waker();
         self.commits = Some(progress.watch_commits());
+        self.appended = progress.watch_appended(self.projection.aggregate_type());
         self.progress = Some(progress.clone());
         self
     }
@@ -337,9 +341,12 @@ impl Projector {
         tracing::info!(projection = %self.schema, "projector started");
         let mut failures = 0;
         loop {
-            // Commits from here on count as news for a batch that finds itself held back.
+            // Commits and appends from here on count as news after this batch.
             if let Some(commits) = &mut self.commits {
                 commits.borrow_and_update();
+            }
+            if let Some(appended) = &mut self.appended {
+                appended.borrow_and_update();
             }
             let batch = self.run_batch().await;
             failures = if batch.is_ok() { 0 } else { failures + 1 };
@@ -381,13 +388,39 @@ impl Projector {
                     self.settings.retry_delay * (1 << (failures - 1).min(3))
                 }
             };
+            let wake = self.wake.clone();
             tokio::select! {
                 () = cancel.cancelled() => break,
-                () = self.wake.notified() => {}
+                () = wake.notified() => {}
+                () = self.appended_past_checkpoint() => {}
                 () = tokio::time::sleep(pause) => {}
             }
         }
         tracing::info!(projection = %self.schema, "projector stopped");
+    }
+
+    /// Returns once an append of the events this projector reads is announced past its
+    /// checkpoint (never, without a progress tracker). An announcement of what it has
+    /// applied already — the notification of an append whose writer woke it in-process —
+    /// is no reason for a batch.
+    async fn appended_past_checkpoint(&mut self) {
+        let (Some(progress), Some(appended)) = (&self.progress, &mut self.appended) else {
+            return std::future::pending().await;
+        };
+        let (name, version) = (self.projection.name(), self.version);
+        // Only announcements made since the last batch began count: one the batch has seen
+        // would wake a projector that another replica keeps busy over and over.
+        while appended.changed().await.is_ok() {
+            let head = *appended.borrow_and_update();
+            if progress
+                .checkpoint(name, version)
+                .is_none_or(|checkpoint| head > checkpoint)
+            {
+                return;
+            }
+        }
+        // The tracker is gone; the other wake-ups remain.
+        std::future::pending::<()>().await;
     }
 
     /// Waits while committed events are held back above the horizon: until a commit is
