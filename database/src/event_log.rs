@@ -207,6 +207,13 @@ pub async fn claim_batch(
     }))
 }
 
+/// The statement [`claim_batch`] sends, with its parameters in this order: the lock's name,
+/// the projection, its version, the aggregate type, the limit, the end's transaction id and
+/// position. For tests that look at its plan.
+pub fn claim_batch_sql() -> &'static str {
+    CLAIM_BATCH.as_str()
+}
+
 /// A claim found the checkpoint moved by another worker after it had read it.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("the checkpoint moved under this batch")]
