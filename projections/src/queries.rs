@@ -237,118 +237,51 @@ impl ReadModels {
         if window != TimelineWindow::Newest {
             return self.read_timeline(scope, window, limit).await;
         }
-        let cached = self.cache.get(scope, limit);
-        let Some((marks, fresh)) = self
-            .read_newest_unless_at(scope, limit, cached.as_ref().map(|(marks, _)| *marks))
-            .await?
-        else {
-            // No checkpoints yet: the views are being prepared.
+        let Some(marks) = self.view_marks().await? else {
             return self.read_timeline(scope, window, limit).await;
         };
-        let hit = fresh.is_none();
-        metrics::counter!(
-            "minitwit_timeline_cache_lookups_total",
-            "outcome" => if hit { "hit" } else { "miss" }
-        )
-        .increment(1);
-        match (fresh, cached) {
-            (Some(entries), _) => {
-                self.cache.put(scope, limit, marks, &entries);
-                Ok(entries)
-            }
-            (None, Some((_, entries))) => Ok(entries.to_vec()),
-            (None, None) => unreachable!("a read is skipped only at the cached marks"),
+        if let Some(entries) = self.cache.get(scope, limit, marks) {
+            return Ok(entries);
         }
+        let entries = self.read_timeline(scope, window, limit).await?;
+        self.cache.put(scope, limit, marks, &entries);
+        Ok(entries)
     }
 
-    /// In one statement: where the timeline and accounts views this process reads stand now
-    /// in the database, and — unless that is exactly `cached` — the newest `limit` entries of
-    /// `scope`. `None` before the views are prepared (no checkpoints).
-    async fn read_newest_unless_at(
-        &self,
-        scope: TimelineScope<'_>,
-        limit: i64,
-        cached: Option<ViewMarks>,
-    ) -> Result<Option<(ViewMarks, Option<Vec<TimelineEntry>>)>, sqlx::Error> {
+    /// Where the timeline and accounts views this process reads stand now, in the
+    /// database (`None` before they are prepared).
+    async fn view_marks(&self) -> Result<Option<ViewMarks>, sqlx::Error> {
         let (timeline_version, accounts_version) = (
             self.progress.reading_version(Timeline.name()),
             self.progress.reading_version(Accounts.name()),
         );
-        let mut sql = QueryBuilder::new(
-            "WITH marks AS ( \
-                 SELECT t.version AS timeline_version, t.last_tx::text::bigint AS timeline_tx, \
-                        t.last_position AS timeline_position, a.version AS accounts_version, \
-                        a.last_tx::text::bigint AS accounts_tx, \
-                        a.last_position AS accounts_position \
-                 FROM projection_checkpoints t, projection_checkpoints a WHERE t.projection = ",
-        );
-        sql.push_bind(Timeline.name())
-            .push(" AND t.version = ")
-            .push_bind(timeline_version)
-            .push(" AND a.projection = ")
-            .push_bind(Accounts.name())
-            .push(" AND a.version = ")
-            .push_bind(accounts_version)
-            .push(") SELECT marks.*, page.* FROM marks LEFT JOIN LATERAL (")
-            .push(self.entries_select_sql());
-        // The page is read only when the views moved since the cached read (or there is
-        // none: every comparison with a null is distinct). Inside the page's own conditions,
-        // where PostgreSQL tests it once before reading any message; as the join's
-        // condition it would read the page and then throw it away.
-        sql.push(
-            " WHERE (marks.timeline_version, marks.timeline_tx, marks.timeline_position, \
-             marks.accounts_version, marks.accounts_tx, marks.accounts_position) \
-             IS DISTINCT FROM (",
-        );
-        let key = cached.map(|marks| {
-            (
-                marks.timeline_version,
-                marks.timeline,
-                marks.accounts_version,
-                marks.accounts,
-            )
-        });
-        sql.push_bind(key.map(|key| key.0))
-            .push("::integer, ")
-            .push_bind(key.map(|key| key.1.transaction_id))
-            .push("::bigint, ")
-            .push_bind(key.map(|key| key.1.global_position))
-            .push("::bigint, ")
-            .push_bind(key.map(|key| key.2))
-            .push("::integer, ")
-            .push_bind(key.map(|key| key.3.transaction_id))
-            .push("::bigint, ")
-            .push_bind(key.map(|key| key.3.global_position))
-            .push("::bigint) AND NOT m.flagged");
-        self.push_timeline_conditions(&mut sql, scope, TimelineWindow::Newest, limit);
-        sql.push(") AS page ON true ORDER BY page.pub_date DESC, page.position DESC");
-        let rows = sql.build().fetch_all(&self.pool).await?;
-        let Some(first) = rows.first() else {
-            return Ok(None);
-        };
-        let marks = ViewMarks {
-            timeline_version: first.try_get("timeline_version")?,
-            timeline: LogPosition {
-                transaction_id: first.try_get("timeline_tx")?,
-                global_position: first.try_get("timeline_position")?,
-            },
-            accounts_version: first.try_get("accounts_version")?,
-            accounts: LogPosition {
-                transaction_id: first.try_get("accounts_tx")?,
-                global_position: first.try_get("accounts_position")?,
-            },
-        };
-        if cached == Some(marks) {
-            return Ok(Some((marks, None)));
-        }
-        let mut entries = Vec::with_capacity(rows.len());
-        for row in &rows {
-            // A timeline with no entries comes back as the marks' row alone.
-            if row.try_get::<Option<String>, _>("message_id")?.is_some() {
-                entries.push(entry_from_row(row)?);
-            }
-        }
-        Ok(Some((marks, Some(entries))))
+        let row = sqlx::query(
+            "SELECT t.last_tx::text::bigint AS timeline_tx, t.last_position AS timeline_position, \
+                    a.last_tx::text::bigint AS accounts_tx, a.last_position AS accounts_position \
+             FROM projection_checkpoints t, projection_checkpoints a \
+             WHERE t.projection = $1 AND t.version = $2 AND a.projection = $3 AND a.version = $4",
+        )
+        .bind(Timeline.name())
+        .bind(timeline_version)
+        .bind(Accounts.name())
+        .bind(accounts_version)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(ViewMarks {
+                timeline_version,
+                timeline: LogPosition {
+                    transaction_id: row.try_get("timeline_tx")?,
+                    global_position: row.try_get("timeline_position")?,
+                },
+                accounts_version,
+                accounts: LogPosition {
+                    transaction_id: row.try_get("accounts_tx")?,
+                    global_position: row.try_get("accounts_position")?,
+                },
+            })
+        })
+        .transpose()
     }
 
     /// [`ReadModels::timeline`] read from the views.
@@ -390,19 +323,6 @@ impl ReadModels {
     ) -> QueryBuilder<'args, Postgres> {
         let mut sql = self.entries_select();
         sql.push(" WHERE NOT m.flagged");
-        self.push_timeline_conditions(&mut sql, scope, window, limit);
-        sql
-    }
-
-    /// The rest of a timeline read's conditions, its order and its limit, after
-    /// [`Self::entries_select_sql`] and a `WHERE` clause ending in `NOT m.flagged`.
-    fn push_timeline_conditions<'args>(
-        &self,
-        sql: &mut QueryBuilder<'args, Postgres>,
-        scope: TimelineScope<'args>,
-        window: TimelineWindow,
-        limit: i64,
-    ) {
         match scope {
             TimelineScope::Public => {}
             TimelineScope::Author(author) => {
@@ -435,6 +355,7 @@ impl ReadModels {
             " ORDER BY m.pub_date {order}, m.position {order} LIMIT "
         ))
         .push_bind(limit);
+        sql
     }
 
     /// Messages for moderators, flagged ones included, newest first: all of them, or those of
@@ -509,18 +430,13 @@ impl ReadModels {
     /// The start of every entry query: messages with their author's email. A left join,
     /// because the accounts view is projected separately and may briefly lag the timeline.
     fn entries_select<'args>(&self) -> QueryBuilder<'args, Postgres> {
-        QueryBuilder::new(self.entries_select_sql())
-    }
-
-    /// The select of timeline entries, before its conditions.
-    fn entries_select_sql(&self) -> String {
-        format!(
+        QueryBuilder::new(format!(
             "SELECT m.message_id, m.author, coalesce(u.email, '') AS author_email, m.content, \
                     m.pub_date, m.position \
              FROM {timeline}.messages m LEFT JOIN {accounts}.users u ON u.username = m.author",
             timeline = self.timeline_schema(),
             accounts = self.accounts_schema()
-        )
+        ))
     }
 
     async fn fetch_entries(

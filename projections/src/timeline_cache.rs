@@ -12,8 +12,7 @@
 //! read, the views hold the same rows and the result is still the answer. A read therefore
 //! first asks the database where the two checkpoints stand — one primary-key probe, much
 //! cheaper than the timeline — and reuses the result read at those very checkpoints, if it
-//! has one. The probe and the read are one statement, which reads the page only when the
-//! checkpoints are not the cached ones.
+//! has one.
 //!
 //! Asking the database, not this replica's own idea of the checkpoints, is what keeps read
 //! your writes across replicas: a write acknowledged by another replica has moved the
@@ -99,17 +98,24 @@ impl Default for TimelineCache {
 }
 
 impl TimelineCache {
-    /// The newest `limit` entries of `scope` last read, and the marks they were read at.
+    /// The newest `limit` entries of `scope`, if they were read at exactly `marks`.
     pub fn get(
         &self,
         scope: TimelineScope<'_>,
         limit: i64,
-    ) -> Option<(ViewMarks, Arc<[TimelineEntry]>)> {
+        marks: ViewMarks,
+    ) -> Option<Vec<TimelineEntry>> {
         let key = ReadKey {
             scope: scope.into(),
             limit,
         };
-        self.reads.get(&key).map(|read| (read.marks, read.entries))
+        let cached = self.reads.get(&key).filter(|read| read.marks == marks);
+        metrics::counter!(
+            "minitwit_timeline_cache_lookups_total",
+            "outcome" => if cached.is_some() { "hit" } else { "miss" }
+        )
+        .increment(1);
+        cached.map(|read| read.entries.to_vec())
     }
 
     /// Keeps the newest `limit` entries of `scope`, read when the views stood at `marks`
