@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::Context;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
+use sqlx::{Connection as _, PgPool};
 
 use crate::embedded_postgres::{EmbeddedPostgres, EmbeddedPostgresOptions};
 use crate::outage;
@@ -48,6 +48,20 @@ pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<Database> {
         // A request that cannot get a connection within this is failing anyway (the
         // simulator gives up after 0.3 s); waiting longer only piles requests up.
         .acquire_timeout(config.db_acquire_timeout())
+        // sqlx pings every connection it hands out by default: a round trip before each
+        // statement of ours, on the path of every request and projector batch. It pings
+        // each connection it takes back anyway, so one that was recently in use is known
+        // to be alive; only one idle for a while (through a database restart, perhaps) is
+        // checked before it is handed out.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= CHECK_IDLE_CONNECTIONS_AFTER {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_lazy_with(options);
     await_first_connection(&pool)
         .await
@@ -55,6 +69,9 @@ pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<Database> {
     migrate(&pool).await?;
     Ok(Database { pool, embedded })
 }
+
+/// How long a pooled connection may sit idle before it is checked again on its way out.
+const CHECK_IDLE_CONNECTIONS_AFTER: Duration = Duration::from_secs(1);
 
 /// Waits, up to [`STARTUP_CONNECT_TIMEOUT`], until the database accepts a connection: at
 /// start-up it may still be starting (a container started beside ours), which deserves more
