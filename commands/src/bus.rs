@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cqrs_es::{Aggregate, AggregateError, CqrsFramework};
-use database::event_log::{self, LogPosition};
+use database::event_log::{self, LogPosition, StoredEvent};
 use database::outage;
 use domain::{
     ChatPolicy, ChatServices, Conversation, ConversationCommand, ConversationError, Directory,
@@ -300,13 +300,13 @@ impl CommandBus {
                 }
             }
         };
-        if report.appended {
+        if !report.appended.is_empty() {
             if let Some(latest) = latest {
                 latest.mark_stored();
             }
         }
         if let Some(newest) = report.newest {
-            self.settle(A::TYPE, newest).await;
+            self.settle(A::TYPE, newest, report.appended).await;
         }
         Ok(())
     }
@@ -319,21 +319,32 @@ impl CommandBus {
             return;
         }
         match event_log::newest_in_stream(&self.pool, aggregate_type, aggregate_id).await {
-            Ok(Some(newest)) => self.settle(aggregate_type, newest).await,
+            Ok(Some(newest)) => self.settle(aggregate_type, newest, Vec::new()).await,
             Ok(None) => {}
             Err(err) => read_your_writes_failed(&anyhow::Error::from(err)),
         }
     }
 
-    /// Waits, within the bound, until the views fed by `aggregate_type` include `position`.
-    /// The command is committed: from here on nothing may turn it into an error, or the
-    /// client would retry a write that happened (and post a tweet twice).
-    async fn settle(&self, aggregate_type: &str, position: LogPosition) {
+    /// Waits, within the bound, until the views fed by `aggregate_type` include `position`,
+    /// the newest event of a stream the command wrote (`appended`, its events) or found as
+    /// it wanted. The command is committed: from here on nothing may turn it into an error,
+    /// or the client would retry a write that happened (and post a tweet twice).
+    async fn settle(
+        &self,
+        aggregate_type: &str,
+        position: LogPosition,
+        appended: Vec<StoredEvent>,
+    ) {
+        // The local projectors of this stream need not wait for the notification's round
+        // trip, nor read back what was just written.
+        if appended.is_empty() {
+            self.progress.announce_appended(aggregate_type, position);
+        } else {
+            self.progress.hand_over(aggregate_type, appended);
+        }
         if self.settings.read_your_writes_timeout.is_zero() {
             return;
         }
-        // The local projectors of this stream need not wait for the notification's round trip.
-        self.progress.announce_appended(aggregate_type, position);
         let applied = self
             .progress
             .wait_until_applied(

@@ -29,7 +29,7 @@ use cqrs_es::persist::{EventUpcaster, SerializedEvent};
 use cqrs_es::{
     Aggregate, AggregateContext, AggregateError, DomainEvent, EventEnvelope, EventStore,
 };
-use database::event_log::{self, LogPosition, NewEvent, StreamEvent};
+use database::event_log::{self, LogPosition, NewEvent, StoredEvent, StreamEvent};
 use quick_cache::sync::Cache;
 use quick_cache::Weighter;
 use sqlx::PgPool;
@@ -39,8 +39,9 @@ use sqlx::PgPool;
 pub struct CommitReport {
     /// The simulator's `latest`, to store with the command's events if it writes any.
     pub latest: Option<i64>,
-    /// Whether the command appended events (and so stored `latest` with them).
-    pub appended: bool,
+    /// The events the command appended (with which it stored `latest`), as the log holds
+    /// them; empty if it appended none.
+    pub appended: Vec<StoredEvent>,
     /// Where the stream's newest event stands in the log after the command: what the views
     /// must reach for the client to read its write, or the state it confirmed.
     pub newest: Option<LogPosition>,
@@ -307,20 +308,21 @@ impl<A: Aggregate + Clone> EventStore<A> for AggregateStore<A> {
             A::TYPE,
             &aggregate_id,
             stream.sequence,
-            &new_events,
+            new_events,
             latest_to_store(),
         )
         .await
         .map_err(database_error)?;
         // The stream moved on since it was read: the state is dropped, and the next load
         // reads the stream afresh.
-        let through = appended.ok_or(AggregateError::AggregateConflict)?;
+        let appended = appended.ok_or(AggregateError::AggregateConflict)?;
+        let through = appended.last().map(|event| event.position);
         let first_sequence = stream.sequence + 1;
         stream.sequence += i64::try_from(events.len()).expect("a command's events fit in i64");
-        stream.newest = Some(through);
+        stream.newest = through;
         report(|report| {
-            report.appended = true;
-            report.newest = Some(through);
+            report.appended = appended;
+            report.newest = through;
         });
         // The aggregate has applied the events already (cqrs-es applies them as they are
         // written); it goes back to the cache as the state after them.

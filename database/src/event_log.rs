@@ -37,8 +37,8 @@ use std::sync::LazyLock;
 use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
 use serde_json::Value;
-use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, PgExecutor, Row};
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::{Arguments as _, PgConnection, PgExecutor, Row};
 
 /// A place in the log, in the order catch-up readers consume it.
 ///
@@ -117,8 +117,9 @@ pub enum Claim {
     /// `waiting` says whether committed events wait above it, held back by a transaction
     /// that is still open.
     Empty { waiting: bool },
-    /// `events`, in log order; the checkpoint has moved from `from` to the last of them.
-    /// `more` says whether committed events follow them (below the horizon, past the batch's
+    /// `events`, in log order, after the checkpoint `from`; with
+    /// [`CheckpointMove::InClaim`], the checkpoint has moved from `from` to the last of
+    /// them. `more` says whether committed events follow them (below the horizon, past the batch's
     /// limit, or above it, held back).
     Batch {
         from: LogPosition,
@@ -139,6 +140,19 @@ pub struct BatchScope<'a> {
     /// The last position it may apply.
     pub until: LogPosition,
     pub limit: i64,
+    pub checkpoint_move: CheckpointMove,
+}
+
+/// Where a batch's checkpoint moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointMove {
+    /// In the claim, inside the caller's transaction, which then applies the events and
+    /// commits (or rolls back, and the move with it).
+    InClaim,
+    /// With the batch's first change, in one statement, by [`apply_claimed`]; the claim only
+    /// reads. Its lock is then held for the claim's statement alone, so a claim that finds
+    /// another worker mid-batch still answers [`Claim::Busy`].
+    WithChange,
 }
 
 /// A projector's batch in one statement, inside its transaction `tx`: takes the version's
@@ -148,6 +162,9 @@ pub struct BatchScope<'a> {
 /// events follow (so that the projector knows, without another batch, whether to go on, to
 /// wait for a transaction that holds the horizon back, or to sleep). The caller applies the
 /// events in the same transaction and commits, or rolls back, and with it the move.
+///
+/// With [`CheckpointMove::WithChange`] the claim moves nothing and `tx` may be a connection
+/// outside any transaction: [`apply_claimed`] moves the checkpoint later, with the batch.
 ///
 /// The transaction also stops waiting for the WAL flush at commit (`synchronous_commit`
 /// off): the views are derived data, their events are durable already, and a crash that
@@ -168,6 +185,7 @@ pub async fn claim_batch(
         .bind(scope.limit)
         .bind(scope.until.transaction_id)
         .bind(scope.until.global_position)
+        .bind(scope.checkpoint_move == CheckpointMove::InClaim)
         .fetch_all(tx)
         .await?;
     let Some(first) = rows.first() else {
@@ -193,7 +211,7 @@ pub async fn claim_batch(
     {
         return Ok(Ok(Claim::Empty { waiting: more }));
     }
-    if first.try_get::<i64, _>("moved")? != 1 {
+    if scope.checkpoint_move == CheckpointMove::InClaim && first.try_get::<i64, _>("moved")? != 1 {
         return Ok(Err(CheckpointMoved));
     }
     let events = rows
@@ -209,7 +227,7 @@ pub async fn claim_batch(
 
 /// The statement [`claim_batch`] sends, with its parameters in this order: the lock's name,
 /// the projection, its version, the aggregate type, the limit, the end's transaction id and
-/// position. For tests that look at its plan.
+/// position, and whether it moves the checkpoint. For tests that look at its plan.
 pub fn claim_batch_sql() -> &'static str {
     CLAIM_BATCH.as_str()
 }
@@ -276,7 +294,7 @@ static CLAIM_BATCH: LazyLock<String> = LazyLock::new(|| {
              SET last_tx = newest.transaction_id, last_position = newest.global_position, \
                  last_error = NULL, updated_at = now() \
              FROM newest, checkpoint \
-             WHERE c.projection = $2 AND c.version = $3 \
+             WHERE $8 AND c.projection = $2 AND c.version = $3 \
                AND c.last_tx = checkpoint.last_tx \
                AND c.last_position = checkpoint.last_position \
              RETURNING 1) \
@@ -290,6 +308,122 @@ static CLAIM_BATCH: LazyLock<String> = LazyLock::new(|| {
          ORDER BY batch.transaction_id, batch.global_position"
     )
 });
+
+/// The condition a view change puts on its rows when [`apply_claimed`] runs it: that the
+/// statement's compare-and-set moved the checkpoint.
+pub const CHECKPOINT_MOVED: &str = "EXISTS (SELECT 1 FROM checkpoint_moved)";
+
+/// A batch to commit with [`apply_claimed`]: read by a claim that left the checkpoint where
+/// it was ([`CheckpointMove::WithChange`]), or handed over by the writers of this process.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimedBatch<'a> {
+    /// The advisory lock's name, as in the claim's [`BatchScope`].
+    pub lock_name: &'a str,
+    pub projection: &'a str,
+    pub version: i32,
+    /// The type of its events.
+    pub aggregate_type: &'a str,
+    /// The checkpoint its events follow.
+    pub from: LogPosition,
+    /// The last of its events.
+    pub through: LogPosition,
+    /// The positions of its events, in log order (the last is `through`'s).
+    pub positions: &'a [i64],
+}
+
+/// What [`apply_claimed`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimedApply {
+    /// Moved the checkpoint and applied the change.
+    Applied,
+    /// Another worker holds the version's lock; nothing was written.
+    Busy,
+    /// The checkpoint was no longer at the batch's `from` (another worker applied it
+    /// first), or the log between `from` and `through` is not the batch's events alone and
+    /// final. Nothing was written.
+    Raced,
+}
+
+/// Commits a batch: in one statement, stops waiting for the WAL flush at commit (as
+/// [`claim_batch`] does, and for its reason), takes the version's advisory lock, moves the
+/// checkpoint from `from` to `through` with a compare-and-set, and runs `change` — one view
+/// statement whose rows are under [`CHECKPOINT_MOVED`], with its arguments — as a common
+/// table expression of the same statement, so the move and the change commit together or
+/// not at all. Outside a transaction the statement is its own and commits at once; inside
+/// the caller's, it holds the lock for the rest of it, and the batch's other changes follow.
+///
+/// The move also requires what a claim would have seen: that `through` is below the
+/// transaction horizon (no transaction still running can add an event before it) and that
+/// no event of the type between `from` and `through` is missing from the batch's
+/// `positions`. A claimed batch passes by construction; a handed-over one passes only if no
+/// other writer's event stands among its own, so the checkpoint never steps over an event
+/// it did not apply.
+pub async fn apply_claimed(
+    conn: &mut PgConnection,
+    batch: ClaimedBatch<'_>,
+    change: Option<(&str, PgArguments)>,
+) -> Result<ClaimedApply, sqlx::Error> {
+    let (change_sql, mut arguments) = match change {
+        Some((sql, arguments)) => (Some(sql), arguments),
+        None => (None, PgArguments::default()),
+    };
+    // The move's parameters follow the change's own.
+    let first = arguments.len() + 1;
+    let parameter = |offset: usize| format!("${}", first + offset);
+    let (lock, projection, version) = (parameter(0), parameter(1), parameter(2));
+    let (from_tx, from_position) = (parameter(3), parameter(4));
+    let (through_tx, through_position) = (parameter(5), parameter(6));
+    let (aggregate_type, positions) = (parameter(7), parameter(8));
+    let change_cte = change_sql.map_or_else(String::new, |sql| format!(", change AS ({sql})"));
+    let sql = format!(
+        "WITH settings AS MATERIALIZED ( \
+             SELECT set_config('synchronous_commit', 'off', true) AS applied), \
+         lock AS MATERIALIZED ( \
+             SELECT pg_try_advisory_xact_lock(hashtextextended({lock}, 0)) AS held \
+             FROM settings), \
+         complete AS MATERIALIZED ( \
+             SELECT {through_tx}::bigint::text::xid8 < pg_snapshot_xmin(pg_current_snapshot()) \
+                    AND NOT EXISTS ( \
+                        SELECT 1 FROM events e \
+                        WHERE e.aggregate_type = {aggregate_type} \
+                          AND (e.transaction_id, e.global_position) \
+                              > ({from_tx}::bigint::text::xid8, {from_position}) \
+                          AND (e.transaction_id, e.global_position) \
+                              <= ({through_tx}::bigint::text::xid8, {through_position}) \
+                          AND e.global_position <> ALL ({positions}::bigint[])) AS holds \
+             FROM lock WHERE lock.held), \
+         checkpoint_moved AS ( \
+             UPDATE projection_checkpoints c \
+             SET last_tx = {through_tx}::bigint::text::xid8, last_position = {through_position}, \
+                 last_error = NULL, updated_at = now() \
+             FROM complete \
+             WHERE complete.holds AND c.projection = {projection} AND c.version = {version} \
+               AND c.last_tx = {from_tx}::bigint::text::xid8 \
+               AND c.last_position = {from_position} \
+             RETURNING 1){change_cte} \
+         SELECT (SELECT held FROM lock) AS locked, \
+                EXISTS (SELECT 1 FROM checkpoint_moved) AS moved"
+    );
+    arguments
+        .add(batch.lock_name)
+        .and_then(|()| arguments.add(batch.projection))
+        .and_then(|()| arguments.add(batch.version))
+        .and_then(|()| arguments.add(batch.from.transaction_id))
+        .and_then(|()| arguments.add(batch.from.global_position))
+        .and_then(|()| arguments.add(batch.through.transaction_id))
+        .and_then(|()| arguments.add(batch.through.global_position))
+        .and_then(|()| arguments.add(batch.aggregate_type))
+        .and_then(|()| arguments.add(batch.positions))
+        .map_err(sqlx::Error::Encode)?;
+    let row = sqlx::query_with(&sql, arguments).fetch_one(conn).await?;
+    Ok(if !row.try_get::<bool, _>("locked")? {
+        ClaimedApply::Busy
+    } else if !row.try_get::<bool, _>("moved")? {
+        ClaimedApply::Raced
+    } else {
+        ClaimedApply::Applied
+    })
+}
 
 /// The first `limit` events of `aggregate_type` after `after`, up to and including
 /// `through`, in log order: a stretch a checkpoint has moved over, so all of it is
@@ -436,8 +570,10 @@ pub struct NewEvent {
 /// Appends `events` to the stream `aggregate_type`/`aggregate_id` if it still ends at
 /// `expected_sequence`, numbering them on from there, in one statement and so one round trip
 /// and one durable commit; with them, stores the simulator's `latest` when given. Returns
-/// where the last of them stands in the log, or `None` when the stream had moved on (nothing
-/// is written then: the caller decided on old state).
+/// them as the log now holds them, in stream order — with their places in the log, so that
+/// no second lookup is needed, and whole, so that this process's projectors can apply them
+/// without reading them back (see `projections::progress`) — or `None` when the stream had
+/// moved on (nothing is written then: the caller decided on old state).
 ///
 /// The check covers a stream that is *shorter* than expected as well as longer — a decision
 /// made on a state the log no longer has (a cache that outlived a restore) would otherwise
@@ -449,9 +585,9 @@ pub async fn append(
     aggregate_type: &str,
     aggregate_id: &str,
     expected_sequence: i64,
-    events: &[NewEvent],
+    events: Vec<NewEvent>,
     latest: Option<i64>,
-) -> Result<Option<LogPosition>, sqlx::Error> {
+) -> Result<Option<Vec<StoredEvent>>, sqlx::Error> {
     let (types, versions, payloads, metadata): (Vec<_>, Vec<_>, Vec<_>, Vec<_>) = events
         .iter()
         .map(|event| {
@@ -466,7 +602,7 @@ pub async fn append(
     // The payloads travel as jsonb (how sqlx sends a JSON value) and are stored as json, as
     // postgres-es stored them. `latest` is written only when the events are: a refused append
     // leaves it to the caller, whose command may still fail.
-    let row = sqlx::query(
+    let rows = sqlx::query(
         "WITH stream AS ( \
              SELECT coalesce(max(sequence), 0) AS sequence FROM events \
              WHERE aggregate_type = $1 AND aggregate_id = $2), \
@@ -479,13 +615,14 @@ pub async fn append(
                   WITH ORDINALITY AS new(event_type, event_version, payload, metadata, n) \
              WHERE stream.sequence = $3 \
              ORDER BY new.n \
-             RETURNING transaction_id::text::bigint AS transaction_id, global_position), \
+             RETURNING transaction_id::text::bigint AS transaction_id, global_position, \
+                       sequence, recorded_at), \
          latest AS ( \
              INSERT INTO simulator_latest (singleton, latest) \
              SELECT true, $8 WHERE $8 IS NOT NULL AND EXISTS (SELECT 1 FROM appended) \
              ON CONFLICT (singleton) DO UPDATE SET latest = EXCLUDED.latest, updated_at = now()) \
-         SELECT max(transaction_id) AS transaction_id, max(global_position) AS global_position \
-         FROM appended",
+         SELECT transaction_id, global_position, sequence, recorded_at FROM appended \
+         ORDER BY sequence",
     )
     .bind(aggregate_type)
     .bind(aggregate_id)
@@ -495,22 +632,33 @@ pub async fn append(
     .bind(payloads)
     .bind(metadata)
     .bind(latest)
-    .fetch_one(executor)
+    .fetch_all(executor)
     .await;
-    match row {
-        Ok(row) => {
-            let transaction_id: Option<i64> = row.try_get("transaction_id")?;
-            let global_position: Option<i64> = row.try_get("global_position")?;
-            Ok(transaction_id
-                .zip(global_position)
-                .map(|(transaction_id, global_position)| LogPosition {
-                    transaction_id,
-                    global_position,
-                }))
-        }
-        Err(sqlx::Error::Database(err)) if err.is_unique_violation() => Ok(None),
-        Err(err) => Err(err),
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(sqlx::Error::Database(err)) if err.is_unique_violation() => return Ok(None),
+        Err(err) => return Err(err),
+    };
+    if rows.is_empty() {
+        return Ok(None);
     }
+    rows.iter()
+        .zip(events)
+        .map(|(row, event)| {
+            Ok(StoredEvent {
+                position: LogPosition::from_row(row)?,
+                aggregate_type: aggregate_type.to_owned(),
+                aggregate_id: aggregate_id.to_owned(),
+                sequence: row.try_get("sequence")?,
+                event_type: event.event_type,
+                event_version: event.event_version,
+                payload: event.payload,
+                metadata: event.metadata,
+                recorded_at: row.try_get("recorded_at")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map(Some)
 }
 
 /// Where the newest event of the stream `aggregate_type`/`aggregate_id` stands in the log

@@ -11,20 +11,17 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cqrs_es::persist::EventUpcaster;
 use database::event_log::StoredEvent;
 use domain::{User, UserEvent};
-use sqlx::PgConnection;
 
 use crate::log::Decode as _;
-use crate::projection::Projection;
+use crate::projection::{Projection, ViewChange, CLAIM_HELD};
 
 /// Users and follows, from the `user` aggregate's events.
 pub struct Accounts;
 
-#[async_trait]
 impl Projection for Accounts {
     fn name(&self) -> &'static str {
         "accounts"
@@ -68,30 +65,31 @@ impl Projection for Accounts {
         )
     }
 
-    async fn apply_batch(
+    fn plan_batch(
         &self,
-        conn: &mut PgConnection,
         schema: &str,
         events: &[StoredEvent],
         upcasters: &[Box<dyn EventUpcaster>],
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Vec<ViewChange>> {
         let changes = AccountChanges::of(events, upcasters)?;
+        let mut plan = Vec::new();
         let registered = &changes.registered;
         if !registered.usernames.is_empty() {
-            sqlx::query(&format!(
-                "INSERT INTO {schema}.users \
-                     (username, email, password_hash, registered_at, position) \
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], \
-                                      $5::bigint[]) \
-                 ON CONFLICT (username) DO NOTHING"
-            ))
-            .bind(&registered.usernames)
-            .bind(&registered.emails)
-            .bind(&registered.password_hashes)
-            .bind(&registered.registered_at)
-            .bind(&registered.positions)
-            .execute(&mut *conn)
-            .await?;
+            plan.push(
+                ViewChange::new(format!(
+                    "INSERT INTO {schema}.users \
+                         (username, email, password_hash, registered_at, position) \
+                     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], \
+                                          $4::timestamptz[], $5::bigint[]) \
+                     WHERE {CLAIM_HELD} \
+                     ON CONFLICT (username) DO NOTHING"
+                ))
+                .bind(&registered.usernames)
+                .bind(&registered.emails)
+                .bind(&registered.password_hashes)
+                .bind(&registered.registered_at)
+                .bind(&registered.positions),
+            );
         }
         if !changes.password_hashes.is_empty() {
             // After the insert: an upgrade comes after its user's registration in the log
@@ -101,30 +99,30 @@ impl Projection for Accounts {
                 .iter()
                 .map(|(username, hash)| (username.as_str(), hash.as_str()))
                 .unzip();
-            sqlx::query(&format!(
-                "UPDATE {schema}.users AS u SET password_hash = n.password_hash \
-                 FROM UNNEST($1::text[], $2::text[]) AS n(username, password_hash) \
-                 WHERE u.username = n.username"
-            ))
-            .bind(usernames)
-            .bind(hashes)
-            .execute(&mut *conn)
-            .await?;
+            plan.push(
+                ViewChange::new(format!(
+                    "UPDATE {schema}.users AS u SET password_hash = n.password_hash \
+                     FROM UNNEST($1::text[], $2::text[]) AS n(username, password_hash) \
+                     WHERE u.username = n.username AND {CLAIM_HELD}"
+                ))
+                .bind(usernames)
+                .bind(hashes),
+            );
         }
         let (followers, followees, unfollows) = changes.follows.columns(|change| change.unfollow);
         if !followers.is_empty() {
-            sqlx::query(&format!(
-                "DELETE FROM {schema}.follows AS f \
-                 USING UNNEST($1::text[], $2::text[], $3::bigint[]) \
-                     AS u(follower, followee, position) \
-                 WHERE f.follower = u.follower AND f.followee = u.followee \
-                   AND f.position < u.position"
-            ))
-            .bind(followers)
-            .bind(followees)
-            .bind(unfollows)
-            .execute(&mut *conn)
-            .await?;
+            plan.push(
+                ViewChange::new(format!(
+                    "DELETE FROM {schema}.follows AS f \
+                     USING UNNEST($1::text[], $2::text[], $3::bigint[]) \
+                         AS u(follower, followee, position) \
+                     WHERE f.follower = u.follower AND f.followee = u.followee \
+                       AND f.position < u.position AND {CLAIM_HELD}"
+                ))
+                .bind(followers)
+                .bind(followees)
+                .bind(unfollows),
+            );
         }
         let (followers, followees, follows) = changes.follows.columns(|change| change.follow);
         if !followers.is_empty() {
@@ -132,19 +130,21 @@ impl Projection for Accounts {
                 .iter()
                 .map(|follow| (follow.position, follow.followed_at))
                 .unzip();
-            sqlx::query(&format!(
-                "INSERT INTO {schema}.follows (follower, followee, followed_at, position) \
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::bigint[]) \
-                 ON CONFLICT (follower, followee) DO NOTHING"
-            ))
-            .bind(followers)
-            .bind(followees)
-            .bind(followed_at)
-            .bind(positions)
-            .execute(&mut *conn)
-            .await?;
+            plan.push(
+                ViewChange::new(format!(
+                    "INSERT INTO {schema}.follows (follower, followee, followed_at, position) \
+                     SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], \
+                                          $4::bigint[]) \
+                     WHERE {CLAIM_HELD} \
+                     ON CONFLICT (follower, followee) DO NOTHING"
+                ))
+                .bind(followers)
+                .bind(followees)
+                .bind(followed_at)
+                .bind(positions),
+            );
         }
-        Ok(())
+        Ok(plan)
     }
 }
 

@@ -8,19 +8,16 @@
 
 use std::collections::BTreeMap;
 
-use async_trait::async_trait;
 use cqrs_es::persist::EventUpcaster;
 use database::event_log::StoredEvent;
 use domain::{User, UserEvent};
-use sqlx::PgConnection;
 
 use crate::log::Decode as _;
-use crate::projection::Projection;
+use crate::projection::{Projection, ViewChange, CLAIM_HELD};
 
 /// Current blocks, from the `user` aggregate's events.
 pub struct Blocks;
 
-#[async_trait]
 impl Projection for Blocks {
     fn name(&self) -> &'static str {
         "blocks"
@@ -49,13 +46,12 @@ impl Projection for Blocks {
         String::new()
     }
 
-    async fn apply_batch(
+    fn plan_batch(
         &self,
-        conn: &mut PgConnection,
         schema: &str,
         events: &[StoredEvent],
         upcasters: &[Box<dyn EventUpcaster>],
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Vec<ViewChange>> {
         let mut last_word = BTreeMap::new();
         for event in events {
             let envelope = event.decode::<User>(upcasters)?;
@@ -70,32 +66,35 @@ impl Projection for Blocks {
                 _ => {}
             }
         }
-        if last_word.is_empty() {
-            return Ok(());
-        }
-        let (mut blockers, mut blocked, mut blocking) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut lifted, mut imposed) = ((Vec::new(), Vec::new()), (Vec::new(), Vec::new()));
         for ((blocker, other), &blocks) in &last_word {
-            blockers.push(blocker.as_str());
-            blocked.push(other.as_str());
-            blocking.push(blocks);
+            let pairs = if blocks { &mut imposed } else { &mut lifted };
+            pairs.0.push(blocker.as_str());
+            pairs.1.push(other.as_str());
         }
-        sqlx::query(&format!(
-            "WITH last_word AS (
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::boolean[])
-                     AS w(blocker, blocked, blocks)
-             ), lifted AS (
-                 DELETE FROM {schema}.blocks b USING last_word w
-                 WHERE b.blocker = w.blocker AND b.blocked = w.blocked AND NOT w.blocks
-             )
-             INSERT INTO {schema}.blocks (blocker, blocked)
-             SELECT blocker, blocked FROM last_word WHERE blocks
-             ON CONFLICT DO NOTHING"
-        ))
-        .bind(blockers)
-        .bind(blocked)
-        .bind(blocking)
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
+        let mut plan = Vec::new();
+        if !lifted.0.is_empty() {
+            plan.push(
+                ViewChange::new(format!(
+                    "DELETE FROM {schema}.blocks b \
+                     USING UNNEST($1::text[], $2::text[]) AS w(blocker, blocked) \
+                     WHERE b.blocker = w.blocker AND b.blocked = w.blocked AND {CLAIM_HELD}"
+                ))
+                .bind(lifted.0)
+                .bind(lifted.1),
+            );
+        }
+        if !imposed.0.is_empty() {
+            plan.push(
+                ViewChange::new(format!(
+                    "INSERT INTO {schema}.blocks (blocker, blocked) \
+                     SELECT * FROM UNNEST($1::text[], $2::text[]) WHERE {CLAIM_HELD} \
+                     ON CONFLICT DO NOTHING"
+                ))
+                .bind(imposed.0)
+                .bind(imposed.1),
+            );
+        }
+        Ok(plan)
     }
 }

@@ -15,20 +15,17 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cqrs_es::persist::EventUpcaster;
 use database::event_log::StoredEvent;
 use domain::{Conversation, ConversationEvent};
-use sqlx::PgConnection;
 
 use crate::log::Decode as _;
-use crate::projection::Projection;
+use crate::projection::{Projection, ViewChange, CLAIM_HELD};
 
 /// Private messages and inboxes, from the `conversation` aggregate's events.
 pub struct Conversations;
 
-#[async_trait]
 impl Projection for Conversations {
     fn name(&self) -> &'static str {
         "conversations"
@@ -84,32 +81,33 @@ impl Projection for Conversations {
         )
     }
 
-    async fn apply_batch(
+    fn plan_batch(
         &self,
-        conn: &mut PgConnection,
         schema: &str,
         events: &[StoredEvent],
         upcasters: &[Box<dyn EventUpcaster>],
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Vec<ViewChange>> {
         let changes = ConversationChanges::of(events, upcasters)?;
+        let mut plan = Vec::new();
         let sent = &changes.sent;
         if !sent.conversation_ids.is_empty() {
-            sqlx::query(&format!(
-                "INSERT INTO {schema}.private_messages \
-                     (conversation_id, number, sender, recipient, content, sent_at, position) \
-                 SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], \
-                                      $5::text[], $6::timestamptz[], $7::bigint[]) \
-                 ON CONFLICT (conversation_id, number) DO NOTHING"
-            ))
-            .bind(&sent.conversation_ids)
-            .bind(&sent.numbers)
-            .bind(&sent.senders)
-            .bind(&sent.recipients)
-            .bind(&sent.contents)
-            .bind(&sent.sent_at)
-            .bind(&sent.positions)
-            .execute(&mut *conn)
-            .await?;
+            plan.push(
+                ViewChange::new(format!(
+                    "INSERT INTO {schema}.private_messages \
+                         (conversation_id, number, sender, recipient, content, sent_at, position) \
+                     SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], \
+                                          $5::text[], $6::timestamptz[], $7::bigint[]) \
+                     WHERE {CLAIM_HELD} \
+                     ON CONFLICT (conversation_id, number) DO NOTHING"
+                ))
+                .bind(&sent.conversation_ids)
+                .bind(&sent.numbers)
+                .bind(&sent.senders)
+                .bind(&sent.recipients)
+                .bind(&sent.contents)
+                .bind(&sent.sent_at)
+                .bind(&sent.positions),
+            );
         }
         if !changes.read_marks.is_empty() {
             let mut conversation_ids = Vec::new();
@@ -120,61 +118,63 @@ impl Projection for Conversations {
                 readers.push(reader.as_str());
                 marks.push(up_to);
             }
-            sqlx::query(&format!(
-                "INSERT INTO {schema}.read_marks AS r (conversation_id, reader, up_to) \
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[]) \
-                 ON CONFLICT (conversation_id, reader) \
-                 DO UPDATE SET up_to = GREATEST(r.up_to, EXCLUDED.up_to)"
-            ))
-            .bind(conversation_ids)
-            .bind(readers)
-            .bind(marks)
-            .execute(&mut *conn)
-            .await?;
+            plan.push(
+                ViewChange::new(format!(
+                    "INSERT INTO {schema}.read_marks AS r (conversation_id, reader, up_to) \
+                     SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[]) \
+                     WHERE {CLAIM_HELD} \
+                     ON CONFLICT (conversation_id, reader) \
+                     DO UPDATE SET up_to = GREATEST(r.up_to, EXCLUDED.up_to)"
+                ))
+                .bind(conversation_ids)
+                .bind(readers)
+                .bind(marks),
+            );
         }
         if !changes.touched.is_empty() {
             let touched: Vec<&str> = changes.touched.iter().map(String::as_str).collect();
             // Each touched conversation's newest message names both participants; each of
             // them gets a row with the other as partner. Unread: the partner's messages
             // beyond the owner's read mark.
-            sqlx::query(&format!(
-                "WITH newest AS (
-                     SELECT DISTINCT ON (m.conversation_id) m.*
-                     FROM {schema}.private_messages m
-                     WHERE m.conversation_id = ANY($1::text[])
-                     ORDER BY m.conversation_id, m.number DESC
-                 ), sides AS (
-                     SELECT conversation_id, sender AS owner, recipient AS partner FROM newest
-                     UNION ALL
-                     SELECT conversation_id, recipient, sender FROM newest
-                 )
-                 INSERT INTO {schema}.inbox AS i
-                     (owner, partner, conversation_id, last_number, last_sender, last_content,
-                      last_sent_at, last_position, read_up_to, unread)
-                 SELECT s.owner, s.partner, s.conversation_id, n.number, n.sender, n.content,
-                        n.sent_at, n.position, COALESCE(r.up_to, 0),
-                        (SELECT count(*) FROM {schema}.private_messages u
-                         WHERE u.conversation_id = s.conversation_id AND u.sender = s.partner
-                           AND u.number > COALESCE(r.up_to, 0))
-                 FROM sides s
-                 JOIN newest n ON n.conversation_id = s.conversation_id
-                 LEFT JOIN {schema}.read_marks r
-                     ON r.conversation_id = s.conversation_id AND r.reader = s.owner
-                 ON CONFLICT (owner, partner) DO UPDATE SET
-                     conversation_id = EXCLUDED.conversation_id,
-                     last_number = EXCLUDED.last_number,
-                     last_sender = EXCLUDED.last_sender,
-                     last_content = EXCLUDED.last_content,
-                     last_sent_at = EXCLUDED.last_sent_at,
-                     last_position = EXCLUDED.last_position,
-                     read_up_to = EXCLUDED.read_up_to,
-                     unread = EXCLUDED.unread"
-            ))
-            .bind(touched)
-            .execute(&mut *conn)
-            .await?;
+            plan.push(
+                ViewChange::new(format!(
+                    "WITH newest AS (
+                         SELECT DISTINCT ON (m.conversation_id) m.*
+                         FROM {schema}.private_messages m
+                         WHERE m.conversation_id = ANY($1::text[])
+                         ORDER BY m.conversation_id, m.number DESC
+                     ), sides AS (
+                         SELECT conversation_id, sender AS owner, recipient AS partner FROM newest
+                         UNION ALL
+                         SELECT conversation_id, recipient, sender FROM newest
+                     )
+                     INSERT INTO {schema}.inbox AS i
+                         (owner, partner, conversation_id, last_number, last_sender, last_content,
+                          last_sent_at, last_position, read_up_to, unread)
+                     SELECT s.owner, s.partner, s.conversation_id, n.number, n.sender, n.content,
+                            n.sent_at, n.position, COALESCE(r.up_to, 0),
+                            (SELECT count(*) FROM {schema}.private_messages u
+                             WHERE u.conversation_id = s.conversation_id AND u.sender = s.partner
+                               AND u.number > COALESCE(r.up_to, 0))
+                     FROM sides s
+                     JOIN newest n ON n.conversation_id = s.conversation_id
+                     LEFT JOIN {schema}.read_marks r
+                         ON r.conversation_id = s.conversation_id AND r.reader = s.owner
+                     WHERE {CLAIM_HELD}
+                     ON CONFLICT (owner, partner) DO UPDATE SET
+                         conversation_id = EXCLUDED.conversation_id,
+                         last_number = EXCLUDED.last_number,
+                         last_sender = EXCLUDED.last_sender,
+                         last_content = EXCLUDED.last_content,
+                         last_sent_at = EXCLUDED.last_sent_at,
+                         last_position = EXCLUDED.last_position,
+                         read_up_to = EXCLUDED.read_up_to,
+                         unread = EXCLUDED.unread"
+                ))
+                .bind(touched),
+            );
         }
-        Ok(())
+        Ok(plan)
     }
 }
 

@@ -54,7 +54,7 @@ pub use chat_queries::{ConversationPage, InboxEntry, PrivateMessage};
 pub use database::event_log::{LogPosition, StoredEvent};
 pub use live::{LiveFeed, LiveUpdate};
 pub use progress::{Progress, ProgressListener};
-pub use projection::{Projection, VersionState};
+pub use projection::{Projection, VersionState, ViewChange};
 pub use projector::{Projector, ProjectorSettings};
 pub use queries::{
     Account, ModeratedMessage, ReadModels, TimelineCursor, TimelineEntry, TimelineScope,

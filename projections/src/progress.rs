@@ -15,10 +15,11 @@
 //! to a dropped connection costs latency, never correctness.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use database::event_log::LogPosition;
+use database::event_log::{LogPosition, StoredEvent};
 use sqlx::postgres::PgListener;
 use sqlx::{PgPool, Row};
 use tokio::sync::{watch, Notify};
@@ -54,14 +55,29 @@ struct Inner {
     /// Each registered projector's wake-up. Weak: a projector that stopped (its version was
     /// replaced) drops out of the list.
     wakers: Mutex<Vec<Weak<Notify>>>,
-    /// Per aggregate type read by a projection, the newest position announced appended.
-    appended: HashMap<&'static str, watch::Sender<LogPosition>>,
+    /// Per aggregate type read by a projection, what is known of its appends.
+    appended: HashMap<&'static str, Appended>,
     /// Bumped on every announced state change, so supervisors look at the active versions.
     states_changed: watch::Sender<u64>,
     /// Bumped whenever a transaction is known to have committed (see
     /// [`Progress::watch_commits`]).
     commits: watch::Sender<u64>,
 }
+
+/// What this process knows of the appends of one aggregate type.
+#[derive(Default)]
+struct Appended {
+    /// The newest position announced appended.
+    head: watch::Sender<LogPosition>,
+    /// The newest events this process's writers appended, handed over whole (at most
+    /// [`HANDED_OVER_KEPT`]): a projector applies them without reading them back, once the
+    /// log shows that nothing else stands between its checkpoint and them.
+    handed_over: Mutex<BTreeMap<LogPosition, StoredEvent>>,
+}
+
+/// How many handed-over events of each aggregate type are kept. Enough for every command in
+/// flight at once; a projector that finds any missing reads the log instead.
+const HANDED_OVER_KEPT: usize = 1024;
 
 struct TrackedProjection {
     aggregate_type: &'static str,
@@ -82,7 +98,7 @@ impl Progress {
     pub fn new(pool: PgPool, projections: &[Arc<dyn Projection>]) -> Self {
         let appended = projections
             .iter()
-            .map(|projection| (projection.aggregate_type(), watch::Sender::default()))
+            .map(|projection| (projection.aggregate_type(), Appended::default()))
             .collect();
         let projections = projections
             .iter()
@@ -294,8 +310,8 @@ impl Progress {
     /// woke them here would otherwise cost an empty batch per write.
     pub fn announce_appended(&self, aggregate_type: &str, position: LogPosition) {
         self.announce_commit();
-        if let Some(head) = self.inner.appended.get(aggregate_type) {
-            head.send_if_modified(|head| {
+        if let Some(appended) = self.inner.appended.get(aggregate_type) {
+            appended.head.send_if_modified(|head| {
                 let newer = position > *head;
                 if newer {
                     *head = position;
@@ -305,12 +321,54 @@ impl Progress {
         }
     }
 
+    /// Announces `events` of `aggregate_type`, just appended and committed by a writer in
+    /// this process, and keeps them for the projectors of that type (see
+    /// [`Progress::handed_over_after`]).
+    pub fn hand_over(&self, aggregate_type: &str, events: Vec<StoredEvent>) {
+        let Some(last) = events.last().map(|event| event.position) else {
+            return;
+        };
+        if let Some(appended) = self.inner.appended.get(aggregate_type) {
+            let mut kept = appended
+                .handed_over
+                .lock()
+                .expect("handed-over events poisoned");
+            kept.extend(events.into_iter().map(|event| (event.position, event)));
+            while kept.len() > HANDED_OVER_KEPT {
+                kept.pop_first();
+            }
+        }
+        self.announce_appended(aggregate_type, last);
+    }
+
+    /// The first `limit` events of `aggregate_type` handed over by this process's writers
+    /// after `checkpoint`, in log order. Only what this process wrote and still keeps: other
+    /// writers' events may stand between them, which the projector's commit checks.
+    pub fn handed_over_after(
+        &self,
+        aggregate_type: &str,
+        checkpoint: LogPosition,
+        limit: usize,
+    ) -> Vec<StoredEvent> {
+        let Some(appended) = self.inner.appended.get(aggregate_type) else {
+            return Vec::new();
+        };
+        let kept = appended
+            .handed_over
+            .lock()
+            .expect("handed-over events poisoned");
+        kept.range((Bound::Excluded(checkpoint), Bound::Unbounded))
+            .take(limit)
+            .map(|(_, event)| event.clone())
+            .collect()
+    }
+
     /// The newest position announced for `aggregate_type` ([`Progress::announce_appended`]).
     pub fn watch_appended(&self, aggregate_type: &str) -> Option<watch::Receiver<LogPosition>> {
         self.inner
             .appended
             .get(aggregate_type)
-            .map(watch::Sender::subscribe)
+            .map(|appended| appended.head.subscribe())
     }
 
     /// Changes whenever a version's state changes somewhere (a notification arrived).

@@ -5,13 +5,13 @@
 //! A leaf: the projector, the progress tracker and the maintenance of versions all speak of
 //! projections, and none of them needs the others to do so.
 
-use async_trait::async_trait;
 use cqrs_es::persist::EventUpcaster;
 use database::event_log::StoredEvent;
-use sqlx::PgConnection;
+use sqlx::error::BoxDynError;
+use sqlx::postgres::PgArguments;
+use sqlx::{Arguments as _, Encode, Postgres, Type};
 
 /// A view built from the log.
-#[async_trait]
 pub trait Projection: Send + Sync {
     /// Stable name: part of checkpoint keys, lock keys and schema names. A plain identifier.
     fn name(&self) -> &'static str;
@@ -33,17 +33,81 @@ pub trait Projection: Send + Sync {
     ///
     /// [`Projector::create_indexes`]: crate::projector::Projector::create_indexes
     fn create_indexes_sql(&self, schema: &str) -> String;
-    /// Applies a batch of events, given in log order, to the tables in `schema`, with a
-    /// constant number of set-based statements: a rebuild's cost is then its batches, not
-    /// its events. The result must equal applying the events one at a time, in order, and
-    /// be idempotent: applying a batch twice leaves the tables as applying it once.
-    async fn apply_batch(
+    /// What a batch of events, given in log order, does to the tables in `schema`: a
+    /// constant number of set-based statements, run in order (a rebuild's cost is then its
+    /// batches, not its events). Running them must equal applying the events one at a time,
+    /// in order, and be idempotent: running a batch's statements twice leaves the tables as
+    /// running them once.
+    ///
+    /// Planning does no I/O: the projector runs the statements, and a batch whose changes
+    /// are one statement commits with its checkpoint's move in that statement (see
+    /// [`ViewChange`]).
+    fn plan_batch(
         &self,
-        conn: &mut PgConnection,
         schema: &str,
         events: &[StoredEvent],
         upcasters: &[Box<dyn EventUpcaster>],
-    ) -> anyhow::Result<()>;
+    ) -> anyhow::Result<Vec<ViewChange>>;
+}
+
+/// The condition every [`ViewChange`] puts on the rows it writes. Run on its own, inside the
+/// transaction of a batch whose claim moved the checkpoint, it is plain `true`; run together
+/// with the checkpoint's move, in one statement, the projector replaces it with the
+/// condition that the move succeeded, so that a batch another worker applied first, or
+/// whose lock another worker holds, writes nothing.
+pub const CLAIM_HELD: &str = "/* claim held */ true";
+
+/// One set-based statement of a batch's effect on a view, with its arguments.
+///
+/// The statement must be able to run as a common table expression of a larger one: it may
+/// have a `WITH` of its own, but no data-modifying statement in it. Every row it writes is
+/// under [`CLAIM_HELD`].
+pub struct ViewChange {
+    sql: String,
+    /// The arguments, or the first that could not be encoded (reported when the change runs,
+    /// the way sqlx's own queries do).
+    arguments: Result<PgArguments, BoxDynError>,
+}
+
+impl ViewChange {
+    /// A change running `sql`, whose parameters are bound in order by [`ViewChange::bind`].
+    ///
+    /// # Panics
+    /// If `sql` does not put its rows under [`CLAIM_HELD`]: a projection bug that would let
+    /// a batch another worker applied be applied again over the newer events after it.
+    pub fn new(sql: String) -> Self {
+        assert!(
+            sql.contains(CLAIM_HELD),
+            "a view change must put its rows under CLAIM_HELD: {sql}"
+        );
+        Self {
+            sql,
+            arguments: Ok(PgArguments::default()),
+        }
+    }
+
+    /// Binds the next parameter.
+    pub fn bind<'q, T>(mut self, value: T) -> Self
+    where
+        T: 'q + Encode<'q, Postgres> + Type<Postgres>,
+    {
+        if let Ok(arguments) = &mut self.arguments {
+            if let Err(err) = arguments.add(value) {
+                self.arguments = Err(err);
+            }
+        }
+        self
+    }
+
+    /// The statement, with [`CLAIM_HELD`] in it.
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+
+    /// The statement and its arguments, to run.
+    pub fn into_parts(self) -> (String, Result<PgArguments, BoxDynError>) {
+        (self.sql, self.arguments)
+    }
 }
 
 /// The schema holding `projection`'s tables at `version`.

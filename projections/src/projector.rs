@@ -1,6 +1,6 @@
 //! The catch-up projector: turns the global event log into view tables, exactly once.
 //!
-//! Each batch is one transaction that
+//! A batch
 //! 1. takes a per-projection advisory transaction lock (`pg_try_advisory_xact_lock`), so that
 //!    with any number of replicas only one batch of a projection runs at a time — whoever
 //!    wins does the work, and a crashed holder releases it by dying;
@@ -9,27 +9,36 @@
 //!    (`transaction_id < pg_snapshot_xmin(pg_current_snapshot())`) in
 //!    `(transaction_id, global_position)` order — no transaction still running can add rows
 //!    there, so nothing can appear behind the checkpoint later;
-//! 4. applies them with a few idempotent, set-based statements per batch (see
-//!    [`Projection::apply_batch`]);
-//! 5. moves the checkpoint with a compare-and-set on its old value, rolling back if someone
-//!    else moved it (a fence against a stale worker).
+//! 4. plans a few idempotent, set-based statements for them (see
+//!    [`Projection::plan_batch`]);
+//! 5. moves the checkpoint with a compare-and-set on its old value, in the same transaction
+//!    as those statements, writing nothing if someone else moved it first (a fence against
+//!    a stale worker).
 //!
-//! Views and checkpoint commit together, so every event takes effect exactly once. Each
-//! projection version owns a schema named `<projection>_v<version>`, which lets a new version
-//! be built beside the one serving reads.
+//! Views and checkpoint commit together, so every event takes effect exactly once. The live
+//! projector reads (steps 1–3) in one statement and commits (steps 1 and 5 again, with the
+//! first planned statement) in another, so the usual batch is two round trips and no
+//! transaction of its own (see [`Projector::run_batch`]); a rebuild claims and applies inside
+//! the caller's transaction (see [`Projector::batch_within`]). Each projection version owns
+//! a schema named `<projection>_v<version>`, which lets a new version be built beside the one
+//! serving reads.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use cqrs_es::persist::EventUpcaster;
-use database::event_log::{self, BatchScope, CheckpointMoved, Claim, LogPosition};
-use sqlx::{PgConnection, PgPool};
+use database::event_log::{
+    self, BatchScope, CheckpointMove, CheckpointMoved, Claim, ClaimedApply, ClaimedBatch,
+    LogPosition, StoredEvent,
+};
+use sqlx::pool::PoolConnection;
+use sqlx::{Connection as _, PgConnection, PgPool, Postgres};
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::progress::Progress;
-use crate::projection::{lock_name, schema_name, Projection, VersionState};
+use crate::projection::{lock_name, schema_name, Projection, VersionState, ViewChange, CLAIM_HELD};
 
 /// How a projector paces itself.
 #[derive(Debug, Clone, Copy)]
@@ -79,12 +88,69 @@ pub enum BatchOutcome {
     Raced,
 }
 
+/// The events of a claimed batch: never empty.
+struct ClaimedEvents {
+    /// The checkpoint they follow.
+    from: LogPosition,
+    events: Vec<StoredEvent>,
+    /// Whether committed events follow them.
+    more: bool,
+}
+
+impl ClaimedEvents {
+    fn through(&self) -> LogPosition {
+        self.events
+            .last()
+            .expect("a claimed batch has events")
+            .position
+    }
+
+    /// What applying them did.
+    fn outcome(&self) -> BatchOutcome {
+        BatchOutcome::Applied {
+            events: self.events.len(),
+            through: self.through(),
+            more: self.more,
+        }
+    }
+}
+
+/// Moves `batch`'s checkpoint and runs `change` under that move, in one statement (see
+/// [`event_log::apply_claimed`]).
+async fn apply_first_change(
+    conn: &mut PgConnection,
+    batch: ClaimedBatch<'_>,
+    change: Option<ViewChange>,
+) -> anyhow::Result<ClaimedApply> {
+    let (sql, arguments) = match change {
+        Some(change) => {
+            let (sql, arguments) = change.into_parts();
+            let sql = sql.replace(CLAIM_HELD, event_log::CHECKPOINT_MOVED);
+            (sql, Some(arguments.map_err(sqlx::Error::Encode)?))
+        }
+        None => (String::new(), None),
+    };
+    let change = arguments.map(|arguments| (sql.as_str(), arguments));
+    Ok(event_log::apply_claimed(conn, batch, change).await?)
+}
+
+/// Runs `change` on its own, after the claim that moved its batch's checkpoint.
+async fn run_change(conn: &mut PgConnection, change: ViewChange) -> anyhow::Result<()> {
+    let (sql, arguments) = change.into_parts();
+    sqlx::query_with(&sql, arguments.map_err(sqlx::Error::Encode)?)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Runs one projection at one version.
 pub struct Projector {
     pool: PgPool,
     projection: Arc<dyn Projection>,
     version: i32,
     schema: String,
+    /// The advisory lock of this version's batches (see [`lock_name`]).
+    lock_name: String,
     settings: ProjectorSettings,
     upcasters: Vec<Box<dyn EventUpcaster>>,
     progress: Option<Progress>,
@@ -95,14 +161,18 @@ pub struct Projector {
     appended: Option<watch::Receiver<LogPosition>>,
     /// Where to stop: events after it are left alone (see [`Projector::up_to`]).
     until: Option<LogPosition>,
+    /// The pooled connection its batches run on, between them (see [`Projector::run_batch`]).
+    connection: std::sync::Mutex<Option<PoolConnection<Postgres>>>,
 }
 
 impl Projector {
     /// A projector for `projection` at the version the code builds.
     pub fn new(pool: PgPool, projection: Arc<dyn Projection>, settings: ProjectorSettings) -> Self {
         let version = projection.version();
+        let schema = schema_name(projection.name(), version);
         Self {
-            schema: schema_name(projection.name(), version),
+            lock_name: lock_name(&schema),
+            schema,
             pool,
             projection,
             version,
@@ -113,6 +183,7 @@ impl Projector {
             commits: None,
             appended: None,
             until: None,
+            connection: std::sync::Mutex::new(None),
         }
     }
 
@@ -127,6 +198,7 @@ impl Projector {
     pub fn at_version(mut self, version: i32) -> Self {
         self.version = version;
         self.schema = schema_name(self.projection.name(), version);
+        self.lock_name = lock_name(&self.schema);
         self
     }
 
@@ -217,36 +289,140 @@ impl Projector {
         Ok(())
     }
 
-    /// Runs one batch: one transaction, committed if it applied events and rolled back
-    /// otherwise — explicitly, because a dropped sqlx transaction only queues its rollback,
-    /// and until that runs the pooled connection keeps holding the projection's lock, so the
-    /// next batch (on another connection) would find the projection "busy".
+    /// Runs one batch. Its events are the ones this process's writers handed over past the
+    /// checkpoint (see [`Progress::hand_over`]), if there are any and nobody else is known
+    /// to have appended since; otherwise, or if the log shows that those are not all there
+    /// is, a claim reads them (a statement of its own, which moves nothing). Either way the
+    /// changes commit together with the checkpoint's move (see [`Projector::commit`]): the
+    /// usual batch of a command is one round trip, or two when it has to be read.
     #[tracing::instrument(name = "projection_batch", skip(self), fields(projection = %self.schema))]
     pub async fn run_batch(&self) -> anyhow::Result<BatchOutcome> {
         let started = std::time::Instant::now();
-        // The claim turns off the wait for the WAL flush at commit (see
-        // `event_log::claim_batch`): that takes a disk flush off every write's
-        // read-your-writes wait.
-        let mut tx = self.pool.begin().await?;
-        let outcome = match self.batch_within(&mut tx).await {
-            Ok(outcome) => outcome,
-            Err(err) => {
-                if let Err(rollback) = tx.rollback().await {
-                    tracing::warn!(error = %rollback, "rolling back a failed batch");
-                }
-                return Err(err);
-            }
+        // The connection of the last batch, if it went well: PostgreSQL plans a prepared
+        // statement afresh for its first few runs on each connection, and a batch on
+        // whichever pooled connection is free would pay that planning (a few tenths of a
+        // millisecond) for every statement of every batch until the whole pool had warmed.
+        let kept = self
+            .connection
+            .lock()
+            .expect("projector connection poisoned")
+            .take();
+        let mut conn = match kept {
+            Some(conn) => conn,
+            None => self.pool.acquire().await?,
         };
-        let BatchOutcome::Applied {
-            events, through, ..
-        } = outcome
-        else {
-            tx.rollback().await?;
-            return Ok(outcome);
-        };
-        tx.commit().await?;
-        self.record_applied(events, through, started);
+        let outcome = self.batch_on(&mut conn, started).await?;
+        // A failed batch drops its connection, which may be what failed.
+        *self
+            .connection
+            .lock()
+            .expect("projector connection poisoned") = Some(conn);
         Ok(outcome)
+    }
+
+    /// [`Projector::run_batch`] on `conn`.
+    async fn batch_on(
+        &self,
+        conn: &mut PgConnection,
+        started: std::time::Instant,
+    ) -> anyhow::Result<BatchOutcome> {
+        if let Some(handed_over) = self.handed_over() {
+            let outcome = self.commit(conn, &handed_over, started).await?;
+            if matches!(outcome, BatchOutcome::Applied { .. }) {
+                return Ok(outcome);
+            }
+            // Another worker was first, or other writers' events stand among these.
+        }
+        match self.claim(conn, CheckpointMove::WithChange).await? {
+            Ok(claimed) => self.commit(conn, &claimed, started).await,
+            Err(outcome) => Ok(outcome),
+        }
+    }
+
+    /// The events after the checkpoint that this process's writers handed over, if they
+    /// reach the newest append announced: the batch a claim would most likely read.
+    fn handed_over(&self) -> Option<ClaimedEvents> {
+        let progress = self.progress.as_ref()?;
+        if self.until.is_some() {
+            return None;
+        }
+        let from = progress.checkpoint(self.projection.name(), self.version)?;
+        let limit = usize::try_from(self.settings.batch_size).unwrap_or(usize::MAX);
+        let events = progress.handed_over_after(self.projection.aggregate_type(), from, limit);
+        let through = events.last()?.position;
+        let head = self.appended.as_ref().map(|head| *head.borrow());
+        if head.is_some_and(|head| head > through) {
+            return None;
+        }
+        Some(ClaimedEvents {
+            from,
+            events,
+            more: false,
+        })
+    }
+
+    /// Applies `claimed` and moves the checkpoint over it, together. A batch whose changes
+    /// are one statement commits in one statement, without a transaction around it; a larger
+    /// one runs its changes in a transaction after the first, which moves the checkpoint,
+    /// and rolls back explicitly on failure, because a dropped sqlx transaction only queues
+    /// its rollback, and until that runs the pooled connection keeps holding the
+    /// projection's lock, so the next batch (on another connection) would find it "busy".
+    async fn commit(
+        &self,
+        conn: &mut PgConnection,
+        claimed: &ClaimedEvents,
+        started: std::time::Instant,
+    ) -> anyhow::Result<BatchOutcome> {
+        let positions: Vec<i64> = claimed
+            .events
+            .iter()
+            .map(|event| event.position.global_position)
+            .collect();
+        let batch = ClaimedBatch {
+            lock_name: &self.lock_name,
+            projection: self.projection.name(),
+            version: self.version,
+            aggregate_type: self.projection.aggregate_type(),
+            from: claimed.from,
+            through: claimed.through(),
+            positions: &positions,
+        };
+        let mut changes = self.plan(claimed)?.into_iter();
+        let first = changes.next();
+        let applied = if changes.len() == 0 {
+            apply_first_change(conn, batch, first).await
+        } else {
+            let mut tx = conn.begin().await?;
+            let applied = async {
+                let applied = apply_first_change(&mut tx, batch, first).await?;
+                if applied == ClaimedApply::Applied {
+                    for change in changes {
+                        run_change(&mut tx, change).await?;
+                    }
+                }
+                anyhow::Ok(applied)
+            }
+            .await;
+            match applied {
+                Ok(ClaimedApply::Applied) => tx.commit().await?,
+                Ok(_) => tx.rollback().await?,
+                Err(_) => {
+                    if let Err(rollback) = tx.rollback().await {
+                        tracing::warn!(error = %rollback, "rolling back a failed batch");
+                    }
+                }
+            }
+            applied
+        }
+        .with_context(|| self.describe(claimed))?;
+        Ok(match applied {
+            ClaimedApply::Busy => BatchOutcome::Busy,
+            ClaimedApply::Raced => BatchOutcome::Raced,
+            ClaimedApply::Applied => {
+                self.record_applied(claimed.events.len(), claimed.through(), started);
+                claimed.outcome()
+            }
+        })
     }
 
     /// Counts a committed batch and reports it to this process's progress.
@@ -265,55 +441,73 @@ impl Projector {
     /// back. Takes this version's lock for the rest of `tx` (re-entrant: a caller may hold it
     /// already).
     pub async fn batch_within(&self, tx: &mut PgConnection) -> anyhow::Result<BatchOutcome> {
+        let claimed = match self.claim(&mut *tx, CheckpointMove::InClaim).await? {
+            Ok(claimed) => claimed,
+            Err(outcome) => return Ok(outcome),
+        };
+        async {
+            for change in self.plan(&claimed)? {
+                run_change(&mut *tx, change).await?;
+            }
+            anyhow::Ok(())
+        }
+        .await
+        .with_context(|| self.describe(&claimed))?;
+        Ok(claimed.outcome())
+    }
+
+    /// Claims the next batch on `conn`: its events, or what stands in the way of one.
+    async fn claim(
+        &self,
+        conn: &mut PgConnection,
+        checkpoint_move: CheckpointMove,
+    ) -> anyhow::Result<Result<ClaimedEvents, BatchOutcome>> {
         // Without an end, the end is beyond every possible position.
         let until = self.until.unwrap_or(LogPosition {
             transaction_id: i64::MAX,
             global_position: i64::MAX,
         });
-        let aggregate_type = self.projection.aggregate_type();
         let scope = BatchScope {
-            lock_name: &lock_name(&self.schema),
+            lock_name: &self.lock_name,
             projection: self.projection.name(),
             version: self.version,
-            aggregate_type,
+            aggregate_type: self.projection.aggregate_type(),
             until,
             limit: self.settings.batch_size,
+            checkpoint_move,
         };
-        let claim = match event_log::claim_batch(&mut *tx, scope).await {
+        let claim = match event_log::claim_batch(conn, scope).await {
             Ok(Ok(claim)) => claim,
-            Ok(Err(CheckpointMoved)) => return Ok(BatchOutcome::Raced),
+            Ok(Err(CheckpointMoved)) => return Ok(Err(BatchOutcome::Raced)),
             Err(sqlx::Error::RowNotFound) => {
                 anyhow::bail!("no checkpoint row for {}; run prepare first", self.schema)
             }
             Err(err) => return Err(err.into()),
         };
-        let (from, events, more) = match claim {
-            Claim::Busy => return Ok(BatchOutcome::Busy),
-            Claim::Empty { waiting } => return Ok(BatchOutcome::Idle { waiting }),
-            Claim::Batch { from, events, more } => (from, events, more),
-        };
-        let (Some(first), Some(last)) = (events.first(), events.last()) else {
-            unreachable!("a claimed batch has events");
-        };
-        let through = last.position;
-        self.projection
-            .apply_batch(&mut *tx, &self.schema, &events, &self.upcasters)
-            .await
-            .with_context(|| {
-                format!(
-                    "applying {} events (positions {} to {}, in log order, after {}) to {}",
-                    events.len(),
-                    first.position.global_position,
-                    through.global_position,
-                    from.global_position,
-                    self.schema
-                )
-            })?;
-        Ok(BatchOutcome::Applied {
-            events: events.len(),
-            through,
-            more,
+        Ok(match claim {
+            Claim::Busy => Err(BatchOutcome::Busy),
+            Claim::Empty { waiting } => Err(BatchOutcome::Idle { waiting }),
+            Claim::Batch { from, events, more } => Ok(ClaimedEvents { from, events, more }),
         })
+    }
+
+    /// The statements that apply `claimed` to this version's tables.
+    fn plan(&self, claimed: &ClaimedEvents) -> anyhow::Result<Vec<ViewChange>> {
+        self.projection
+            .plan_batch(&self.schema, &claimed.events, &self.upcasters)
+            .with_context(|| self.describe(claimed))
+    }
+
+    /// Which events a failed batch was applying, and to what.
+    fn describe(&self, claimed: &ClaimedEvents) -> String {
+        format!(
+            "applying {} events (positions {} to {}, in log order, after {}) to {}",
+            claimed.events.len(),
+            claimed.events[0].position.global_position,
+            claimed.through().global_position,
+            claimed.from.global_position,
+            self.schema
+        )
     }
 
     /// Applies batches until every committed event is applied; returns how many were.

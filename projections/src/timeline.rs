@@ -6,24 +6,21 @@
 //! timeline reads, so unflagging brings them back without a rebuild.
 //!
 //! A batch is reduced in memory to its new messages and each moderated message's final
-//! flag, then written with one insert and one update.
+//! flag, then written with one insert and one update (each only where the batch has any).
 
 use std::collections::{BTreeMap, HashSet};
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cqrs_es::persist::EventUpcaster;
 use database::event_log::StoredEvent;
 use domain::{Message, MessageEvent};
-use sqlx::PgConnection;
 
 use crate::log::Decode as _;
-use crate::projection::Projection;
+use crate::projection::{Projection, ViewChange, CLAIM_HELD};
 
 /// Messages, from the `message` aggregate's events.
 pub struct Timeline;
 
-#[async_trait]
 impl Projection for Timeline {
     fn name(&self) -> &'static str {
         "timeline"
@@ -62,31 +59,32 @@ impl Projection for Timeline {
         )
     }
 
-    async fn apply_batch(
+    fn plan_batch(
         &self,
-        conn: &mut PgConnection,
         schema: &str,
         events: &[StoredEvent],
         upcasters: &[Box<dyn EventUpcaster>],
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Vec<ViewChange>> {
         let changes = MessageChanges::of(events, upcasters)?;
+        let mut plan = Vec::new();
         if !changes.posted.message_ids.is_empty() {
             let posted = &changes.posted;
-            sqlx::query(&format!(
-                "INSERT INTO {schema}.messages \
-                     (message_id, author, content, pub_date, posted_at, position) \
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], \
-                                      $5::timestamptz[], $6::bigint[]) \
-                 ON CONFLICT (message_id) DO NOTHING"
-            ))
-            .bind(&posted.message_ids)
-            .bind(&posted.authors)
-            .bind(&posted.contents)
-            .bind(&posted.pub_dates)
-            .bind(&posted.posted_at)
-            .bind(&posted.positions)
-            .execute(&mut *conn)
-            .await?;
+            plan.push(
+                ViewChange::new(format!(
+                    "INSERT INTO {schema}.messages \
+                         (message_id, author, content, pub_date, posted_at, position) \
+                     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], \
+                                          $5::timestamptz[], $6::bigint[]) \
+                     WHERE {CLAIM_HELD} \
+                     ON CONFLICT (message_id) DO NOTHING"
+                ))
+                .bind(&posted.message_ids)
+                .bind(&posted.authors)
+                .bind(&posted.contents)
+                .bind(&posted.pub_dates)
+                .bind(&posted.posted_at)
+                .bind(&posted.positions),
+            );
         }
         if !changes.flags.is_empty() {
             // After the insert: a message's flags come after its post in the log (same
@@ -96,17 +94,17 @@ impl Projection for Timeline {
                 .iter()
                 .map(|(message_id, &flagged)| (message_id.as_str(), flagged))
                 .unzip();
-            sqlx::query(&format!(
-                "UPDATE {schema}.messages AS m SET flagged = f.flagged \
-                 FROM UNNEST($1::text[], $2::boolean[]) AS f(message_id, flagged) \
-                 WHERE m.message_id = f.message_id"
-            ))
-            .bind(message_ids)
-            .bind(flagged)
-            .execute(&mut *conn)
-            .await?;
+            plan.push(
+                ViewChange::new(format!(
+                    "UPDATE {schema}.messages AS m SET flagged = f.flagged \
+                     FROM UNNEST($1::text[], $2::boolean[]) AS f(message_id, flagged) \
+                     WHERE m.message_id = f.message_id AND {CLAIM_HELD}"
+                ))
+                .bind(message_ids)
+                .bind(flagged),
+            );
         }
-        Ok(())
+        Ok(plan)
     }
 }
 

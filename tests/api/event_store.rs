@@ -118,7 +118,7 @@ async fn our_appends_read_back_through_postgres_es_and_its_writes_load_through_o
 /// the index scan by the checkpoint, and the claim must return exactly what follows it.
 #[tokio::test]
 async fn a_batch_claim_reads_the_events_after_its_checkpoint_as_an_index_range() {
-    use database::event_log::{self, BatchScope, Claim, LogPosition};
+    use database::event_log::{self, BatchScope, CheckpointMove, Claim, LogPosition};
 
     let db = TestDatabase::create().await;
     sqlx::query(
@@ -165,6 +165,7 @@ async fn a_batch_claim_reads_the_events_after_its_checkpoint_as_an_index_range()
     .bind(500_i64)
     .bind(end)
     .bind(end)
+    .bind(true)
     .fetch_all(&mut *conn)
     .await
     .unwrap();
@@ -195,6 +196,7 @@ async fn a_batch_claim_reads_the_events_after_its_checkpoint_as_an_index_range()
                 global_position: end,
             },
             limit: 500,
+            checkpoint_move: CheckpointMove::InClaim,
         },
     )
     .await

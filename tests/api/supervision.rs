@@ -6,36 +6,32 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use api::background::BackgroundTasks;
-use async_trait::async_trait;
 use cqrs_es::persist::EventUpcaster;
 use projections::timeline::Timeline;
-use projections::{Progress, Projection, ProjectorSettings, StoredEvent, Supervisor};
-use sqlx::PgConnection;
+use projections::{Progress, Projection, ProjectorSettings, StoredEvent, Supervisor, ViewChange};
 use test_support::database::TestDatabase;
 use test_support::views::{append_message_event, await_projections_at_head, Altered, BatchApplier};
 use tokio_util::sync::CancellationToken;
 
-/// Panics on the first batch it is given, mid-transaction; applies every later one.
+/// Panics on the first batch it is given, after planning it; plans every later one.
 #[derive(Default)]
 struct PanicsOnce {
     panicked: AtomicBool,
 }
 
-#[async_trait]
 impl BatchApplier for PanicsOnce {
-    async fn apply(
+    fn plan(
         &self,
         real: &dyn Projection,
-        conn: &mut PgConnection,
         schema: &str,
         events: &[StoredEvent],
         upcasters: &[Box<dyn EventUpcaster>],
-    ) -> anyhow::Result<()> {
-        real.apply_batch(conn, schema, events, upcasters).await?;
+    ) -> anyhow::Result<Vec<ViewChange>> {
+        let plan = real.plan_batch(schema, events, upcasters)?;
         if !self.panicked.swap(true, Ordering::SeqCst) {
             panic!("a projection bug, half-way through a batch");
         }
-        Ok(())
+        Ok(plan)
     }
 }
 

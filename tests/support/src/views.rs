@@ -5,10 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use cqrs_es::persist::EventUpcaster;
-use projections::{Projection, ProjectorSettings, StoredEvent};
-use sqlx::{PgConnection, PgPool};
+use projections::{Projection, ProjectorSettings, StoredEvent, ViewChange};
+use sqlx::PgPool;
 
 /// Appends a `MessagePosted` event for `author` straight into the log on `conn`, bypassing
 /// the command side — for tests that need control over transactions and volume.
@@ -97,17 +96,15 @@ pub async fn assert_views_equal_a_rebuild(pool: &PgPool) {
     }
 }
 
-/// How an [`Altered`] projection applies a batch, given the real projection.
-#[async_trait]
+/// How an [`Altered`] projection plans a batch, given the real projection.
 pub trait BatchApplier: Send + Sync {
-    async fn apply(
+    fn plan(
         &self,
         real: &dyn Projection,
-        conn: &mut PgConnection,
         schema: &str,
         events: &[StoredEvent],
         upcasters: &[Box<dyn EventUpcaster>],
-    ) -> anyhow::Result<()>;
+    ) -> anyhow::Result<Vec<ViewChange>>;
 }
 
 /// A projection that is `real` in everything but how it applies batches, which `applier`
@@ -117,7 +114,6 @@ pub struct Altered<A> {
     pub applier: A,
 }
 
-#[async_trait]
 impl<A: BatchApplier> Projection for Altered<A> {
     fn name(&self) -> &'static str {
         self.real.name()
@@ -139,15 +135,13 @@ impl<A: BatchApplier> Projection for Altered<A> {
         self.real.create_indexes_sql(schema)
     }
 
-    async fn apply_batch(
+    fn plan_batch(
         &self,
-        conn: &mut PgConnection,
         schema: &str,
         events: &[StoredEvent],
         upcasters: &[Box<dyn EventUpcaster>],
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Vec<ViewChange>> {
         self.applier
-            .apply(self.real.as_ref(), conn, schema, events, upcasters)
-            .await
+            .plan(self.real.as_ref(), schema, events, upcasters)
     }
 }
