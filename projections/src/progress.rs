@@ -13,6 +13,11 @@
 //! for every replica, by the `minitwit_projection_progress` notification the checkpoint table
 //! sends on update. A waiter also re-reads the checkpoint now and then, so a notification lost
 //! to a dropped connection costs latency, never correctness.
+//!
+//! It also carries appends to the projectors: the newest position of each aggregate type
+//! (announced by this process's writers and by every replica's notification), and the newest
+//! events this process's writers appended, handed over whole so that a projector need not
+//! read them back (see [`Progress::hand_over`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;

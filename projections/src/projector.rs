@@ -16,10 +16,11 @@
 //!    a stale worker).
 //!
 //! Views and checkpoint commit together, so every event takes effect exactly once. The live
-//! projector reads (steps 1–3) in one statement and commits (steps 1 and 5 again, with the
-//! first planned statement) in another, so the usual batch is two round trips and no
-//! transaction of its own (see [`Projector::run_batch`]); a rebuild claims and applies inside
-//! the caller's transaction (see [`Projector::batch_within`]). Each projection version owns
+//! projector commits (steps 1 and 5, with the first planned statement, and a check that the
+//! log holds nothing else between the checkpoint and the batch's end) in one statement, on
+//! the events its own process's writers handed over or, failing that, on events read by a
+//! claim (steps 1–3) in a statement before it (see [`Projector::run_batch`]); a rebuild
+//! claims and applies inside the caller's transaction (see [`Projector::batch_within`]). Each projection version owns
 //! a schema named `<projection>_v<version>`, which lets a new version be built beside the one
 //! serving reads.
 

@@ -13,6 +13,7 @@ mod concurrency;
 mod crash_restart;
 mod database_outage;
 mod event_store;
+mod hand_over;
 mod limits;
 mod openapi;
 mod openapi_fuzz;
