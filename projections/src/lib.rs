@@ -46,6 +46,7 @@ pub mod queries;
 pub mod supervisor;
 pub mod timeline;
 pub mod timeline_cache;
+pub mod timelines;
 
 use std::sync::Arc;
 
@@ -56,11 +57,9 @@ pub use live::{LiveFeed, LiveUpdate};
 pub use progress::{Progress, ProgressListener};
 pub use projection::{Projection, VersionState, ViewChange};
 pub use projector::{Projector, ProjectorSettings};
-pub use queries::{
-    Account, ModeratedMessage, ReadModels, TimelineCursor, TimelineEntry, TimelineScope,
-    TimelineWindow,
-};
+pub use queries::{Account, ModeratedMessage, ReadModels};
 pub use supervisor::Supervisor;
+pub use timelines::{TimelineCursor, TimelineEntry, TimelineScope, TimelineWindow};
 
 /// Every projection the server runs, at its current version.
 pub fn all() -> Vec<Arc<dyn Projection>> {

@@ -20,8 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::progress::Progress;
 use crate::projection::Projection;
-use crate::queries::{ReadModels, TimelineEntry};
+use crate::queries::ReadModels;
 use crate::timeline::Timeline;
+use crate::timelines::TimelineEntry;
 
 /// How many updates a slow subscriber may fall behind before it is told it lagged.
 const CHANNEL_CAPACITY: usize = 1024;

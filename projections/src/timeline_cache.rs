@@ -25,7 +25,7 @@ use database::event_log::LogPosition;
 use quick_cache::sync::Cache;
 use quick_cache::Weighter;
 
-use crate::queries::{TimelineEntry, TimelineScope};
+use crate::timelines::{TimelineEntry, TimelineScope};
 
 /// How many timeline entries the cache holds in all (a page is 31 of them).
 const CACHED_ENTRIES: u64 = 50_000;
