@@ -43,13 +43,17 @@ const REPLICAS: usize = 3;
 const VICTIM: usize = 1;
 /// The kill comes once the load reaches this action (as soon as the victim is in the middle
 /// of a request), the restart once it reaches the next and the victim has been down for
-/// [`MIN_OUTAGE`]; the rest of the run gives nginx time to send the restarted replica its
-/// share again.
+/// [`MIN_OUTAGE`]; the rest of the run, spread over [`AFTER_RESTART`] at least, gives nginx
+/// time to send the restarted replica its share again.
 const KILL_AT: i64 = 600;
 const RESTART_AT: i64 = 1_100;
 /// Longer than the upstreams' `fail_timeout` (2 s), so that nginx tries the dead replica
 /// again at least once, and fails over again, before it comes back.
 const MIN_OUTAGE: Duration = Duration::from_secs(3);
+/// At least twice the upstreams' `fail_timeout`: nginx stops sending to a replica for that
+/// long after its last failure, so a load that ended sooner after the restart (a fast server
+/// gets through the rest of the actions in well under a second) would never reach it.
+const AFTER_RESTART: Duration = Duration::from_secs(4);
 /// The production default: a write waits this long for the views before answering anyway.
 /// The harness's generous 10 s would hide a replica that cannot keep its views current.
 const READ_YOUR_WRITES_TIMEOUT_MS: &str = "200";
@@ -76,20 +80,31 @@ async fn three_replicas_behind_nginx_lose_no_request_and_no_write_when_one_crash
 
     let actions = generate(ACTIONS, SEED);
     let (progress, watched) = watch::channel(0);
+    let (restarted_at, restart) = watch::channel(None);
     let victim = replicas[VICTIM].take().expect("the victim runs");
     let chaos = tokio::spawn(crash_and_restart(
         victim,
         addresses[VICTIM].clone(),
         db.url.clone(),
         watched,
+        restarted_at,
     ));
 
     let mut load = Load::new(SimClient::with_timeout(&nginx.base_url, SIMULATOR_TIMEOUT));
     let started = Instant::now();
-    for action in &actions {
+    for (sent, action) in actions.iter().enumerate() {
         // Published before the request goes out: an action below the published id is done.
         progress.send_replace(action.id);
         load.send(action).await;
+        let restarted: Option<Instant> = *restart.borrow();
+        if let Some(restarted) = restarted {
+            // The actions left share what remains of AFTER_RESTART.
+            let left = u32::try_from(actions.len() - sent - 1).expect("an action count fits");
+            let remaining = AFTER_RESTART.saturating_sub(restarted.elapsed());
+            if left > 0 && !remaining.is_zero() {
+                tokio::time::sleep(remaining / left).await;
+            }
+        }
     }
     let load_time = started.elapsed();
     let (restarted, outage) = chaos.await.expect("the kill and restart");
@@ -221,12 +236,13 @@ struct Outage {
 
 /// SIGKILLs `victim` once the load reaches [`KILL_AT`] and starts it again on the same ports
 /// once it reaches [`RESTART_AT`] (and [`MIN_OUTAGE`] has passed), while the load keeps
-/// going.
+/// going; tells `restarted_at` when the restarted replica answers.
 async fn crash_and_restart(
     victim: ServerProcess,
     addresses: ReplicaAddresses,
     database_url: String,
     mut progress: watch::Receiver<i64>,
+    restarted_at: watch::Sender<Option<Instant>>,
 ) -> (ServerProcess, Outage) {
     progress
         .wait_for(|&id| id >= KILL_AT)
@@ -246,6 +262,7 @@ async fn crash_and_restart(
     let restart_began = *progress.borrow();
     let restarting = Instant::now();
     let restarted = addresses.start(&database_url).await;
+    restarted_at.send_replace(Some(Instant::now()));
     let restart_took = restarting.elapsed();
     let restarted_after = *progress.borrow();
     (
