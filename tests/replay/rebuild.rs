@@ -16,9 +16,12 @@ use crate::tool::{command, run_ok};
 
 /// `(version, state, checkpoint)` of every version of `projection`.
 async fn versions(pool: &PgPool, projection: &str) -> Vec<(i32, String, i64)> {
+    // Shared row locks: a batch holds its checkpoint row until it commits, so this waits for
+    // a batch in flight — even one whose tool was just killed, with its COMMIT already on
+    // the way — and reads where it left the checkpoint.
     sqlx::query_as(
         "SELECT version, state, last_position FROM projection_checkpoints \
-         WHERE projection = $1 ORDER BY version",
+         WHERE projection = $1 ORDER BY version FOR SHARE",
     )
     .bind(projection)
     .fetch_all(pool)
