@@ -327,8 +327,11 @@ pub struct ClaimedBatch<'a> {
     pub from: LogPosition,
     /// The last of its events.
     pub through: LogPosition,
-    /// The positions of its events, in log order (the last is `through`'s).
-    pub positions: &'a [i64],
+    /// The positions of its events, in log order, when a claim did not read them from the
+    /// log (they were handed over): the commit then checks that nothing else lies among
+    /// them. A claimed batch is what the log holds there by construction; checking it again
+    /// would cost a comparison of every event with every other.
+    pub unread: Option<&'a [i64]>,
 }
 
 /// What [`apply_claimed`] did.
@@ -352,12 +355,11 @@ pub enum ClaimedApply {
 /// not at all. Outside a transaction the statement is its own and commits at once; inside
 /// the caller's, it holds the lock for the rest of it, and the batch's other changes follow.
 ///
-/// The move also requires what a claim would have seen: that `through` is below the
-/// transaction horizon (no transaction still running can add an event before it) and that
-/// no event of the type between `from` and `through` is missing from the batch's
-/// `positions`. A claimed batch passes by construction; a handed-over one passes only if no
-/// other writer's event stands among its own, so the checkpoint never steps over an event
-/// it did not apply.
+/// A batch that no claim read (`unread`) moves the checkpoint only if the log shows what a
+/// claim would have seen: `through` below the transaction horizon (no transaction still
+/// running can add an event before it), and no event of the type between `from` and
+/// `through` missing from the batch — that is, no other writer's event among its own, so the
+/// checkpoint never steps over an event it did not apply.
 pub async fn apply_claimed(
     conn: &mut PgConnection,
     batch: ClaimedBatch<'_>,
@@ -373,7 +375,23 @@ pub async fn apply_claimed(
     let (lock, projection, version) = (parameter(0), parameter(1), parameter(2));
     let (from_tx, from_position) = (parameter(3), parameter(4));
     let (through_tx, through_position) = (parameter(5), parameter(6));
-    let (aggregate_type, positions) = (parameter(7), parameter(8));
+    let complete = match batch.unread {
+        None => "true".to_owned(),
+        Some(_) => {
+            let (aggregate_type, positions) = (parameter(7), parameter(8));
+            format!(
+                "{through_tx}::bigint::text::xid8 < pg_snapshot_xmin(pg_current_snapshot()) \
+                 AND NOT EXISTS ( \
+                     SELECT 1 FROM events e \
+                     WHERE e.aggregate_type = {aggregate_type} \
+                       AND (e.transaction_id, e.global_position) \
+                           > ({from_tx}::bigint::text::xid8, {from_position}) \
+                       AND (e.transaction_id, e.global_position) \
+                           <= ({through_tx}::bigint::text::xid8, {through_position}) \
+                       AND e.global_position <> ALL ({positions}::bigint[]))"
+            )
+        }
+    };
     let change_cte = change_sql.map_or_else(String::new, |sql| format!(", change AS ({sql})"));
     let sql = format!(
         "WITH settings AS MATERIALIZED ( \
@@ -382,16 +400,7 @@ pub async fn apply_claimed(
              SELECT pg_try_advisory_xact_lock(hashtextextended({lock}, 0)) AS held \
              FROM settings), \
          complete AS MATERIALIZED ( \
-             SELECT {through_tx}::bigint::text::xid8 < pg_snapshot_xmin(pg_current_snapshot()) \
-                    AND NOT EXISTS ( \
-                        SELECT 1 FROM events e \
-                        WHERE e.aggregate_type = {aggregate_type} \
-                          AND (e.transaction_id, e.global_position) \
-                              > ({from_tx}::bigint::text::xid8, {from_position}) \
-                          AND (e.transaction_id, e.global_position) \
-                              <= ({through_tx}::bigint::text::xid8, {through_position}) \
-                          AND e.global_position <> ALL ({positions}::bigint[])) AS holds \
-             FROM lock WHERE lock.held), \
+             SELECT {complete} AS holds FROM lock WHERE lock.held), \
          checkpoint_moved AS ( \
              UPDATE projection_checkpoints c \
              SET last_tx = {through_tx}::bigint::text::xid8, last_position = {through_position}, \
@@ -412,9 +421,13 @@ pub async fn apply_claimed(
         .and_then(|()| arguments.add(batch.from.global_position))
         .and_then(|()| arguments.add(batch.through.transaction_id))
         .and_then(|()| arguments.add(batch.through.global_position))
-        .and_then(|()| arguments.add(batch.aggregate_type))
-        .and_then(|()| arguments.add(batch.positions))
         .map_err(sqlx::Error::Encode)?;
+    if let Some(positions) = batch.unread {
+        arguments
+            .add(batch.aggregate_type)
+            .and_then(|()| arguments.add(positions))
+            .map_err(sqlx::Error::Encode)?;
+    }
     let row = sqlx::query_with(&sql, arguments).fetch_one(conn).await?;
     Ok(if !row.try_get::<bool, _>("locked")? {
         ClaimedApply::Busy

@@ -96,6 +96,8 @@ struct ClaimedEvents {
     events: Vec<StoredEvent>,
     /// Whether committed events follow them.
     more: bool,
+    /// Whether they were handed over rather than read by a claim.
+    handed_over: bool,
 }
 
 impl ClaimedEvents {
@@ -359,6 +361,7 @@ impl Projector {
             from,
             events,
             more: false,
+            handed_over: true,
         })
     }
 
@@ -374,11 +377,13 @@ impl Projector {
         claimed: &ClaimedEvents,
         started: std::time::Instant,
     ) -> anyhow::Result<BatchOutcome> {
-        let positions: Vec<i64> = claimed
-            .events
-            .iter()
-            .map(|event| event.position.global_position)
-            .collect();
+        let positions: Option<Vec<i64>> = claimed.handed_over.then(|| {
+            claimed
+                .events
+                .iter()
+                .map(|event| event.position.global_position)
+                .collect()
+        });
         let batch = ClaimedBatch {
             lock_name: &self.lock_name,
             projection: self.projection.name(),
@@ -386,7 +391,7 @@ impl Projector {
             aggregate_type: self.projection.aggregate_type(),
             from: claimed.from,
             through: claimed.through(),
-            positions: &positions,
+            unread: positions.as_deref(),
         };
         let mut changes = self.plan(claimed)?.into_iter();
         let first = changes.next();
@@ -488,7 +493,12 @@ impl Projector {
         Ok(match claim {
             Claim::Busy => Err(BatchOutcome::Busy),
             Claim::Empty { waiting } => Err(BatchOutcome::Idle { waiting }),
-            Claim::Batch { from, events, more } => Ok(ClaimedEvents { from, events, more }),
+            Claim::Batch { from, events, more } => Ok(ClaimedEvents {
+                from,
+                events,
+                more,
+                handed_over: false,
+            }),
         })
     }
 
