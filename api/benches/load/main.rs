@@ -66,6 +66,10 @@ struct Options {
     /// `BENCHMARKS.md` is left alone. The scenario-sized store keeps its size: it is small.
     #[arg(long)]
     quick: bool,
+    /// Run only these workloads (numbers from the table, comma-separated), to iterate on
+    /// one; `BENCHMARKS.md` is then left alone, as it holds a whole run.
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=7))]
+    only: Vec<u8>,
     /// Where the cluster, the generated log and the logs go.
     #[arg(long, default_value = "target/bench")]
     work_dir: PathBuf,
@@ -82,6 +86,13 @@ struct Options {
     /// Passed by `cargo bench`.
     #[arg(long, hide = true)]
     bench: bool,
+}
+
+impl Options {
+    /// Whether workload `number` is part of this run.
+    fn runs(&self, number: u8) -> bool {
+        self.only.is_empty() || self.only.contains(&number)
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -133,22 +144,23 @@ async fn run(options: Options) -> anyhow::Result<()> {
 
     let scenario = workloads::Scenario::generate(options.simulator_actions)?;
     let mut rows = Vec::new();
-    step("1. sequential writes on a store the size of the full simulator scenario");
-    let scenario_store = Store::load(
-        &cluster,
-        &work_dir,
-        &replay_tool,
-        Some("minitwit_bench_scenario"),
-        &dataset::Shape {
-            users: options.scenario_users,
-            messages: options.scenario_messages,
-            mean_follows: options.scenario_follows / options.scenario_users.max(1),
-            stream_targets: None,
-        },
-        &hash,
-    )
-    .await?;
-    {
+    let mut scenario_setup = String::new();
+    if options.runs(1) {
+        step("1. sequential writes on a store the size of the full simulator scenario");
+        let scenario_store = Store::load(
+            &cluster,
+            &work_dir,
+            &replay_tool,
+            Some("minitwit_bench_scenario"),
+            &dataset::Shape {
+                users: options.scenario_users,
+                messages: options.scenario_messages,
+                mean_follows: options.scenario_follows / options.scenario_users.max(1),
+                stream_targets: None,
+            },
+            &hash,
+        )
+        .await?;
         let server = server::Server::start(
             &server_binary,
             &scenario_store.url,
@@ -157,14 +169,20 @@ async fn run(options: Options) -> anyhow::Result<()> {
         .await?;
         wait_until_projected(&scenario_store.pool).await?;
         let floor = measure_floor(&cluster, &work_dir, &scenario).await?;
+        let data = &scenario_store.data;
         let store = format!(
             "the full scenario's size ({} users, {} messages, {} follows)",
-            scenario_store.data.users, scenario_store.data.messages, scenario_store.data.follows
+            data.users, data.messages, data.follows
         );
         rows.push(workloads::sequential_writes(&scenario, &server.api_url, &store, &floor).await?);
         server.stop().await?;
+        scenario_store.pool.close().await;
+        scenario_setup = format!(
+            " Scenario-sized store: {} users, {} messages, {} follows, {} events, loaded the \
+             same way into a database of its own.",
+            data.users, data.messages, data.follows, data.events,
+        );
     }
-    scenario_store.pool.close().await;
 
     step(&format!(
         "generating {} users and {} messages as events",
@@ -193,49 +211,65 @@ async fn run(options: Options) -> anyhow::Result<()> {
     wait_until_projected(&cluster.pool).await?;
     let projected = started.elapsed();
 
-    step("1. sequential writes on the large store");
-    let floor = measure_floor(&cluster, &work_dir, &scenario).await?;
-    let store = format!("the large store ({} messages)", data.messages);
-    rows.push(workloads::sequential_writes(&scenario, &server.api_url, &store, &floor).await?);
-    step("7. the cost of a write against the length of its stream");
-    let stream = data
-        .stream
-        .as_ref()
-        .context("the large store has the stream users")?;
-    let stream_row = workloads::stream_growth(&server.api_url, stream).await?;
+    if options.runs(1) {
+        step("1. sequential writes on the large store");
+        let floor = measure_floor(&cluster, &work_dir, &scenario).await?;
+        let store = format!("the large store ({} messages)", data.messages);
+        rows.push(workloads::sequential_writes(&scenario, &server.api_url, &store, &floor).await?);
+    }
+    let mut stream_row = None;
+    if options.runs(7) {
+        step("7. the cost of a write against the length of its stream");
+        let stream = data
+            .stream
+            .as_ref()
+            .context("the large store has the stream users")?;
+        stream_row = Some(workloads::stream_growth(&server.api_url, stream).await?);
+    }
 
     server.reset_peak_memory()?;
-    step("2. concurrent writes (and 4. their projection lag)");
-    let (writes, lag) = workloads::writes(
-        &cluster,
-        &work_dir,
-        &server.api_url,
-        data.users,
-        options.writers,
-        measure,
-    )
-    .await?;
-    step("3. reads on the large store");
-    let read_rows = workloads::reads(
-        &cluster,
-        &work_dir,
-        &server.api_url,
-        &server.web_url,
-        data.users,
-        &data.reader,
-        options.readers,
-        measure,
-    )
-    .await?;
+    let mut lag = None;
+    if options.runs(2) || options.runs(4) {
+        step("2. concurrent writes (and 4. their projection lag)");
+        let (writes, lag_row) = workloads::writes(
+            &cluster,
+            &work_dir,
+            &server.api_url,
+            data.users,
+            options.writers,
+            measure,
+        )
+        .await?;
+        rows.push(writes);
+        lag = Some(lag_row);
+    }
+    if options.runs(3) {
+        step("3. reads on the large store");
+        rows.extend(
+            workloads::reads(
+                &cluster,
+                &work_dir,
+                &server.api_url,
+                &server.web_url,
+                data.users,
+                &data.reader,
+                options.readers,
+                measure,
+            )
+            .await?,
+        );
+    }
     let peak = server.peak_memory()?;
-    rows.push(writes);
-    rows.extend(read_rows);
-    rows.push(lag);
+    rows.extend(lag);
 
-    step("5. rebuild of every view");
-    rows.push(workloads::rebuild(&cluster, &replay_tool).await?);
-    rows.push(workloads::memory(peak));
-    rows.push(stream_row);
+    if options.runs(5) {
+        step("5. rebuild of every view");
+        rows.push(workloads::rebuild(&cluster, &replay_tool).await?);
+    }
+    if options.runs(6) {
+        rows.push(workloads::memory(peak));
+    }
+    rows.extend(stream_row);
     server.stop().await?;
     cluster.stop().await?;
 
@@ -243,10 +277,9 @@ async fn run(options: Options) -> anyhow::Result<()> {
         "durable PostgreSQL (fsync and synchronous_commit on), shared_buffers 1 GB; the \
          release server with its default settings. Large store: {} users (and workload 7's \
          two), {} messages, {} events in all — generated in {:.1} s, imported through \
-         `minitwit-replay import` in {:.1} s, projected by the starting server in {:.1} s. \
-         Scenario-sized store: {} users, {} messages, {} follows, {} events, loaded the same \
-         way into a database of its own. Throughput figures are {} s runs; the client, the \
-         server and PostgreSQL share the machine's cores, as do pgbench and PostgreSQL in the \
+         `minitwit-replay import` in {:.1} s, projected by the starting server in {:.1} s.\
+         {scenario_setup} Throughput figures are {} s runs; the client, the server and \
+         PostgreSQL share the machine's cores, as do pgbench and PostgreSQL in the \
          references.",
         data.users,
         data.messages,
@@ -254,15 +287,11 @@ async fn run(options: Options) -> anyhow::Result<()> {
         large.generated.as_secs_f64(),
         large.imported.as_secs_f64(),
         projected.as_secs_f64(),
-        scenario_store.data.users,
-        scenario_store.data.messages,
-        scenario_store.data.follows,
-        scenario_store.data.events,
         options.seconds
     );
     let table = report::table(&rows);
     println!("\n{}\n- **Setup:** {setup}\n\n{table}", stamp.lines());
-    if !options.quick {
+    if !options.quick && options.only.is_empty() {
         report::write_markdown(&root.join(&options.out), &rows, &stamp, &setup, NOTES)?;
         println!("written to {}", options.out.display());
     }
