@@ -9,7 +9,6 @@ use domain::registration::is_storable;
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
-use crate::blocks::Blocks;
 use crate::conversations::Conversations;
 use crate::queries::ReadModels;
 
@@ -93,21 +92,6 @@ impl ReadModels {
             self.schema_of(&Conversations)
         ))
         .bind(owner)
-        .fetch_one(self.pool())
-        .await
-    }
-
-    /// Whether `blocker` blocks `other` from sending them private messages.
-    pub async fn blocks(&self, blocker: &str, other: &str) -> Result<bool, sqlx::Error> {
-        if !is_storable(blocker) || !is_storable(other) {
-            return Ok(false);
-        }
-        sqlx::query_scalar(&format!(
-            "SELECT EXISTS (SELECT 1 FROM {}.blocks WHERE blocker = $1 AND blocked = $2)",
-            self.schema_of(&Blocks)
-        ))
-        .bind(blocker)
-        .bind(other)
         .fetch_one(self.pool())
         .await
     }

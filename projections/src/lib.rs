@@ -22,7 +22,8 @@
 //!   prune.
 //! - [`queries`] — the named read queries the HTTP layer calls, and timeline paging;
 //!   [`chat_queries`] — those of private messages; [`timeline_cache`] — the newest pages of
-//!   timelines kept per replica, keyed by the checkpoints of the views they read.
+//!   timelines kept per replica, keyed by the checkpoints of the views they read, which
+//!   [`view_marks`] probes once for all the reads waiting at that moment.
 //! - [`live`] — the timeline changes each checkpoint move brings, broadcast to live pages;
 //!   [`chat_live`] — the same for private messages.
 //!
@@ -47,6 +48,7 @@ pub mod supervisor;
 pub mod timeline;
 pub mod timeline_cache;
 pub mod timelines;
+pub mod view_marks;
 
 use std::sync::Arc;
 
@@ -57,7 +59,7 @@ pub use live::{LiveFeed, LiveUpdate};
 pub use progress::{Progress, ProgressListener};
 pub use projection::{Projection, VersionState, ViewChange};
 pub use projector::{Projector, ProjectorSettings};
-pub use queries::{Account, ModeratedMessage, ReadModels};
+pub use queries::{Account, ModeratedMessage, ProfileRelation, ReadModels};
 pub use supervisor::Supervisor;
 pub use timelines::{TimelineCursor, TimelineEntry, TimelineScope, TimelineWindow};
 

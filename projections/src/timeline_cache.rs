@@ -11,7 +11,8 @@
 //! while both checkpoints (and the versions read) are where they were when a result was
 //! read, the views hold the same rows and the result is still the answer. A read therefore
 //! first asks the database where the two checkpoints stand — one primary-key probe, much
-//! cheaper than the timeline — and reuses the result read at those very checkpoints, if it
+//! cheaper than the timeline, and shared by the reads that wait at once
+//! ([`crate::view_marks`]) — and reuses the result read at those very checkpoints, if it
 //! has one.
 //!
 //! Asking the database, not this replica's own idea of the checkpoints, is what keeps read
@@ -21,23 +22,14 @@
 
 use std::sync::Arc;
 
-use database::event_log::LogPosition;
 use quick_cache::sync::Cache;
 use quick_cache::Weighter;
 
 use crate::timelines::{TimelineEntry, TimelineScope};
+use crate::view_marks::ViewMarks;
 
 /// How many timeline entries the cache holds in all (a page is 31 of them).
 const CACHED_ENTRIES: u64 = 50_000;
-
-/// Where the views a timeline reads stood: their versions and checkpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ViewMarks {
-    pub timeline_version: i32,
-    pub timeline: LogPosition,
-    pub accounts_version: i32,
-    pub accounts: LogPosition,
-}
 
 /// A read of a timeline's newest entries, as the cache knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -84,29 +84,26 @@ pub async fn user(
     Query(page): Query<PageQuery>,
     headers: HeaderMap,
 ) -> Result<Response, WebError> {
-    if !state.reads.user_exists(&profile).await? {
+    let me = session.username();
+    let Some(relation) = state.reads.profile_seen_by(&profile, me).await? else {
         if wants_stream(&headers) {
             return Ok(live::nothing_to_stream());
         }
         return Err(WebError::unknown_user());
-    }
+    };
     let scope = TimelineScope::Author(&profile);
     if wants_stream(&headers) {
         return live::stream(&state, scope, &page, &headers).await;
     }
-    let follow = match session.username() {
-        None => None,
-        Some(me) if me == profile => Some(FollowStatus::Yourself),
-        Some(me) if state.reads.is_following(me, &profile).await? => Some(FollowStatus::Following),
-        Some(_) => Some(FollowStatus::NotFollowing),
-    };
-    let chat = match session.username() {
-        Some(me) if me != profile => Some(ChatStatus {
-            conversation_href: conversation_href(&profile),
-            blocked: state.reads.blocks(me, &profile).await?,
-        }),
-        _ => None,
-    };
+    let follow = me.map(|me| match (me == profile, relation.following) {
+        (true, _) => FollowStatus::Yourself,
+        (false, true) => FollowStatus::Following,
+        (false, false) => FollowStatus::NotFollowing,
+    });
+    let chat = me.filter(|me| *me != profile).map(|_| ChatStatus {
+        conversation_href: conversation_href(&profile),
+        blocked: relation.blocked,
+    });
     let frame = PageFrame {
         path: user_href(&profile),
         title: Title::user_timeline(&profile),
