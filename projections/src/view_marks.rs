@@ -11,6 +11,7 @@
 //! flight may have started before they came). Sixteen concurrent readers then cost a few
 //! probes instead of sixteen, and a lone reader still costs one.
 
+use std::future::Future;
 use std::sync::{Arc, OnceLock};
 
 use sqlx::{PgPool, Row};
@@ -60,11 +61,11 @@ impl ViewMarksProbe {
     pub async fn marks(&self) -> Option<ViewMarks> {
         let queue = self.queue.get_or_init(|| {
             let (queue, waiting) = mpsc::unbounded_channel();
-            tokio::spawn(answer_in_rounds(
-                waiting,
-                self.pool.clone(),
-                self.progress.clone(),
-            ));
+            let (pool, progress) = (self.pool.clone(), self.progress.clone());
+            tokio::spawn(answer_in_rounds(waiting, move || {
+                let (pool, progress) = (pool.clone(), progress.clone());
+                async move { probe(&pool, &progress).await }
+            }));
             queue
         });
         let (waiting, answer) = oneshot::channel();
@@ -77,14 +78,16 @@ impl ViewMarksProbe {
 }
 
 /// The probing task: one probe per round, for every read that was waiting when it started.
-async fn answer_in_rounds(
+async fn answer_in_rounds<Probe, Answer>(
     mut queue: mpsc::UnboundedReceiver<Waiting>,
-    pool: PgPool,
-    progress: Progress,
-) {
+    mut probe: Probe,
+) where
+    Probe: FnMut() -> Answer,
+    Answer: Future<Output = Option<ViewMarks>>,
+{
     let mut round = Vec::new();
     while queue.recv_many(&mut round, usize::MAX).await > 0 {
-        let marks = probe(&pool, &progress).await;
+        let marks = probe().await;
         for waiting in round.drain(..) {
             // A read that gave up (its request was dropped) needs no answer.
             let _ = waiting.send(marks);
@@ -133,4 +136,68 @@ async fn probe(pool: &PgPool, progress: &Progress) -> Option<ViewMarks> {
         tracing::debug!(error = %err, "probing the timeline views' checkpoints failed");
         None
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicI32, Ordering};
+
+    use tokio::sync::Semaphore;
+
+    use super::*;
+
+    /// Marks that say which probe read them.
+    fn marks_of_probe(number: i32) -> Option<ViewMarks> {
+        let position = LogPosition {
+            transaction_id: 0,
+            global_position: 0,
+        };
+        Some(ViewMarks {
+            timeline_version: number,
+            timeline: position,
+            accounts_version: 1,
+            accounts: position,
+        })
+    }
+
+    async fn ask(queue: &mpsc::UnboundedSender<Waiting>) -> oneshot::Receiver<Option<ViewMarks>> {
+        let (waiting, answer) = oneshot::channel();
+        queue.send(waiting).expect("the task runs");
+        answer
+    }
+
+    #[tokio::test]
+    async fn a_read_that_arrives_during_a_probe_waits_for_the_next_one() {
+        // Each probe starts (counted) and then waits for a permit: the test decides when it
+        // answers.
+        let started = Arc::new(AtomicI32::new(0));
+        let permits = Arc::new(Semaphore::new(0));
+        let (queue, waiting) = mpsc::unbounded_channel();
+        tokio::spawn(answer_in_rounds(waiting, {
+            let (started, permits) = (started.clone(), permits.clone());
+            move || {
+                let number = started.fetch_add(1, Ordering::SeqCst) + 1;
+                let permits = permits.clone();
+                async move {
+                    permits.acquire().await.expect("open").forget();
+                    marks_of_probe(number)
+                }
+            }
+        }));
+
+        let first = ask(&queue).await;
+        while started.load(Ordering::SeqCst) < 1 {
+            tokio::task::yield_now().await;
+        }
+        // Probe 1 is in flight; these two came after it started, so it cannot answer them.
+        let second = ask(&queue).await;
+        let third = ask(&queue).await;
+        permits.add_permits(1);
+        assert_eq!(first.await.expect("answered"), marks_of_probe(1));
+        permits.add_permits(1);
+        // Both waited together and share probe 2.
+        assert_eq!(second.await.expect("answered"), marks_of_probe(2));
+        assert_eq!(third.await.expect("answered"), marks_of_probe(2));
+        assert_eq!(started.load(Ordering::SeqCst), 2);
+    }
 }
