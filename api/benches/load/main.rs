@@ -23,6 +23,7 @@ mod workloads;
 mod scenario;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -83,6 +84,13 @@ struct Options {
     /// benchmark itself, in a process of its own).
     #[arg(long, hide = true)]
     trivial_server: Option<String>,
+    /// With `--trivial-server`: run this statement for each request before answering, on a
+    /// pool the size of the server's (`$1`, if used, is the request's path without its `/`).
+    #[arg(long, hide = true, requires_all = ["trivial_server", "statement_database"])]
+    statement: Option<String>,
+    /// The database `--statement` runs in.
+    #[arg(long, hide = true, requires = "statement")]
+    statement_database: Option<String>,
     /// Passed by `cargo bench`.
     #[arg(long, hide = true)]
     bench: bool,
@@ -99,7 +107,11 @@ fn main() -> anyhow::Result<()> {
     let mut options = Options::parse();
     let runtime = tokio::runtime::Runtime::new()?;
     if let Some(address) = options.trivial_server.take() {
-        return runtime.block_on(trivial_server(address));
+        let statement = options
+            .statement
+            .take()
+            .zip(options.statement_database.take());
+        return runtime.block_on(trivial_server(address, statement));
     }
     if !options.bench {
         println!("the load benchmark runs with `scripts/bench`; nothing to do under `cargo test`");
@@ -352,7 +364,7 @@ async fn measure_floor(
     scenario: &workloads::Scenario,
 ) -> anyhow::Result<workloads::Floor> {
     let durable_commit = cluster.commit_latency(work_dir).await?;
-    let trivial = TrivialServer::start().await?;
+    let trivial = TrivialServer::start(None).await?;
     workloads::Floor::measure(scenario, &trivial.url, durable_commit).await
 }
 
@@ -388,18 +400,22 @@ async fn wait_until_projected(pool: &sqlx::PgPool) -> anyhow::Result<()> {
 }
 
 /// The trivial server, in a process of its own, as the server under test is.
-struct TrivialServer {
+pub struct TrivialServer {
     _child: tokio::process::Child,
-    url: String,
+    pub url: String,
 }
 
 impl TrivialServer {
-    async fn start() -> anyhow::Result<Self> {
+    /// Starts it answering at once, or after running `statement` (its SQL, and the database
+    /// URL it runs in) for each request.
+    pub async fn start(statement: Option<(&str, &str)>) -> anyhow::Result<Self> {
         let address = format!("127.0.0.1:{}", server::free_port()?);
-        let child = tokio::process::Command::new(std::env::current_exe()?)
-            .args(["--trivial-server", &address])
-            .kill_on_drop(true)
-            .spawn()?;
+        let mut command = tokio::process::Command::new(std::env::current_exe()?);
+        command.args(["--trivial-server", &address]);
+        if let Some((sql, database)) = statement {
+            command.args(["--statement", sql, "--statement-database", database]);
+        }
+        let child = command.kill_on_drop(true).spawn()?;
         let deadline = Instant::now() + Duration::from_secs(10);
         while tokio::net::TcpStream::connect(&address).await.is_err() {
             anyhow::ensure!(
@@ -415,11 +431,56 @@ impl TrivialServer {
     }
 }
 
-/// Answers every request with 204 at once, on the same HTTP stack as the server (axum on
-/// hyper), so that the difference between the two is our work, not the stack.
-async fn trivial_server(address: String) -> anyhow::Result<()> {
+/// Answers every request with 204, on the same HTTP stack as the server (axum on hyper), so
+/// that the difference between the two is our work, not the stack: at once, or once
+/// `statement` has run — the least any service could do for a request that needs that
+/// statement.
+async fn trivial_server(
+    address: String,
+    statement: Option<(String, String)>,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&address).await?;
-    let app = axum::Router::new().fallback(|| async { axum::http::StatusCode::NO_CONTENT });
+    let app = match statement {
+        None => axum::Router::new().fallback(|| async { axum::http::StatusCode::NO_CONTENT }),
+        Some((sql, database)) => {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(SERVER_POOL_SIZE)
+                .connect(&database)
+                .await?;
+            let statement = Arc::new(Statement {
+                takes_path: sql.contains("$1"),
+                sql,
+                pool,
+            });
+            axum::Router::new().fallback(move |uri: axum::http::Uri| {
+                let statement = statement.clone();
+                async move { statement.run(uri.path()).await }
+            })
+        }
+    };
     axum::serve(listener, app).await?;
     Ok(())
+}
+
+/// The server's default pool size (`MINITWIT_DB_POOL_SIZE`).
+const SERVER_POOL_SIZE: u32 = 20;
+
+/// The statement the trivial server runs per request.
+struct Statement {
+    sql: String,
+    takes_path: bool,
+    pool: sqlx::PgPool,
+}
+
+impl Statement {
+    async fn run(&self, path: &str) -> axum::http::StatusCode {
+        let mut query = sqlx::query(&self.sql);
+        if self.takes_path {
+            query = query.bind(path.trim_start_matches('/'));
+        }
+        match query.fetch_all(&self.pool).await {
+            Ok(_) => axum::http::StatusCode::NO_CONTENT,
+            Err(_) => axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
 }

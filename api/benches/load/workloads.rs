@@ -16,6 +16,7 @@ use crate::dataset;
 use crate::load::{self, expect_status, Run};
 use crate::report::{millis, Row};
 use crate::scenario::{self, Command, Rng};
+use crate::TrivialServer;
 
 /// The simulator's credentials (the server's defaults).
 const AUTHORIZATION: &str = "Basic c2ltdWxhdG9yOnN1cGVyX3NhZmUh";
@@ -331,33 +332,36 @@ pub async fn writes(
         .fetch_one(pool)
         .await?;
     let client = load::keep_alive_client();
-    let base = api_url.to_owned();
-    let ours = load::concurrent(clients, duration, move |writer, step| {
-        let mut rng = Rng::new((writer as u64) << 32 | step);
-        let user = 1 + rng.below(users);
-        let other = 1 + rng.below(users);
-        let (path, body) = match rng.below(100) {
-            0..45 => (
-                format!("/msgs/{user}"),
-                json!({"content": format!("writer {writer} step {step}")}),
-            ),
-            45..80 => (
-                format!("/fllws/{user}"),
-                json!({ "follow": other.to_string() }),
-            ),
-            _ => (
-                format!("/fllws/{user}"),
-                json!({ "unfollow": other.to_string() }),
-            ),
-        };
-        let reply = client
-            .post(format!("{base}{path}"))
-            .header("Authorization", AUTHORIZATION)
-            .json(&body)
-            .send();
-        async move { expect_status(reply.await, &[204]).await }
-    })
-    .await;
+    // The writers, sending to the API at `base`.
+    let write_load = |base: &str| {
+        let (client, base) = (client.clone(), base.to_owned());
+        load::concurrent(clients, duration, move |writer, step| {
+            let mut rng = Rng::new((writer as u64) << 32 | step);
+            let user = 1 + rng.below(users);
+            let other = 1 + rng.below(users);
+            let (path, body) = match rng.below(100) {
+                0..45 => (
+                    format!("/msgs/{user}"),
+                    json!({"content": format!("writer {writer} step {step}")}),
+                ),
+                45..80 => (
+                    format!("/fllws/{user}"),
+                    json!({ "follow": other.to_string() }),
+                ),
+                _ => (
+                    format!("/fllws/{user}"),
+                    json!({ "unfollow": other.to_string() }),
+                ),
+            };
+            let reply = client
+                .post(format!("{base}{path}"))
+                .header("Authorization", AUTHORIZATION)
+                .json(&body)
+                .send();
+            async move { expect_status(reply.await, &[204]).await }
+        })
+    };
+    let ours = write_load(api_url).await;
     cluster.create_insert_table().await?;
     let reference = cluster
         .pgbench(
@@ -368,12 +372,21 @@ pub async fn writes(
             duration.as_secs(),
         )
         .await?;
+    let statement_server = TrivialServer::start(Some((
+        crate::cluster::INSERT_SCRIPT
+            .trim_end()
+            .trim_end_matches(';'),
+        &cluster.url,
+    )))
+    .await?;
+    let alone = write_load(&statement_server.url).await;
     let throughput = against_pgbench(
         format!("2. Write throughput ({clients} keep-alive clients, read-your-writes)"),
         "commands/s",
         &ours,
         "pgbench insert+commit",
         &reference,
+        &alone,
         Duration::from_millis(50),
     );
     Ok((throughput, projection_lag(pool, head).await?))
@@ -381,12 +394,17 @@ pub async fn writes(
 
 /// A throughput row against pgbench: met at half its rate or more, with every request
 /// answered and the p99 under `p99_bound`.
+///
+/// `alone` is the same client against the trivial server running pgbench's statement once
+/// per request: HTTP and that statement with nothing else, which the row shows as the most
+/// a service can reach here (the client, the server and PostgreSQL share the cores).
 fn against_pgbench(
     workload: String,
     unit: &str,
     ours: &Run,
     reference_name: &str,
     reference: &PgbenchResult,
+    alone: &Run,
     p99_bound: Duration,
 ) -> Row {
     let ratio = ours.rate() / reference.tps;
@@ -401,9 +419,13 @@ fn against_pgbench(
             failures(ours)
         ),
         reference: format!(
-            "{reference_name}: {:.0} tps, p99 {}",
+            "{reference_name}: {:.0} tps, p99 {}; HTTP and that statement alone (a 204 server \
+             running it per request, same client): {:.0} {unit} ({:.2}×){}",
             reference.tps,
-            millis(load::quantile(&reference.latencies, 0.99))
+            millis(load::quantile(&reference.latencies, 0.99)),
+            alone.rate(),
+            alone.rate() / reference.tps,
+            failures(alone),
         ),
         ratio: Some(ratio),
         target: format!("≥ 0.5×, p99 < {} ms", p99_bound.as_millis()),
@@ -454,17 +476,30 @@ async fn projection_lag(pool: &PgPool, head: i64) -> anyhow::Result<Row> {
 /// One read endpoint and the statement it is measured against.
 struct Read<'a> {
     name: &'static str,
-    /// The URL; `{user}` stands for a random user's number.
-    url: String,
+    /// The server's base URL the endpoint is under (the web or the API listener).
+    base: &'a str,
+    /// The path; `{user}` stands for a random user's number.
+    path: &'static str,
     /// Whose timeline the endpoint reads, and how many rows.
     scope: TimelineScope<'a>,
     limit: i64,
-    /// What pgbench binds for the scope's user in the statement.
-    scope_arguments: Vec<String>,
+    /// Who the scope's user is in the statement.
+    user: StatementUser,
+}
+
+/// The user a read's statement names.
+enum StatementUser {
+    /// None: the public timeline.
+    Nobody,
+    /// The random user of the request's path.
+    Random,
+    /// The signed-in reader, whose timeline has both of its user arguments.
+    Reader,
 }
 
 /// 3. Reads on the large store, each endpoint against pgbench running its SQL directly at
-///    the same concurrency.
+///    the same concurrency, and against a trivial HTTP server that runs that SQL once per
+///    request: the most any service can do here with HTTP and that one statement.
 #[allow(clippy::too_many_arguments)]
 pub async fn reads(
     cluster: &Cluster,
@@ -480,78 +515,96 @@ pub async fn reads(
     let progress =
         projections::Progress::of_active_versions(pool.clone(), &projections::all()).await?;
     let reads = ReadModels::new(pool, progress);
-    // pgbench binds `:user` (a number: users are named by number) as the text parameter.
-    let script = |endpoint: &Read| {
+    // The endpoint's statement with its arguments written in, the random user's as
+    // `random_user` (pgbench's variable, or the trivial server's `$1`).
+    let statement = |endpoint: &Read, random_user: &str| {
         let mut sql = reads.timeline_sql(endpoint.scope, TimelineWindow::Newest, endpoint.limit);
-        let arguments = endpoint.scope_arguments.iter().cloned();
-        let arguments: Vec<String> = arguments.chain([endpoint.limit.to_string()]).collect();
+        let quoted_reader = format!("'{reader}'");
+        let user_arguments = match endpoint.user {
+            StatementUser::Nobody => vec![],
+            StatementUser::Random => vec![random_user],
+            StatementUser::Reader => vec![quoted_reader.as_str(), quoted_reader.as_str()],
+        };
+        let limit = endpoint.limit.to_string();
+        let arguments: Vec<&str> = user_arguments.into_iter().chain([limit.as_str()]).collect();
         for (index, argument) in arguments.iter().enumerate().rev() {
             sql = sql.replace(&format!("${}", index + 1), argument);
         }
-        format!("\\set user random(1, {users})\n{sql};\n")
+        sql
     };
-    let quoted_reader = format!("'{reader}'");
     let endpoints = [
         Read {
             name: "public timeline page `/public`",
-            url: format!("{web_url}/public"),
+            base: web_url,
+            path: "/public",
             scope: TimelineScope::Public,
             limit: PAGE_ROWS,
-            scope_arguments: vec![],
+            user: StatementUser::Nobody,
         },
         Read {
             name: "a user's timeline page `/<user>`",
-            url: format!("{web_url}/{{user}}"),
+            base: web_url,
+            path: "/{user}",
             scope: TimelineScope::Author("?"),
             limit: PAGE_ROWS,
-            scope_arguments: vec![":user".to_owned()],
+            user: StatementUser::Random,
         },
         Read {
             name: "\"my\" timeline `/` (follows 500)",
-            url: format!("{web_url}/"),
+            base: web_url,
+            path: "/",
             scope: TimelineScope::Personal("?"),
             limit: PAGE_ROWS,
-            scope_arguments: vec![quoted_reader.clone(), quoted_reader],
+            user: StatementUser::Reader,
         },
         Read {
             name: "API `GET /msgs`",
-            url: format!("{api_url}/msgs"),
+            base: api_url,
+            path: "/msgs",
             scope: TimelineScope::Public,
             limit: MSGS_DEFAULT,
-            scope_arguments: vec![],
+            user: StatementUser::Nobody,
         },
     ];
     let signed_in = sign_in(web_url, reader).await?;
+    // The same client, reading `path` under `base` with a random user's number in it.
+    let read_load = |base: &str, path: &str| {
+        let client = signed_in.clone();
+        let url = Arc::new(format!("{base}{path}"));
+        load::concurrent(clients, duration, move |reader_task, step| {
+            let mut rng = Rng::new((reader_task as u64) << 32 | step);
+            let reply = client
+                .get(url.replace("{user}", &(1 + rng.below(users)).to_string()))
+                .header("Authorization", AUTHORIZATION)
+                .send();
+            async move { expect_status(reply.await, &[200, 204]).await }
+        })
+    };
     let mut rows = Vec::new();
     for (number, endpoint) in endpoints.iter().enumerate() {
-        let client = signed_in.clone();
-        let ours = {
-            let url = Arc::new(endpoint.url.clone());
-            load::concurrent(clients, duration, move |reader_task, step| {
-                let mut rng = Rng::new((reader_task as u64) << 32 | step);
-                let reply = client
-                    .get(url.replace("{user}", &(1 + rng.below(users)).to_string()))
-                    .header("Authorization", AUTHORIZATION)
-                    .send();
-                async move { expect_status(reply.await, &[200]).await }
-            })
-            .await
-        };
+        let ours = read_load(endpoint.base, endpoint.path).await;
         let reference = cluster
             .pgbench(
                 work_dir,
                 &format!("read{number}"),
-                &script(endpoint),
+                &format!(
+                    "\\set user random(1, {users})\n{};\n",
+                    statement(endpoint, ":user")
+                ),
                 clients,
                 duration.as_secs(),
             )
             .await?;
+        let statement_server =
+            TrivialServer::start(Some((&statement(endpoint, "$1"), &cluster.url))).await?;
+        let alone = read_load(&statement_server.url, endpoint.path).await;
         rows.push(against_pgbench(
             format!("3. Reads: {} ({clients} clients)", endpoint.name),
             "req/s",
             &ours,
             "pgbench, same SQL",
             &reference,
+            &alone,
             Duration::from_millis(20),
         ));
     }
