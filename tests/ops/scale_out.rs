@@ -43,8 +43,10 @@ const REPLICAS: usize = 3;
 const VICTIM: usize = 1;
 /// The kill comes once the load reaches this action (as soon as the victim is in the middle
 /// of a request), the restart once it reaches the next and the victim has been down for
-/// [`MIN_OUTAGE`]; the rest of the run, spread over [`AFTER_RESTART`] at least, gives nginx
-/// time to send the restarted replica its share again.
+/// [`MIN_OUTAGE`]; the actions in between are spread over that outage, the load waits at
+/// [`RESTART_AT`] for the restart if it is not done, and the rest of the run, spread over
+/// [`AFTER_RESTART`] at least, gives nginx time to send the restarted replica its share
+/// again.
 const KILL_AT: i64 = 600;
 const RESTART_AT: i64 = 1_100;
 /// Longer than the upstreams' `fail_timeout` (2 s), so that nginx tries the dead replica
@@ -92,18 +94,38 @@ async fn three_replicas_behind_nginx_lose_no_request_and_no_write_when_one_crash
 
     let mut load = Load::new(SimClient::with_timeout(&nginx.base_url, SIMULATOR_TIMEOUT));
     let started = Instant::now();
+    let mut outage_began = None;
     for (sent, action) in actions.iter().enumerate() {
         // Published before the request goes out: an action below the published id is done.
         progress.send_replace(action.id);
+        if action.id >= RESTART_AT && restart.borrow().is_none() {
+            // A fast server gets through the outage's share of the load before the restart
+            // is done; the rest waits for it, or the load could end before the victim is
+            // back and nothing would test its return.
+            restart
+                .clone()
+                .wait_for(Option::is_some)
+                .await
+                .expect("the victim is restarted");
+        }
         load.send(action).await;
         let restarted: Option<Instant> = *restart.borrow();
-        if let Some(restarted) = restarted {
+        let (left, over, since) = match restarted {
             // The actions left share what remains of AFTER_RESTART.
-            let left = u32::try_from(actions.len() - sent - 1).expect("an action count fits");
-            let remaining = AFTER_RESTART.saturating_sub(restarted.elapsed());
-            if left > 0 && !remaining.is_zero() {
-                tokio::time::sleep(remaining / left).await;
+            Some(restarted) => (actions.len() - sent - 1, AFTER_RESTART, restarted),
+            // The outage's actions share MIN_OUTAGE, so that the load goes on while the
+            // victim is down (and nginx tries it again after its fail_timeout).
+            None if action.id >= KILL_AT => {
+                let began = *outage_began.get_or_insert_with(Instant::now);
+                let left = usize::try_from(RESTART_AT - action.id).expect("ids grow");
+                (left, MIN_OUTAGE, began)
             }
+            None => (0, Duration::ZERO, started),
+        };
+        let left = u32::try_from(left).expect("an action count fits");
+        let remaining = over.saturating_sub(since.elapsed());
+        if left > 0 && !remaining.is_zero() {
+            tokio::time::sleep(remaining / left).await;
         }
     }
     let load_time = started.elapsed();
