@@ -180,13 +180,16 @@ async fn run(options: Options) -> anyhow::Result<()> {
         )
         .await?;
         wait_until_projected(&scenario_store.pool).await?;
-        let floor = measure_floor(&cluster, &work_dir, &scenario).await?;
+        let floor = FloorServers::start(&cluster, &work_dir, &scenario_store).await?;
         let data = &scenario_store.data;
         let store = format!(
             "the full scenario's size ({} users, {} messages, {} follows)",
             data.users, data.messages, data.follows
         );
-        rows.push(workloads::sequential_writes(&scenario, &server.api_url, &store, &floor).await?);
+        rows.push(
+            workloads::sequential_writes(&scenario, &server.api_url, &store, &floor.references())
+                .await?,
+        );
         server.stop().await?;
         scenario_store.pool.close().await;
         scenario_setup = format!(
@@ -225,9 +228,12 @@ async fn run(options: Options) -> anyhow::Result<()> {
 
     if options.runs(1) {
         step("1. sequential writes on the large store");
-        let floor = measure_floor(&cluster, &work_dir, &scenario).await?;
+        let floor = FloorServers::start(&cluster, &work_dir, &large).await?;
         let store = format!("the large store ({} messages)", data.messages);
-        rows.push(workloads::sequential_writes(&scenario, &server.api_url, &store, &floor).await?);
+        rows.push(
+            workloads::sequential_writes(&scenario, &server.api_url, &store, &floor.references())
+                .await?,
+        );
     }
     let mut stream_row = None;
     if options.runs(7) {
@@ -355,17 +361,45 @@ impl Store {
     }
 }
 
-/// The floor of workload 1, measured right before the writes it is compared with: a durable
-/// commit's cost follows the disk's load (a busy disk made it ten times dearer in one run),
-/// and both sides must see the same machine.
-async fn measure_floor(
-    cluster: &cluster::Cluster,
-    work_dir: &Path,
-    scenario: &workloads::Scenario,
-) -> anyhow::Result<workloads::Floor> {
-    let durable_commit = cluster.commit_latency(work_dir).await?;
-    let trivial = TrivialServer::start(None).await?;
-    workloads::Floor::measure(scenario, &trivial.url, durable_commit).await
+/// The reference servers of workload 1, started afresh for each store, and pgbench's
+/// durable commit, measured right before the writes it is compared with: a durable commit's
+/// cost follows the disk's load (a busy disk made it ten times dearer in one run).
+struct FloorServers {
+    durable_commit: Duration,
+    trivial: TrivialServer,
+    commit_alone: TrivialServer,
+    event_alone: TrivialServer,
+    event_and_view_alone: TrivialServer,
+}
+
+impl FloorServers {
+    /// Starts them, those that commit doing so in `store` (beside its events and views).
+    async fn start(
+        cluster: &cluster::Cluster,
+        work_dir: &Path,
+        store: &Store,
+    ) -> anyhow::Result<Self> {
+        let durable_commit = cluster.commit_latency(work_dir).await?;
+        let statements = workloads::FloorStatements::prepare(&store.pool).await?;
+        let committing = |sql| TrivialServer::start(Some((sql, &store.url)));
+        Ok(Self {
+            durable_commit,
+            trivial: TrivialServer::start(None).await?,
+            commit_alone: committing(&statements.commit).await?,
+            event_alone: committing(&statements.event).await?,
+            event_and_view_alone: committing(&statements.event_and_view).await?,
+        })
+    }
+
+    fn references(&self) -> workloads::FloorReferences<'_> {
+        workloads::FloorReferences {
+            durable_commit: self.durable_commit,
+            trivial: &self.trivial.url,
+            commit_alone: &self.commit_alone.url,
+            event_alone: &self.event_alone.url,
+            event_and_view_alone: &self.event_and_view_alone.url,
+        }
+    }
 }
 
 /// What the table cannot say, kept in `BENCHMARKS.md` under it.

@@ -103,9 +103,27 @@ impl Scenario {
         Ok(Self { actions, requests })
     }
 
-    /// The scenario's run against the server at `base`, a run per kind of request.
-    async fn replay(&self, base: &str) -> BTreeMap<Kind, Run> {
-        replay_sequentially(&self.requests, base).await
+    /// The scenario against each of `servers` in turn, a block of [`BLOCK`] requests at a
+    /// time, so that all of them meet the same machine: its pace drifts over a run by more
+    /// than the differences measured (the floor's parts have doubled from one minute to the
+    /// next), while a block is over in a fraction of a second. Whole blocks rather than
+    /// single requests, so that what a write leaves running on its server (its projections,
+    /// its notifications) mostly falls on the same server's next request, not on another's.
+    /// A run per server and kind of request.
+    async fn replay_in_turn(&self, servers: &[(Server, &str)]) -> BTreeMap<(Server, Kind), Run> {
+        const BLOCK: usize = 100;
+        let addressed: Vec<_> = self
+            .requests
+            .chunks(BLOCK)
+            .flat_map(|block| {
+                servers.iter().flat_map(move |&(server, base)| {
+                    block
+                        .iter()
+                        .map(move |(kind, request)| ((server, *kind), base, request))
+                })
+            })
+            .collect();
+        replay_sequentially(&addressed).await
     }
 }
 
@@ -123,15 +141,15 @@ fn follow_request(kind: Kind, user: &str, target: &str, latest: i64) -> SimReque
     }
 }
 
-/// Sends `requests` to `base` one at a time, each on a new connection with `Connection:
-/// close`, as the simulator does; a run for each class of request (the pairs' first half).
+/// Sends `requests` one at a time, each to its server and on a new connection with
+/// `Connection: close`, as the simulator does; a run for each class of request (the first
+/// of each triple).
 async fn replay_sequentially<K: Ord + Copy>(
-    requests: &[(K, SimRequest)],
-    base: &str,
+    requests: &[(K, &str, &SimRequest)],
 ) -> BTreeMap<K, Run> {
     let client = load::fresh_connection_client();
-    let class_of = |(class, _): &(K, SimRequest)| *class;
-    load::sequential(requests, class_of, |(_, request): &(K, SimRequest)| {
+    let class_of = |(class, _, _): &(K, &str, &SimRequest)| *class;
+    load::sequential(requests, class_of, |(_, base, request)| {
         let reply = client
             .post(format!("{base}{}", request.path))
             .header("Authorization", AUTHORIZATION)
@@ -144,39 +162,81 @@ async fn replay_sequentially<K: Ord + Copy>(
     .await
 }
 
-/// The least a sequential, durable, acknowledged write can cost here: a request on a new
-/// connection to a server that does nothing, plus one durable commit.
-pub struct Floor {
-    /// The trivial 204 server's mean over the scenario's writes.
-    trivial: Duration,
-    /// pgbench's mean single-row insert and commit, on one connection.
-    commit: Duration,
+/// Who answers a request of workload 1: the server under test, or one of the floor's
+/// reference servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Server {
+    Ours,
+    Trivial,
+    CommitAlone,
+    EventAlone,
+    EventAndViewAlone,
 }
 
-impl Floor {
-    /// Replays `scenario` against the trivial server at `trivial_url` with the client the
-    /// server is measured with, and adds `durable_commit`.
-    pub async fn measure(
-        scenario: &Scenario,
-        trivial_url: &str,
-        durable_commit: Duration,
-    ) -> anyhow::Result<Self> {
-        let runs = scenario.replay(trivial_url).await;
-        let writes = Run::combined(Kind::WRITES.iter().filter_map(|kind| runs.get(kind)));
-        anyhow::ensure!(
-            writes.failures == 0 && !writes.latencies.is_empty(),
-            "the trivial server failed {} of the scenario's writes (first: {:?})",
-            writes.failures,
-            writes.first_failure
-        );
-        Ok(Self {
-            trivial: writes.mean(),
-            commit: durable_commit,
-        })
-    }
+/// The references of workload 1. The floor is the least a sequential, durable, acknowledged
+/// write can cost here: a request on a new connection to a server that does nothing, plus
+/// one durable commit. Beside it, what the same writes cost servers that do nothing but
+/// commit one row per request, on the same HTTP stack and driver as ours.
+pub struct FloorReferences<'a> {
+    /// pgbench's mean single-row insert and commit, on one connection.
+    pub durable_commit: Duration,
+    /// A server answering 204 at once.
+    pub trivial: &'a str,
+    /// A server committing pgbench's insert per request, then answering 204.
+    pub commit_alone: &'a str,
+    /// A server committing one row shaped like our events per request.
+    pub event_alone: &'a str,
+    /// A server committing, per request and in one statement, an event row and the row of
+    /// the timeline view it makes: the least any design can do that has the write in its
+    /// view by the time it answers.
+    pub event_and_view_alone: &'a str,
+}
 
-    fn total(&self) -> Duration {
-        self.trivial + self.commit
+/// The statements the committing reference servers run per request, `$1` being the
+/// request's path; each writes to a table of its own, shaped like pgbench's, our events' or
+/// our timeline view's (with their identity, defaults and indexes) but apart from them, so
+/// that no projector sees their rows.
+pub struct FloorStatements {
+    /// pgbench's single-row insert.
+    pub commit: String,
+    /// A post as our store holds it, with no notification.
+    pub event: String,
+    /// That post and its timeline row.
+    pub event_and_view: String,
+}
+
+impl FloorStatements {
+    /// Creates their tables in the store behind `pool`.
+    pub async fn prepare(pool: &PgPool) -> anyhow::Result<Self> {
+        let timeline = active_schemas(pool).await?.timeline;
+        sqlx::raw_sql(&format!(
+            "CREATE TABLE IF NOT EXISTS bench_inserts \
+                 (id bigserial PRIMARY KEY, payload text NOT NULL); \
+             CREATE TABLE IF NOT EXISTS bench_events (LIKE events INCLUDING ALL); \
+             CREATE TABLE IF NOT EXISTS bench_view (LIKE {timeline}.messages INCLUDING ALL);"
+        ))
+        .execute(pool)
+        .await?;
+        let event = "INSERT INTO bench_events (aggregate_type, aggregate_id, sequence, \
+             event_type, event_version, payload, metadata) \
+             SELECT 'message', gen_random_uuid()::text, 1, 'MessagePosted', '1.0', \
+             json_build_object('MessagePosted', json_build_object('author', $1, \
+                 'content', 'a message about the size of a simulated tweet', \
+                 'posted_at', now())), \
+             json_build_object('request_id', gen_random_uuid(), 'received_at', now())";
+        Ok(Self {
+            commit: "INSERT INTO bench_inserts (payload) VALUES ($1)".to_owned(),
+            event_and_view: format!(
+                "WITH post AS ({event} RETURNING aggregate_id, global_position, \
+                     payload->'MessagePosted' AS body) \
+                 INSERT INTO bench_view \
+                     (message_id, author, content, pub_date, posted_at, position) \
+                 SELECT aggregate_id, body->>'author', body->>'content', \
+                        extract(epoch FROM now())::bigint, now(), global_position \
+                 FROM post"
+            ),
+            event: event.to_owned(),
+        })
     }
 }
 
@@ -187,12 +247,53 @@ pub async fn sequential_writes(
     scenario: &Scenario,
     api_url: &str,
     store: &str,
-    floor: &Floor,
+    references: &FloorReferences<'_>,
 ) -> anyhow::Result<Row> {
-    let runs = scenario.replay(api_url).await;
-    let writes = Run::combined(Kind::WRITES.iter().filter_map(|kind| runs.get(kind)));
-    let everything = Run::combined(runs.values());
-    let of_floor = |mean: Duration| mean.as_secs_f64() / floor.total().as_secs_f64();
+    let all = scenario
+        .replay_in_turn(&[
+            (Server::Ours, api_url),
+            (Server::Trivial, references.trivial),
+            (Server::CommitAlone, references.commit_alone),
+            (Server::EventAlone, references.event_alone),
+            (Server::EventAndViewAlone, references.event_and_view_alone),
+        ])
+        .await;
+    let runs: BTreeMap<Kind, &Run> = all
+        .iter()
+        .filter(|((server, _), _)| *server == Server::Ours)
+        .map(|((_, kind), run)| (*kind, run))
+        .collect();
+    let writes_of = |server: Server| {
+        Run::combined(
+            Kind::WRITES
+                .iter()
+                .filter_map(|kind| all.get(&(server, *kind))),
+        )
+    };
+    let mut reference_means = BTreeMap::new();
+    for server in [
+        Server::Trivial,
+        Server::CommitAlone,
+        Server::EventAlone,
+        Server::EventAndViewAlone,
+    ] {
+        let writes = writes_of(server);
+        anyhow::ensure!(
+            writes.failures == 0 && !writes.latencies.is_empty(),
+            "the {server:?} reference failed {} of the scenario's writes (first: {:?})",
+            writes.failures,
+            writes.first_failure
+        );
+        reference_means.insert(server, writes.mean());
+    }
+    let trivial = reference_means[&Server::Trivial];
+    let commit_alone = reference_means[&Server::CommitAlone];
+    let event_alone = reference_means[&Server::EventAlone];
+    let event_and_view_alone = reference_means[&Server::EventAndViewAlone];
+    let floor = trivial + references.durable_commit;
+    let writes = writes_of(Server::Ours);
+    let everything = Run::combined(runs.values().copied());
+    let of_floor = |mean: Duration| mean.as_secs_f64() / floor.as_secs_f64();
     let mut kinds = Vec::new();
     // The target is every kind's; the ratio shown is the worst of them.
     let mut worst = 0.0_f64;
@@ -223,10 +324,19 @@ pub async fn sequential_writes(
         ),
         reference: format!(
             "floor {}: trivial 204 server, same writes, {} + one durable commit (pgbench, 1 \
-             client) {}",
-            millis(floor.total()),
-            millis(floor.trivial),
-            millis(floor.commit)
+             client) {}; HTTP and that commit alone (the 204 server committing pgbench's \
+             insert per request, same writes): {} ({:.2}×); HTTP and an event's insert alone \
+             (a row shaped like our events, with their indexes): {} ({:.2}×); HTTP and an \
+             event with its view row alone (both in one statement): {} ({:.2}×)",
+            millis(floor),
+            millis(trivial),
+            millis(references.durable_commit),
+            millis(commit_alone),
+            of_floor(commit_alone),
+            millis(event_alone),
+            of_floor(event_alone),
+            millis(event_and_view_alone),
+            of_floor(event_and_view_alone),
         ),
         ratio: Some(worst),
         target: "every kind's mean ≤ 2× floor".to_owned(),
@@ -275,7 +385,11 @@ pub async fn stream_growth(api_url: &str, stream: &dataset::StreamUsers) -> anyh
             }
         }
     }
-    let runs = replay_sequentially(&requests, api_url).await;
+    let addressed: Vec<_> = requests
+        .iter()
+        .map(|(whose, request)| (*whose, api_url, request))
+        .collect();
+    let runs = replay_sequentially(&addressed).await;
     let long = runs
         .get(&Stream::Long)
         .context("no request of the long stream")?;
