@@ -4,7 +4,7 @@
 //!
 //! Names follow Prometheus' conventions (base units, `_total` counters, `_seconds`), with
 //! `minitwit_` on the domain's own; routes are matched templates (`/msgs/{username}`), never raw
-//! paths. Every histogram has explicit buckets — without them the exporter would publish
+//! paths, and methods are HTTP's own or `other`: no label takes a value a client chose. Every histogram has explicit buckets — without them the exporter would publish
 //! summaries, which cannot be aggregated across replicas — and 0.3 s, the simulator's
 //! timeout, is one of the edges. The catalogue is in the README.
 
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::CONTENT_TYPE;
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use database::event_log;
@@ -95,7 +96,7 @@ pub async fn track_requests(
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let active = metrics::gauge!("http_server_active_requests", "listener" => listener);
     active.increment(1.0);
     let started = Instant::now();
@@ -103,7 +104,7 @@ pub async fn track_requests(
     active.decrement(1.0);
     metrics::histogram!(
         "http_server_request_duration_seconds",
-        "listener" => listener, "method" => method.clone(), "route" => route.clone()
+        "listener" => listener, "method" => method, "route" => route.clone()
     )
     .record(started.elapsed().as_secs_f64());
     metrics::counter!(
@@ -113,6 +114,24 @@ pub async fn track_requests(
     )
     .increment(1);
     response
+}
+
+/// A request's method as a label value: the methods HTTP defines by their names, and every
+/// other one as `other`. Anyone may send any token as a method; were it a label, each new
+/// one would add series to every scrape for the life of the process.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::CONNECT => "CONNECT",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
 }
 
 /// Refreshes the database-derived gauges every few seconds until `cancel` fires. Every

@@ -131,7 +131,36 @@ async fn requests_commands_events_and_database_figures_are_exposed() {
         assert_eq!(page.status(), status, "GET {path}");
     }
 
+    // Methods a client makes up are counted, but not by name.
+    let http = reqwest::Client::new();
+    for (base, invented) in [(&server.web_url, "FOO1"), (&server.base_url, "BAR9")] {
+        let method = reqwest::Method::from_bytes(invented.as_bytes()).unwrap();
+        let answer = http
+            .request(method, format!("{base}/public"))
+            .send()
+            .await
+            .unwrap();
+        assert!(answer.status().is_client_error(), "{invented}: {answer:?}");
+    }
+
     let samples = scrape(&server).await;
+    for sample in &samples {
+        if let Some(method) = sample.labels.get("method") {
+            assert!(
+                !method.contains("FOO") && !method.contains("BAR"),
+                "an invented method became a label: {sample:?}"
+            );
+        }
+    }
+    let other_methods: f64 = samples
+        .iter()
+        .filter(|sample| {
+            sample.name == "http_server_requests_total"
+                && sample.labels.get("method").map(String::as_str) == Some("other")
+        })
+        .map(|sample| sample.value)
+        .sum();
+    assert_eq!(other_methods, 2.0, "one invented method on each listener");
     let requests = |labels: &[(&str, &str)]| value(&samples, "http_server_requests_total", labels);
     assert_eq!(
         requests(&[
