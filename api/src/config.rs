@@ -117,11 +117,12 @@ pub struct Config {
     #[arg(long, env = "MINITWIT_SIMULATOR_USER", default_value = "simulator")]
     pub simulator_user: String,
 
-    /// The password the simulator authenticates with.
+    /// The password the simulator authenticates with. The default is the course's, which is
+    /// published: a server left on it warns at start.
     #[arg(
         long,
         env = "MINITWIT_SIMULATOR_PASSWORD",
-        default_value = "super_safe!",
+        default_value = COURSE_SIMULATOR_PASSWORD,
         hide_env_values = true,
         hide_default_value = true
     )]
@@ -196,6 +197,10 @@ pub struct Config {
     #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
 }
+
+/// The simulator's password as the course publishes it: what its simulator sends unless told
+/// otherwise, and so what anyone on the internet can send too.
+pub const COURSE_SIMULATOR_PASSWORD: &str = "super_safe!";
 
 impl Config {
     /// The simulator's password, from its file if one was given.

@@ -322,7 +322,7 @@ fn api_router(
         accounts: command_side.accounts.clone(),
         expected_authorization: SimulatorState::basic_authorization(
             &config.simulator_user,
-            &config.simulator_password()?,
+            &simulator_password(config)?,
         )
         .into(),
         max_messages: config.max_messages,
@@ -400,4 +400,19 @@ fn with_http_layers(router: Router, listener: &'static str) -> Router {
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(CompressionLayer::new()),
     )
+}
+
+/// The simulator's password, with a warning when it is the course's published one: then
+/// anyone can post, follow and unfollow as every user through the API, unless the proxy in
+/// front lets only the simulator's network reach it.
+fn simulator_password(config: &Config) -> anyhow::Result<String> {
+    let password = config.simulator_password()?;
+    if password == crate::config::COURSE_SIMULATOR_PASSWORD {
+        tracing::warn!(
+            "the simulator API accepts the course's published password: set \
+             MINITWIT_SIMULATOR_PASSWORD (or _FILE) to a secret of your own, or let only the \
+             simulator's network reach the API"
+        );
+    }
+    Ok(password)
 }

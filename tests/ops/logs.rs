@@ -131,3 +131,24 @@ async fn json_logs_have_a_line_per_request_with_its_id_and_no_secrets() {
     assert!(all_metadata.iter().all(|text| !text.contains(PASSWORD)));
     server.terminate().await;
 }
+
+/// The warning a server on the course's published simulator password logs at start.
+const PUBLISHED_PASSWORD_WARNING: &str = "accepts the course's published password";
+
+#[tokio::test]
+async fn a_server_left_on_the_courses_password_warns_at_start_and_one_with_its_own_does_not() {
+    let db = TestDatabase::create().await;
+    for (password, warns) in [(None, true), (Some("a secret of our own"), false)] {
+        let mut env = vec![("DATABASE_URL", db.url.as_str()), ("RUST_LOG", "warn")];
+        if let Some(password) = password {
+            env.push(("MINITWIT_SIMULATOR_PASSWORD", password));
+        }
+        let server = ServerProcess::start_with(MINITWIT, &env).await;
+        let warned = server
+            .logs()
+            .iter()
+            .any(|line| line.contains(PUBLISHED_PASSWORD_WARNING));
+        assert_eq!(warned, warns, "password {password:?}: {:#?}", server.logs());
+        server.terminate().await;
+    }
+}

@@ -122,8 +122,8 @@ fn simulator_frame() -> OpenApi {
             HttpBuilder::new()
                 .scheme(HttpAuthScheme::Basic)
                 .description(Some(
-                    "Exactly the configured simulator credentials (by default \
-                     `simulator:super_safe!`); anything else is a 403.",
+                    "Exactly the simulator credentials the deployment configured; anything \
+                     else is a 403.",
                 ))
                 .build(),
         ),
