@@ -86,6 +86,27 @@ async fn signing_in_gives_a_new_session_id_and_signing_out_leaves_nothing_usable
 }
 
 #[tokio::test]
+async fn signing_out_when_nobody_is_signed_in_stores_no_session() {
+    let app = test_support::app::spawn_app().await;
+    for _ in 0..3 {
+        let anonymous = WebClient::not_following_redirects(&app.web_url);
+        let answer = anonymous.logout().await;
+        answer.assert_redirected_to("/public");
+        assert_eq!(
+            answer.header("set-cookie"),
+            None,
+            "no session is handed out"
+        );
+    }
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM web_sessions")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn forged_or_tampered_cookies_are_ignored() {
     let app = test_support::app::spawn_app().await;
     let browser = WebClient::not_following_redirects(&app.web_url);

@@ -203,6 +203,11 @@ async fn login_page(
 
 /// `GET /logout`: ends the session (the flash travels in a fresh one).
 pub async fn logout(mut session: BrowserSession) -> Result<Response, WebError> {
+    if session.username().is_none() {
+        // Nobody to sign out: a flash would store a session for every anonymous hit, which
+        // anyone could use to fill the sessions table.
+        return Ok(redirect("/public"));
+    }
     session.sign_out().await?;
     session.flash(SIGNED_OUT).await?;
     Ok(redirect("/public"))
