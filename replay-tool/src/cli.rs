@@ -80,9 +80,11 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         grace: u64,
     },
-    /// Writes the whole event log to FILE (`-`: stdout) as JSON lines, in log order.
+    /// Writes the whole event log to FILE (`-`: stdout) as JSON lines, in log order. The
+    /// file is readable by its owner only: it holds password hashes and private messages.
     Export { file: PathBuf },
-    /// Restores an exported log from FILE (`-`: stdin) into an empty event store.
+    /// Restores an exported log from FILE (`-`: stdin) into an empty event store. A line
+    /// over 1 MiB is refused.
     Import { file: PathBuf },
     /// Turns an original ITU-MiniTwit SQLite database into events (idempotent).
     ImportLegacy { path: PathBuf },

@@ -18,7 +18,9 @@
 //!
 //! **Export** reads one REPEATABLE READ snapshot, so it is consistent while servers write. A
 //! file is written under a temporary name and renamed when complete: JSON lines have no end
-//! marker, and a truncated export would otherwise import as a shorter log.
+//! marker, and a truncated export would otherwise import as a shorter log. The file is made
+//! readable and writable by its owner alone (`0600`): it holds password hashes and private
+//! messages.
 //!
 //! **Transaction ids are not kept.** Projectors read only rows whose transaction is older than
 //! every running one (see `projections::projector`), and ids from another cluster may lie in
@@ -35,12 +37,13 @@
 //! into a temporary table, checking every line — an object with exactly the exported fields,
 //! of the right types, in log order — and then that no position or stream version repeats;
 //! a bad input is refused with the number of its first bad line, before anything is written
-//! to the store. Only then are the batches written, each in its own transaction. A failure
+//! to the store. A line longer than [`MAX_LINE_BYTES`] is refused as soon as that many bytes
+//! of it are read, so a file with no line breaks cannot fill the memory. Only then are the batches written, each in its own transaction. A failure
 //! after that (a lost connection; a server appending meanwhile, which is detected) leaves the
 //! batches before it: recreate the database and import again.
 
 use std::fmt;
-use std::fs::File;
+use std::fs::{File, OpenOptions, Permissions};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -58,6 +61,10 @@ use tokio::sync::mpsc;
 use crate::report::ProgressReport;
 use crate::terminal::printable;
 
+/// The longest line an import accepts, in bytes, its line break aside. An event's line is a
+/// few kilobytes at most (a message is at most 1,000 characters, six bytes each when escaped);
+/// this leaves room for any event to come, and bounds what one line can make us hold.
+pub const MAX_LINE_BYTES: usize = 1024 * 1024;
 /// Rows per import transaction, at most: small enough that no transaction holds the
 /// projectors' horizon back for long, large enough that commits do not dominate.
 const BATCH_ROWS: usize = 1000;
@@ -191,7 +198,7 @@ impl Destination {
                 tokio::task::spawn_blocking(move || drain(io::stdout().lock(), chunks).map(drop))
             }
             Self::File { partial, .. } => {
-                let file = File::create(partial)
+                let file = owner_only_file(partial)
                     .with_context(|| format!("creating {}", shown(partial)))?;
                 tokio::task::spawn_blocking(move || drain(file, chunks)?.sync_all())
             }
@@ -223,6 +230,20 @@ impl fmt::Display for Destination {
             Self::File { path, .. } => f.write_str(&shown(path)),
         }
     }
+}
+
+/// Creates (or empties) `path` for the owner alone to read and write, whatever the umask;
+/// a file left over from an earlier run gets those permissions too.
+fn owner_only_file(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(Permissions::from_mode(0o600))?;
+    Ok(file)
 }
 
 /// Writes every chunk to `sink` until the sender is done; returns the flushed sink.
@@ -492,7 +513,9 @@ fn read_input(input: Box<dyn Read + Send>, chunks: mpsc::Sender<Chunk>) -> anyho
     let mut chunk = Chunk::default();
     loop {
         bytes.clear();
-        let read = input
+        // One byte past the limit: a line of exactly the limit still has room for its break.
+        let read = (&mut input)
+            .take(MAX_LINE_BYTES as u64 + 1)
             .read_until(b'\n', &mut bytes)
             .context("reading the input")?;
         if read == 0 {
@@ -503,6 +526,12 @@ fn read_input(input: Box<dyn Read + Send>, chunks: mpsc::Sender<Chunk>) -> anyho
             line,
             problem: printable(&problem),
         };
+        if bytes.len() > MAX_LINE_BYTES && bytes.last() != Some(&b'\n') {
+            return Err(bad(format!(
+                "longer than {MAX_LINE_BYTES} bytes, more than any event's line"
+            ))
+            .into());
+        }
         let event = parse_line(&bytes).map_err(bad)?;
         if let Some(previous) = previous.filter(|previous| event.position <= *previous) {
             return Err(bad(format!(

@@ -4,11 +4,12 @@
 //! non-empty store are refused without writing anything; new events follow the imported ones.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use replay_tool::export::{export_to, import_from};
+use replay_tool::export::{export_to, import_from, MAX_LINE_BYTES};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
@@ -404,7 +405,13 @@ async fn a_bad_file_is_refused_with_its_line_number_and_nothing_is_imported() {
     }
     drop(conn);
     let file = scratch_path("export-import", "log.jsonl");
+    // Even over a file anyone could read, the export is its owner's alone: it holds
+    // password hashes and private messages.
+    std::fs::write(&file, "").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
     export_to(&source.pool, &file).await.unwrap();
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the export's permissions: {mode:o}");
     let text = std::fs::read_to_string(&file).unwrap();
     let good: Vec<&str> = text.lines().collect();
     assert_eq!(good.len(), 5);
@@ -418,7 +425,8 @@ async fn a_bad_file_is_refused_with_its_line_number_and_nothing_is_imported() {
         .unwrap();
 
     let target = TestDatabase::create().await;
-    let cases: [(&str, Vec<String>, &str); 7] = [
+    let endless = "x".repeat(MAX_LINE_BYTES + 1);
+    let cases: [(&str, Vec<String>, &str); 8] = [
         (
             "bad JSON on line 3",
             vec![
@@ -447,6 +455,11 @@ async fn a_bad_file_is_refused_with_its_line_number_and_nothing_is_imported() {
                 edited(2, &|line| line["recorded_at"] = json!(12)),
             ],
             "line 3: invalid type: integer `12`",
+        ),
+        (
+            "a line over the limit",
+            vec![good[0].into(), endless],
+            "line 2: longer than 1048576 bytes",
         ),
         (
             "a field no export has",
