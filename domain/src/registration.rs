@@ -31,15 +31,64 @@ pub enum RegistrationError {
     PasswordsDiffer,
     #[error("The username is already taken")]
     UsernameTaken,
+    #[error("This username is reserved by the site")]
+    ReservedUsername,
+}
+
+/// Names a new account may not take, compared without regard to ASCII case: the site's own
+/// top-level pages and listeners (a user named `public` would have their timeline at the
+/// public timeline's address), names that look like the site speaking, and the prefix under
+/// which accounts that hold such a name from before this rule (imported from the original)
+/// stay reachable.
+pub const RESERVED_USERNAMES: [&str; 27] = [
+    "about",
+    "account",
+    "add_message",
+    "admin",
+    "api",
+    "chat",
+    "favicon.ico",
+    "fllws",
+    "health",
+    "help",
+    "latest",
+    "login",
+    "logout",
+    "messages",
+    "metrics",
+    "msgs",
+    "openapi.json",
+    "public",
+    "register",
+    "robots.txt",
+    "search",
+    "settings",
+    "simulator",
+    "static",
+    "support",
+    "system",
+    "users",
+];
+
+/// Whether `username` is one of the [`RESERVED_USERNAMES`].
+pub fn is_reserved(username: &str) -> bool {
+    RESERVED_USERNAMES
+        .iter()
+        .any(|reserved| reserved.eq_ignore_ascii_case(username))
 }
 
 /// Checks the parts of a new registration that need nothing but the input itself: each
 /// field's own rule, then its length limit (see [`crate::limits`]), field by field.
 ///
 /// Whether the username is taken is the aggregate's business (see [`crate::user`]); callers
-/// may check it earlier to avoid hashing a password for nothing.
+/// may check it earlier to avoid hashing a password for nothing. Reserved names are refused
+/// here, for new accounts, and not by the aggregate, which also records the accounts of the
+/// original's databases with the names they had.
 pub fn validate(username: &str, email: &str, password: &str) -> Result<(), RegistrationError> {
     validate_username(username)?;
+    if is_reserved(username) {
+        return Err(RegistrationError::ReservedUsername);
+    }
     if limits::exceeds(username, MAX_USERNAME_CHARS) {
         return Err(RegistrationError::UsernameTooLong);
     }
@@ -152,6 +201,27 @@ mod tests {
             Err(RegistrationError::MissingPassword)
         );
         assert_eq!(validate("Roger Histand", "r@h", "\\\"'{<"), Ok(()));
+    }
+
+    #[test]
+    fn new_accounts_cannot_take_the_sites_own_names_in_any_case() {
+        for name in [
+            "public",
+            "Public",
+            "LOGIN",
+            "static",
+            "users",
+            "openapi.json",
+        ] {
+            assert_eq!(
+                validate(name, "a@b", "pw"),
+                Err(RegistrationError::ReservedUsername),
+                "{name}"
+            );
+        }
+        for name in ["publics", "public ", "my login", "ståtic"] {
+            assert_eq!(validate(name, "a@b", "pw"), Ok(()), "{name}");
+        }
     }
 
     #[test]

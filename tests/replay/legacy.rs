@@ -52,7 +52,9 @@ const NAMES: [&str; 20] = [
     "trailing space ",
     "Ünïcödé",
     "日本語 ユーザー",
-    "plain",
+    // A name new accounts may no longer take (it is the public timeline's address): an
+    // imported account keeps it, with its pages under /users.
+    "public",
 ];
 
 /// Generated messages with these ids are the importable ones.
@@ -437,6 +439,37 @@ async fn a_legacy_database_imports_with_its_passwords_timelines_and_follows() {
             "{name:?}'s follows"
         );
     }
+    // The account named like the public timeline keeps its name and has its pages under
+    // /users, where the timelines link to; a new account cannot take such a name.
+    let reserved = legacy.accounts().find(|(user, _)| *user == "public");
+    let (_, password) = reserved.expect("an account named public");
+    let browser = WebClient::new(&app.web_url);
+    browser
+        .login("public", password)
+        .await
+        .assert_contains("You were logged in");
+    let own = browser.get("/users/public").await;
+    own.assert_contains("public's Timeline");
+    // Each message's text begins with its number, which no escaping changes.
+    for (_, text, _) in visible.iter().filter(|(author, _, _)| author == "public") {
+        if let Some((number, _)) = text.split_once(':') {
+            own.assert_contains(&format!("{number}:"));
+        }
+    }
+    assert!(
+        visible.iter().any(|(author, _, _)| author == "public"),
+        "the account has messages to show"
+    );
+    WebClient::new(&app.web_url)
+        .get("/public")
+        .await
+        .assert_contains("href=\"/users/public\"");
+    let taken = client
+        .register("Public", "p@example.org", "pw", None)
+        .await
+        .unwrap();
+    assert_eq!(taken.status, reqwest::StatusCode::BAD_REQUEST, "{taken:?}");
+
     let flagged: Vec<&str> = legacy
         .messages
         .iter()

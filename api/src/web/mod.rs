@@ -92,8 +92,10 @@ const CONTENT_SECURITY_POLICY_VALUE: &str = "default-src 'self'; \
 /// the database answer 503 at once while `gate` says it cannot be reached.
 pub fn router(state: WebState, store: PostgresStore, key: Key, gate: &DatabaseGate) -> Router {
     // The original changed state on GET here; those GETs keep working, but only same-site.
-    let state_changing_gets = Router::new()
+    let sign_out = Router::new()
         .route("/logout", get(account::logout))
+        .route_layer(middleware::from_fn(cross_origin::protect_every_method));
+    let user_actions_on_get = Router::new()
         .route(
             "/{username}/follow",
             get(actions::follow).post(actions::follow),
@@ -103,6 +105,11 @@ pub fn router(state: WebState, store: PostgresStore, key: Key, gate: &DatabaseGa
             get(actions::unfollow).post(actions::unfollow),
         )
         .route_layer(middleware::from_fn(cross_origin::protect_every_method));
+    let user_pages = Router::new()
+        .route("/{username}/block", post(actions::block))
+        .route("/{username}/unblock", post(actions::unblock))
+        .route("/{username}", get(timelines::user))
+        .merge(user_actions_on_get);
     let pages = Router::new()
         .route("/", get(timelines::mine))
         .route("/public", get(timelines::public))
@@ -117,10 +124,9 @@ pub fn router(state: WebState, store: PostgresStore, key: Key, gate: &DatabaseGa
             "/messages/{partner}",
             get(chat_pages::conversation).post(chat_pages::send),
         )
-        .route("/{username}/block", post(actions::block))
-        .route("/{username}/unblock", post(actions::unblock))
-        .route("/{username}", get(timelines::user))
-        .merge(state_changing_gets)
+        .nest(pages::RESERVED_NAMES_PREFIX, user_pages.clone())
+        .merge(user_pages)
+        .merge(sign_out)
         .route_layer(middleware::from_fn_with_state(
             Guard::new::<WebError>(gate, "web"),
             outage::guard,

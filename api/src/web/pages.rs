@@ -324,10 +324,21 @@ pub fn redirect(location: &str) -> Response {
     }
 }
 
-/// The path of `username`'s timeline, percent-encoded as one path segment.
+/// The path of `username`'s timeline, percent-encoded as one path segment: at the top level,
+/// or under [`RESERVED_NAMES_PREFIX`] for a name the site's own pages have (an account
+/// imported from the original with a name that new accounts may no longer take).
 pub fn user_href(username: &str) -> String {
-    format!("/{}", encode_path_segment(username))
+    let prefix = if domain::registration::is_reserved(username) {
+        RESERVED_NAMES_PREFIX
+    } else {
+        ""
+    };
+    format!("{prefix}/{}", encode_path_segment(username))
 }
+
+/// Where every user's pages are also served, so that a user named like one of the site's
+/// pages (`/public`) still has theirs (`/users/public`).
+pub const RESERVED_NAMES_PREFIX: &str = "/users";
 
 /// Percent-encodes everything but RFC 3986's unreserved characters, so that any username
 /// (spaces, slashes, `?`, non-ASCII) stays one path segment.
@@ -408,6 +419,8 @@ mod tests {
         assert_eq!(user_href("a/b?c#d"), "/a%2Fb%3Fc%23d");
         assert_eq!(user_href("Åse"), "/%C3%85se");
         assert_eq!(user_href("plain-name_1.x~"), "/plain-name_1.x~");
+        assert_eq!(user_href("public"), "/users/public");
+        assert_eq!(user_href("Static"), "/users/Static");
     }
 
     #[test]
