@@ -107,6 +107,17 @@ pub struct Config {
     #[arg(long, env = "MINITWIT_LOGIN_ATTEMPTS_PER_MINUTE", default_value_t = 10)]
     pub login_attempts_per_minute: u32,
 
+    /// Live streams (open timeline pages, and the chat's stream of each signed-in page) a
+    /// client address may hold open at once on this replica; past it the answer is 429.
+    /// Several people behind one address (an office, a phone network) share it.
+    #[arg(long, env = "MINITWIT_LIVE_STREAMS_PER_ADDRESS", default_value_t = 32)]
+    pub live_streams_per_address: usize,
+
+    /// Live streams a signed-in user may hold open at once on this replica, from any
+    /// address: about two per open tab.
+    #[arg(long, env = "MINITWIT_LIVE_STREAMS_PER_USER", default_value_t = 16)]
+    pub live_streams_per_user: usize,
+
     /// The request header holding the client's address, when a reverse proxy in front sets it
     /// (e.g. `x-real-ip`). Without it the connection's peer address is used. Only set it
     /// behind a proxy that overwrites the header, or clients could choose their own address.

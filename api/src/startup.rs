@@ -113,6 +113,10 @@ impl Application {
             chat: views.chat.clone(),
             avatars: config.avatars,
             login_limiter: login_limiter.clone(),
+            stream_limits: web::stream_limits::StreamLimits::new(
+                config.live_streams_per_address,
+                config.live_streams_per_user,
+            ),
             client_ip_header: client_ip_header(&config)?,
             stopping: stopping.clone(),
         };

@@ -38,6 +38,7 @@ const CONTRACT_METRICS: &[&str] = &[
     "minitwit_follows",
     "minitwit_logins_total",
     "minitwit_live_streams",
+    "minitwit_live_streams_refused_total",
     "minitwit_chat_streams",
     "minitwit_database_unreachable",
     "minitwit_unavailable_responses_total",

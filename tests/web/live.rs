@@ -264,3 +264,63 @@ async fn a_message_posted_through_one_replica_reaches_a_page_open_on_another() {
     writer.terminate().await;
     reader.terminate().await;
 }
+
+#[tokio::test]
+async fn open_streams_are_bounded_per_address_and_per_user_and_closing_one_frees_its_place() {
+    let app = test_support::app::spawn_app_with(|config| {
+        config.live_streams_per_address = 5;
+        config.live_streams_per_user = 2;
+    })
+    .await;
+    let refused = |response: &reqwest::Response, what: &str| {
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS, "{what}");
+        let retry_after = response.headers()["retry-after"].to_str().unwrap();
+        assert!(
+            retry_after.parse::<u64>().unwrap() > 0,
+            "{what}: {retry_after}"
+        );
+    };
+    // Anonymous streams from one address: five, and no sixth.
+    let mut anonymous = Vec::new();
+    for _ in 0..5 {
+        anonymous.push(EventStream::connect(&app.web_url, "/public", &[]).await);
+    }
+    refused(
+        &EventStream::open(&app.web_url, "/public", &[]).await,
+        "a sixth from the address",
+    );
+    // Closed streams give their places back.
+    anonymous.truncate(2);
+    let signed_in = WebClient::new(&app.web_url);
+    signed_in.register_and_login("alice", "pw").await;
+    let cookie = signed_in.cookie_header(&app.web_url);
+    let as_alice = [("cookie", cookie.as_str())];
+    let mut eventually_open = None;
+    for _ in 0..100 {
+        let response = EventStream::open(&app.web_url, "/", &as_alice).await;
+        if response.status() == StatusCode::OK {
+            eventually_open = Some(response);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _mine = eventually_open.expect("a closed stream's place is given back");
+    let _chat = EventStream::connect(&app.web_url, "/chat/live", &as_alice).await;
+    // Alice is at her bound of two, though the address has room for one more.
+    refused(
+        &EventStream::open(&app.web_url, "/public", &as_alice).await,
+        "a third for alice",
+    );
+    let _fifth = EventStream::connect(&app.web_url, "/public", &[]).await;
+    refused(
+        &EventStream::open(&app.web_url, "/public", &[]).await,
+        "a sixth from the address again",
+    );
+    // Pages themselves are not streams, and are never refused.
+    let page = reqwest::get(format!("{}/public", app.web_url))
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    drop(anonymous);
+    app.stop().await;
+}

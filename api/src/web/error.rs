@@ -9,13 +9,15 @@
 //! | `BadRequest`     | 400    | what is wrong with the input                |
 //! | `Conflict`       | 409    | concurrent changes won every retry          |
 //! | `Refused`        | 400, 408, 413, 414 | which limit the request broke ([`crate::request_limits`]) |
+//! | `TooManyStreams` | 429    | too many live pages open (with `Retry-After`) |
 //! | `Unavailable`    | 503    | try again in a moment (with `Retry-After`)  |
 //! | `Internal`       | 500    | a generic text; the cause is logged, never shown |
 //!
 //! (The simulator's JSON errors are worded in [`crate::error`]; what a failure below the HTTP
 //! layer means is decided in [`crate::failure`].)
 
-use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::assets::ASSET_URLS;
@@ -41,6 +43,10 @@ pub enum WebError {
     Conflict,
     #[error(transparent)]
     Refused(#[from] RefusedRequest),
+    /// The client has as many live streams open as it may ([`super::stream_limits`]); one
+    /// may close within the duration.
+    #[error("Too many live pages are open; close some and try again.")]
+    TooManyStreams(std::time::Duration),
     /// The database cannot be reached. No cause when the breaker refused the request
     /// without trying (the breaker logged the outage once).
     #[error("The service is briefly unavailable; please try again in a moment.")]
@@ -58,6 +64,7 @@ impl WebError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Conflict => StatusCode::CONFLICT,
             Self::Refused(refusal) => refusal.status(),
+            Self::TooManyStreams(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -82,6 +89,10 @@ impl IntoResponse for WebError {
             _ => {}
         }
         let unavailable = matches!(self, Self::Unavailable(_));
+        let retry_after = match &self {
+            Self::TooManyStreams(wait) => Some(wait.as_secs().max(1)),
+            _ => None,
+        };
         let status = self.status();
         let page = ErrorPage {
             chrome: Chrome {
@@ -96,6 +107,11 @@ impl IntoResponse for WebError {
         let mut response = render(status, &page);
         if unavailable {
             outage::mark_unavailable(&mut response);
+        }
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

@@ -34,6 +34,7 @@ pub mod paging;
 pub mod rate_limit;
 pub mod session;
 pub mod static_files;
+pub mod stream_limits;
 pub mod timelines;
 
 use std::sync::Arc;
@@ -75,6 +76,8 @@ pub struct WebState {
     pub chat: ChatFeed,
     pub avatars: AvatarSource,
     pub login_limiter: Arc<LoginLimiter>,
+    /// The bounds on open live streams, and their counts.
+    pub stream_limits: Arc<stream_limits::StreamLimits>,
     /// The header a trusted proxy puts the client's address in, if any.
     pub client_ip_header: Option<axum::http::HeaderName>,
     /// Fires when the server starts shutting down, so live streams end and let it drain.
@@ -146,6 +149,10 @@ pub fn router(state: WebState, store: PostgresStore, key: Key, gate: &DatabaseGa
     // Static files need no database, so they are served through an outage too.
     pages
         .merge(chat_api)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            stream_limits::bound_live_streams,
+        ))
         .route("/static/{name}", get(static_files::file))
         .route("/static/avatars/{file}", get(static_files::avatar))
         .fallback(|| async { WebError::NotFound("There is no such page.".to_owned()) })
