@@ -24,6 +24,7 @@ use projections::{
 };
 use sqlx::PgPool;
 use tokio::net::TcpListener;
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::compression::CompressionLayer;
@@ -62,6 +63,8 @@ pub struct Application {
     metrics: Metrics,
     sessions: PostgresStore,
     login_limiter: Arc<LoginLimiter>,
+    /// Announces each browser session that ends, to the live streams it opened.
+    sessions_ended: broadcast::Sender<Arc<str>>,
     /// Fires when shutdown begins; live streams end on it, so the listeners can drain.
     stopping: CancellationToken,
     embedded: Option<EmbeddedPostgres>,
@@ -105,6 +108,7 @@ impl Application {
         let login_limiter = Arc::new(LoginLimiter::new(config.login_attempts_per_minute));
         let stopping = CancellationToken::new();
         let sessions = web::session::store(pool.clone());
+        let (sessions_ended, _) = broadcast::channel(web::session::SESSIONS_ENDED_BUFFER);
         let web_state = WebState {
             accounts: command_side.accounts,
             commands: command_side.commands,
@@ -118,6 +122,7 @@ impl Application {
                 config.live_streams_per_user,
             ),
             client_ip_header: client_ip_header(&config)?,
+            sessions_ended: sessions_ended.clone(),
             stopping: stopping.clone(),
         };
         let key = web::session::signing_key(config.session_key()?.as_deref(), &pool).await?;
@@ -133,6 +138,7 @@ impl Application {
             metrics,
             sessions,
             login_limiter,
+            sessions_ended,
             stopping,
             embedded,
         })
@@ -214,7 +220,12 @@ impl Application {
         let (pool, progress) = (self.pool.clone(), progress.clone());
         tasks.spawn("progress listener", {
             let progress = progress.clone();
-            move |cancel| ProgressListener::new(progress.clone()).run(cancel)
+            let sessions_ended = self.sessions_ended.clone();
+            move |cancel| {
+                ProgressListener::new(progress.clone())
+                    .forwarding(web::session::SESSIONS_ENDED_CHANNEL, sessions_ended.clone())
+                    .run(cancel)
+            }
         });
         tasks.spawn("live timeline feed", {
             let (live, pool, progress) = (live.clone(), pool.clone(), progress.clone());

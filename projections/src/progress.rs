@@ -27,7 +27,7 @@ use std::time::Duration;
 use database::event_log::{LogPosition, StoredEvent};
 use sqlx::postgres::PgListener;
 use sqlx::{PgPool, Row};
-use tokio::sync::{watch, Notify};
+use tokio::sync::{broadcast, watch, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -480,12 +480,26 @@ fn advance(sender: &watch::Sender<LogPosition>, position: LogPosition) {
 /// Listens for the log's notifications and turns them into wake-ups and progress.
 pub struct ProgressListener {
     progress: Progress,
+    /// Other channels heard on the same connection, and where their payloads go.
+    forwarded: Vec<(&'static str, broadcast::Sender<Arc<str>>)>,
 }
 
 impl ProgressListener {
     /// A listener feeding `progress`.
     pub fn new(progress: Progress) -> Self {
-        Self { progress }
+        Self {
+            progress,
+            forwarded: Vec::new(),
+        }
+    }
+
+    /// Also listens to `channel`, on the same connection (a replica holds one), and sends
+    /// each payload to `to`. After a gap in the connection, when notifications may have been
+    /// lost, it sends an empty payload: whoever waits for one in particular must assume it
+    /// came.
+    pub fn forwarding(mut self, channel: &'static str, to: broadcast::Sender<Arc<str>>) -> Self {
+        self.forwarded.push((channel, to));
+        self
     }
 
     /// Runs until `cancel` fires. Reconnects by itself, backing off while the database
@@ -517,8 +531,13 @@ impl ProgressListener {
     async fn listen(&self, delay: &mut Duration) -> anyhow::Error {
         let connected = async {
             let mut listener = PgListener::connect_with(&self.progress.inner.pool).await?;
+            let forwarded = self.forwarded.iter().map(|(channel, _)| *channel);
             listener
-                .listen_all([EVENTS_CHANNEL, PROGRESS_CHANNEL, STATE_CHANNEL])
+                .listen_all(
+                    [EVENTS_CHANNEL, PROGRESS_CHANNEL, STATE_CHANNEL]
+                        .into_iter()
+                        .chain(forwarded),
+                )
                 .await?;
             Ok::<_, sqlx::Error>(listener)
         };
@@ -541,6 +560,11 @@ impl ProgressListener {
     }
 
     fn handle(&self, channel: &str, payload: &str) {
+        if let Some((_, to)) = self.forwarded.iter().find(|(name, _)| *name == channel) {
+            // Nobody listening is no error: no stream waits for it.
+            let _ = to.send(Arc::from(payload));
+            return;
+        }
         match channel {
             EVENTS_CHANNEL => match parse_appended(payload) {
                 Some((aggregate_type, position)) => {
@@ -560,6 +584,9 @@ impl ProgressListener {
     }
 
     async fn catch_up_after_gap(&self) {
+        for (_, to) in &self.forwarded {
+            let _ = to.send(Arc::from(""));
+        }
         self.progress.wake_projectors();
         self.progress.announce_state_change();
         if let Err(err) = self.progress.refresh().await {

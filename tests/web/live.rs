@@ -113,6 +113,15 @@ impl EventStream {
         event
     }
 
+    /// Whether the server ends the stream within `within` (events before the end skipped).
+    async fn ends_within(&mut self, within: Duration) -> bool {
+        tokio::time::timeout(within, async {
+            while let Ok(Some(_)) = self.response.chunk().await {}
+        })
+        .await
+        .is_ok()
+    }
+
     async fn expect_silence(&mut self) {
         if let Some(event) = self.next_event(SILENCE).await {
             panic!("expected nothing, got {event:?}");
@@ -323,4 +332,39 @@ async fn open_streams_are_bounded_per_address_and_per_user_and_closing_one_frees
     assert_eq!(page.status(), StatusCode::OK);
     drop(anonymous);
     app.stop().await;
+}
+
+#[tokio::test]
+async fn signing_out_on_one_replica_ends_that_sessions_streams_on_another() {
+    let db = TestDatabase::create().await;
+    let signing_out = ServerProcess::start(MINITWIT, &db.url).await;
+    let streaming = ServerProcess::start(MINITWIT, &db.url).await;
+    let browser = WebClient::new(&signing_out.web_url);
+    browser.register_and_login("alice", "pw").await;
+    let cookie = browser.cookie_header(&signing_out.web_url);
+    let as_alice = [("cookie", cookie.as_str())];
+    let mut timeline = EventStream::connect(&streaming.web_url, "/", &as_alice).await;
+    let mut chat = EventStream::connect(&streaming.web_url, "/chat/live", &as_alice).await;
+    let mut anonymous = EventStream::connect(&streaming.web_url, "/public", &[]).await;
+    assert!(
+        !timeline.ends_within(Duration::from_millis(300)).await,
+        "open while signed in"
+    );
+
+    browser
+        .logout()
+        .await
+        .assert_contains("You were logged out");
+    assert!(
+        timeline.ends_within(ARRIVAL).await,
+        "the timeline stream ends"
+    );
+    assert!(chat.ends_within(ARRIVAL).await, "the chat stream ends");
+    assert!(
+        !anonymous.ends_within(SILENCE).await,
+        "a stream of no session stays open"
+    );
+    drop((timeline, chat, anonymous));
+    signing_out.terminate().await;
+    streaming.terminate().await;
 }

@@ -41,7 +41,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::live::{event_stream, ConnectedGauge};
-use super::session::{BrowserSession, COOKIE_NAME};
+use super::session::{BrowserSession, SessionEnd, COOKIE_NAME};
 use super::WebState;
 use crate::error::{ApiError, ErrorBody};
 use crate::openapi::answers::{DatabaseFailures, NotSignedIn, WriteConflict};
@@ -316,6 +316,7 @@ pub(super) async fn live(
 ) -> Result<Response, ApiError> {
     let me = signed_in(&session)?.to_owned();
     let mut updates = state.chat.subscribe();
+    let mut session_end = SessionEnd::of(&session, &state.sessions_ended);
     let (events, receiver) = mpsc::channel(CONNECTION_BUFFER);
     let stopping = state.stopping.clone();
     tokio::spawn(async move {
@@ -331,6 +332,8 @@ pub(super) async fn live(
             let update = tokio::select! {
                 () = stopping.cancelled() => return,
                 () = events.closed() => return,
+                // Signed out (here or on another replica): nothing more for this browser.
+                () = session_end.ended() => return,
                 update = updates.recv() => update,
             };
             let event = match update {

@@ -9,7 +9,8 @@
 //! Nothing falls between the page and its stream: the page passes its newest cursor
 //! (`?after=`), and the stream first subscribes, then sends what the views hold beyond that
 //! cursor, then what the feed announces. After a dropped connection the browser reconnects
-//! with `Last-Event-ID`, and the stream resumes after it the same way. Through a reverse
+//! with `Last-Event-ID`, and the stream resumes after it the same way. A stream opened by a
+//! signed-in session ends when that session does (see [`SessionEnd`]). Through a reverse
 //! proxy it works as long as responses are not buffered, which `X-Accel-Buffering: no` asks
 //! of nginx; a comment every 15 s keeps idle connections from being timed out.
 
@@ -30,6 +31,7 @@ use tokio_stream::StreamExt as _;
 use super::error::WebError;
 use super::pages::{MessageItem, MessageView};
 use super::paging::PageQuery;
+use super::session::{BrowserSession, SessionEnd};
 use super::WebState;
 
 /// At most this many missed messages are sent on (re)connecting; a page that missed more is
@@ -84,6 +86,7 @@ impl Audience {
 /// browser received) left off.
 pub async fn stream(
     state: &WebState,
+    session: &BrowserSession,
     scope: TimelineScope<'_>,
     page: &PageQuery,
     headers: &HeaderMap,
@@ -97,6 +100,7 @@ pub async fn stream(
     // Subscribed before reading what was missed, so nothing falls in between; what arrives
     // both ways is sent once.
     let mut updates = state.live.subscribe();
+    let mut session_end = SessionEnd::of(session, &state.sessions_ended);
     let missed = match after {
         Some(cursor) => {
             state
@@ -133,6 +137,7 @@ pub async fn stream(
             let update = tokio::select! {
                 () = stopping.cancelled() => return,
                 () = events.closed() => return,
+                () = session_end.ended() => return,
                 update = updates.recv() => update,
             };
             let event = match update {

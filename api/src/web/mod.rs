@@ -78,6 +78,8 @@ pub struct WebState {
     pub login_limiter: Arc<LoginLimiter>,
     /// The bounds on open live streams, and their counts.
     pub stream_limits: Arc<stream_limits::StreamLimits>,
+    /// Announces each browser session that ends (see [`session::SessionEnd`]).
+    pub sessions_ended: tokio::sync::broadcast::Sender<Arc<str>>,
     /// The header a trusted proxy puts the client's address in, if any.
     pub client_ip_header: Option<axum::http::HeaderName>,
     /// Fires when the server starts shutting down, so live streams end and let it drain.

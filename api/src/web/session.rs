@@ -6,6 +6,10 @@
 //! It is `HttpOnly` (scripts cannot read it), `SameSite=Lax` (other sites' forms do not carry
 //! it), and `Secure` when the request reached us over TLS (see [`mark_secure_over_tls`]).
 //! Signing in gives a new session id, so an id planted before sign-in is worth nothing.
+//! A session that ends — signed out, replaced at sign-in, or expired — ends the live streams
+//! it opened, on every replica ([`SessionEnd`]).
+
+use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Request};
 use axum::http::header::SET_COOKIE;
@@ -16,6 +20,7 @@ use axum::response::Response;
 use rand::RngCore as _;
 use sha2::{Digest as _, Sha512};
 use sqlx::PgPool;
+use tokio::sync::broadcast;
 use tower_sessions::cookie::time::Duration;
 use tower_sessions::cookie::{Key, SameSite};
 use tower_sessions::service::SignedCookie;
@@ -23,6 +28,13 @@ use tower_sessions::{Expiry, Session, SessionManagerLayer};
 use tower_sessions_sqlx_store::PostgresStore;
 
 use super::error::WebError;
+
+/// The channel on which PostgreSQL names every session that ends (a trigger on
+/// `web_sessions`), heard by each replica's listener.
+pub const SESSIONS_ENDED_CHANNEL: &str = "minitwit_sessions_ended";
+/// Ended sessions buffered for the streams that watch them; a stream that falls further
+/// behind ends, as if its own had.
+pub const SESSIONS_ENDED_BUFFER: usize = 256;
 
 /// The session cookie's name.
 pub const COOKIE_NAME: &str = "minitwit_session";
@@ -125,6 +137,46 @@ impl<S: Send + Sync> FromRequestParts<S> for BrowserSession {
             .map_err(|(_, message)| WebError::Internal(anyhow::anyhow!(message)))?;
         let username = session.get::<String>(USER_KEY).await?;
         Ok(Self { session, username })
+    }
+}
+
+/// What a live stream opened by a signed-in session waits on: the end of that session.
+pub struct SessionEnd {
+    /// The signed-in session's id, and the ended sessions as they are announced; none for
+    /// a stream nobody signed in to open.
+    watched: Option<(String, broadcast::Receiver<Arc<str>>)>,
+}
+
+impl SessionEnd {
+    /// Starts watching `session`, if someone is signed in to it, among the sessions
+    /// announced on `ended`. Call it before the stream starts, so no end falls in between.
+    pub fn of(session: &BrowserSession, ended: &broadcast::Sender<Arc<str>>) -> Self {
+        let id = session
+            .username
+            .as_ref()
+            .and_then(|_| session.session.id())
+            .map(|id| id.to_string());
+        Self {
+            watched: id.map(|id| (id, ended.subscribe())),
+        }
+    }
+
+    /// Resolves once the session has ended, or once that can no longer be known (the
+    /// announcements were missed: the stream ends, and a browser still signed in simply
+    /// reconnects). Never, for no session.
+    pub async fn ended(&mut self) {
+        let Some((id, announced)) = &mut self.watched else {
+            return std::future::pending().await;
+        };
+        loop {
+            match announced.recv().await {
+                // An empty name: the listener's connection had a gap.
+                Ok(ended) if ended.is_empty() || *ended == **id => return,
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Lagged(_)) => return,
+                Err(broadcast::error::RecvError::Closed) => return std::future::pending().await,
+            }
+        }
     }
 }
 

@@ -44,7 +44,7 @@ pub async fn mine(
     };
     let scope = TimelineScope::Personal(&username);
     if wants_stream(&headers) {
-        return live::stream(&state, scope, &page, &headers).await;
+        return live::stream(&state, &session, scope, &page, &headers).await;
     }
     let frame = PageFrame {
         path: "/".to_owned(),
@@ -64,7 +64,7 @@ pub async fn public(
     headers: HeaderMap,
 ) -> Result<Response, WebError> {
     if wants_stream(&headers) {
-        return live::stream(&state, TimelineScope::Public, &page, &headers).await;
+        return live::stream(&state, &session, TimelineScope::Public, &page, &headers).await;
     }
     let frame = PageFrame {
         path: "/public".to_owned(),
@@ -93,7 +93,7 @@ pub async fn user(
     };
     let scope = TimelineScope::Author(&profile);
     if wants_stream(&headers) {
-        return live::stream(&state, scope, &page, &headers).await;
+        return live::stream(&state, &session, scope, &page, &headers).await;
     }
     let follow = me.map(|me| match (me == profile, relation.following) {
         (true, _) => FollowStatus::Yourself,
