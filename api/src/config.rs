@@ -102,10 +102,16 @@ pub struct Config {
     )]
     pub chat_policy: ChatPolicySetting,
 
-    /// Sign-in attempts allowed per minute, per client address and per username (each a
-    /// separate budget; bursts of this size are allowed). The simulator API is never limited.
+    /// Sign-in attempts allowed per minute per client address, across replicas (bursts of
+    /// this size are allowed). Wrong passwords for one username from one address also cost
+    /// a growing wait, after three. The simulator API is never limited.
     #[arg(long, env = "MINITWIT_LOGIN_ATTEMPTS_PER_MINUTE", default_value_t = 10)]
     pub login_attempts_per_minute: u32,
+
+    /// Browser registrations allowed per hour per client address, across replicas (bursts of
+    /// this size are allowed). The simulator API is never limited.
+    #[arg(long, env = "MINITWIT_REGISTRATIONS_PER_HOUR", default_value_t = 20)]
+    pub registrations_per_hour: u32,
 
     /// Live streams (open timeline pages, and the chat's stream of each signed-in page) a
     /// client address may hold open at once on this replica; past it the answer is 429.
@@ -179,8 +185,10 @@ pub struct Config {
     #[arg(long, env = "MINITWIT_CACHED_EVENTS", default_value_t = 200_000)]
     pub cached_events: u64,
 
-    /// Password hashes computed at once. Each argon2id hash holds 19 MiB, so this bounds the
-    /// memory a burst of registrations can take. Defaults to the number of CPUs.
+    /// Sign-in password checks computed at once, and apart from them half as many (at least
+    /// one) hashes of registrations, so that registrations never hold a sign-in up. Each
+    /// argon2id hash holds 19 MiB, so this bounds the memory a burst can take. Defaults to
+    /// the number of CPUs.
     #[arg(long, env = "MINITWIT_HASH_CONCURRENCY")]
     pub hash_concurrency: Option<usize>,
 

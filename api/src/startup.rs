@@ -47,7 +47,7 @@ use crate::request_limits::{self, RefusedRequest, RequestLimits};
 use crate::serving;
 use crate::simulator::{self, LatestStore, SimulatorState};
 use crate::web::error::WebError;
-use crate::web::rate_limit::LoginLimiter;
+use crate::web::rate_limit::AttemptBudgets;
 use crate::web::{self, WebState};
 
 /// A built server, listening but not yet serving.
@@ -62,7 +62,7 @@ pub struct Application {
     views: Views,
     metrics: Metrics,
     sessions: PostgresStore,
-    login_limiter: Arc<LoginLimiter>,
+    budgets: AttemptBudgets,
     /// Announces each browser session that ends, to the live streams it opened.
     sessions_ended: broadcast::Sender<Arc<str>>,
     /// Fires when shutdown begins; live streams end on it, so the listeners can drain.
@@ -105,7 +105,11 @@ impl Application {
             body_deadline: config.client_timeout(),
         };
         let api_router = api_router(&config, &pool, &views, &command_side, &metrics, &gate)?;
-        let login_limiter = Arc::new(LoginLimiter::new(config.login_attempts_per_minute));
+        let budgets = AttemptBudgets::new(
+            pool.clone(),
+            config.login_attempts_per_minute,
+            config.registrations_per_hour,
+        );
         let stopping = CancellationToken::new();
         let sessions = web::session::store(pool.clone());
         let (sessions_ended, _) = broadcast::channel(web::session::SESSIONS_ENDED_BUFFER);
@@ -116,7 +120,7 @@ impl Application {
             live: views.live.clone(),
             chat: views.chat.clone(),
             avatars: config.avatars,
-            login_limiter: login_limiter.clone(),
+            budgets: budgets.clone(),
             stream_limits: web::stream_limits::StreamLimits::new(
                 config.live_streams_per_address,
                 config.live_streams_per_user,
@@ -137,7 +141,7 @@ impl Application {
             views,
             metrics,
             sessions,
-            login_limiter,
+            budgets,
             sessions_ended,
             stopping,
             embedded,
@@ -242,8 +246,8 @@ impl Application {
             }
         });
         tasks.spawn("session sweeper", {
-            let (sessions, limiter) = (self.sessions.clone(), self.login_limiter.clone());
-            move |cancel| web::housekeeping(sessions.clone(), limiter.clone(), cancel)
+            let (sessions, budgets) = (self.sessions.clone(), self.budgets.clone());
+            move |cancel| web::housekeeping(sessions.clone(), budgets.clone(), cancel)
         });
         tasks
     }

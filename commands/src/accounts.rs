@@ -137,7 +137,7 @@ impl Accounts {
         password: String,
         context: &CommandContext,
     ) -> anyhow::Result<()> {
-        let password_hash = self.hasher.hash(password).await?;
+        let password_hash = self.hasher.rehash(password).await?;
         let command = UserCommand::UpgradePasswordHash {
             password_hash,
             upgraded_at: Utc::now(),

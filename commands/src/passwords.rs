@@ -16,7 +16,10 @@
 //! cheaper (werkzeug's pbkdf2 defaults are 600,000 or 1,000,000 HMAC rounds, its scrypt
 //! default takes 32 MiB). On the runtime's threads that would stall every other request;
 //! unbounded, a burst of registrations or logins could exhaust memory. So hashing *and*
-//! verifying run on the blocking pool behind one semaphore sized to the CPUs.
+//! verifying run on the blocking pool, a bounded number at a time, in two pools: sign-ins
+//! (verifying, and the upgrade of a hash a sign-in has just proved) get as many at once as
+//! there are CPUs, and new passwords (registrations) half that, apart. A flood of
+//! registrations — which the simulator's API cannot refuse — thus never holds a sign-in up.
 //!
 //! A stored hash in no known format, or a malformed one, is a [`HashFormatError`] — not a
 //! mismatch: it means corrupt or foreign data, which "wrong password" would hide from the
@@ -37,7 +40,10 @@ use tokio::sync::Semaphore;
 /// Hashes and verifies passwords with bounded concurrency.
 #[derive(Clone)]
 pub struct PasswordHasher {
-    permits: Arc<Semaphore>,
+    /// Verifications, and the re-hashing of a password a sign-in has just proved.
+    sign_ins: Arc<Semaphore>,
+    /// Hashes of new passwords: registrations.
+    new_passwords: Arc<Semaphore>,
 }
 
 /// The outcome of checking a password against a stored hash.
@@ -74,23 +80,27 @@ pub enum HashFormatError {
 }
 
 impl PasswordHasher {
-    /// At most `concurrency` hashes or verifications in flight.
+    /// At most `concurrency` sign-in verifications in flight, and apart from them, half as
+    /// many (at least one) hashes of new passwords.
     pub fn new(concurrency: usize) -> Self {
+        let concurrency = concurrency.max(1);
         Self {
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            sign_ins: Arc::new(Semaphore::new(concurrency)),
+            new_passwords: Arc::new(Semaphore::new((concurrency / 2).max(1))),
         }
     }
 
-    /// Hashes `password` into a PHC string with a fresh salt.
+    /// Hashes a new account's `password` into a PHC string with a fresh salt.
     pub async fn hash(&self, password: String) -> anyhow::Result<PasswordHash> {
-        self.run_blocking(move || {
-            let salt = SaltString::generate(&mut OsRng);
-            argon2()
-                .hash_password(password.as_bytes(), &salt)
-                .map(|hash| PasswordHash::new(hash.to_string()))
-                .map_err(|err| anyhow::anyhow!("hashing a password: {err}"))
-        })
-        .await?
+        self.run_blocking(&self.new_passwords, move || hash_blocking(&password))
+            .await?
+    }
+
+    /// Hashes `password` again, as a sign-in that has just proved it replaces an outdated
+    /// hash: in the sign-ins' pool, so registrations do not hold it up.
+    pub async fn rehash(&self, password: String) -> anyhow::Result<PasswordHash> {
+        self.run_blocking(&self.sign_ins, move || hash_blocking(&password))
+            .await?
     }
 
     /// Checks `password` against `stored`. A wrong password is `Ok(Mismatch)`; an error means
@@ -102,20 +112,24 @@ impl PasswordHasher {
         stored: PasswordHash,
     ) -> anyhow::Result<Verification> {
         let verification = self
-            .run_blocking(move || verify_blocking(password.as_bytes(), stored.as_str()))
+            .run_blocking(&self.sign_ins, move || {
+                verify_blocking(password.as_bytes(), stored.as_str())
+            })
             .await??;
         Ok(verification)
     }
 
-    /// Runs CPU- and memory-heavy `work` on the blocking pool once a permit is free.
+    /// Runs CPU- and memory-heavy `work` on the blocking pool once a permit of `pool` is
+    /// free.
     async fn run_blocking<T: Send + 'static>(
         &self,
+        pool: &Arc<Semaphore>,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> anyhow::Result<T> {
         // The permit moves into the task rather than living in this future: if the caller
         // is cancelled (a client gone, a timeout), the blocking work still runs to its end,
         // and it must go on counting against the limit until it does.
-        let permit = Arc::clone(&self.permits)
+        let permit = Arc::clone(pool)
             .acquire_owned()
             .await
             .context("hasher shut down")?;
@@ -127,6 +141,15 @@ impl PasswordHasher {
         .await
         .context("the password hashing task panicked")
     }
+}
+
+/// The synchronous core of [`PasswordHasher::hash`] and [`PasswordHasher::rehash`].
+fn hash_blocking(password: &str) -> anyhow::Result<PasswordHash> {
+    let salt = SaltString::generate(&mut OsRng);
+    argon2()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| PasswordHash::new(hash.to_string()))
+        .map_err(|err| anyhow::anyhow!("hashing a password: {err}"))
 }
 
 /// The parameters of every new hash; a stored argon2 hash with anything else gets upgraded.
@@ -454,9 +477,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn hashing_and_verifying_share_one_limit() {
+    async fn verifications_wait_for_a_sign_in_permit_but_never_for_registrations() {
         let hasher = PasswordHasher::new(1);
-        let permit = hasher.permits.clone().acquire_owned().await.unwrap();
+        // Registrations holding every permit of theirs do not hold a sign-in up.
+        let registrations = hasher.new_passwords.clone().acquire_owned().await.unwrap();
+        let verified = tokio::time::timeout(
+            Duration::from_secs(5),
+            hasher.verify(ODD.into(), stored(WERKZEUG_ODD)),
+        )
+        .await;
+        assert!(
+            verified.is_ok(),
+            "a sign-in goes ahead of waiting registrations"
+        );
+        drop(registrations);
+        let permit = hasher.sign_ins.clone().acquire_owned().await.unwrap();
         // A cheap verification (a few milliseconds) that would be long done by the end of
         // the sleep if it did not wait.
         let verifying = tokio::spawn({
@@ -486,7 +521,7 @@ mod tests {
             let hasher = hasher.clone();
             async move {
                 hasher
-                    .run_blocking(move || {
+                    .run_blocking(&hasher.sign_ins, move || {
                         started_tx.send(()).unwrap();
                         finish_rx.recv().unwrap();
                     })
@@ -498,13 +533,13 @@ mod tests {
         caller.abort();
         assert!(caller.await.unwrap_err().is_cancelled());
         assert_eq!(
-            hasher.permits.available_permits(),
+            hasher.sign_ins.available_permits(),
             0,
             "the blocking work still runs, so it still counts"
         );
         finish_tx.send(()).unwrap();
         // And the permit comes back once the work has finished.
-        let permit = tokio::time::timeout(Duration::from_secs(5), hasher.permits.acquire()).await;
+        let permit = tokio::time::timeout(Duration::from_secs(5), hasher.sign_ins.acquire()).await;
         assert!(permit.is_ok());
     }
 }

@@ -1,13 +1,18 @@
 //! Signing in with passwords from elsewhere (werkzeug's hashes, as a migrated MiniTwit has
-//! them), the upgrade of such hashes, and the limit on sign-in attempts.
+//! them), the upgrade of such hashes, and the budgets of sign-in and registration attempts:
+//! per address, shared by replicas, and never locking an account's owner out.
 
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use sqlx::PgPool;
 use test_support::app::{spawn_app, spawn_app_with};
+use test_support::database::TestDatabase;
+use test_support::server_process::ServerProcess;
 use test_support::sim_client::assert_no_content;
 use test_support::web_client::WebClient;
+
+use crate::MINITWIT;
 
 /// werkzeug 3.1's `generate_password_hash("correct horse", method=...)` (also pinned in the
 /// unit tests of `api::passwords`), with few rounds so a debug build checks them quickly.
@@ -115,7 +120,7 @@ async fn werkzeug_hashes_sign_in_and_are_upgraded_to_argon2id_by_an_event() {
 }
 
 #[tokio::test]
-async fn sign_in_attempts_are_limited_per_address_and_per_username_but_the_api_never_is() {
+async fn sign_in_attempts_are_limited_per_address_but_the_api_never_is() {
     let app = spawn_app_with(|config| config.login_attempts_per_minute = 3).await;
     let sim = app.client();
     assert_no_content(sim.register("target", "t@x", "pw", None).await);
@@ -150,31 +155,103 @@ async fn sign_in_attempts_are_limited_per_address_and_per_username_but_the_api_n
 }
 
 #[tokio::test]
-async fn behind_a_proxy_each_client_address_has_its_own_budget_but_a_username_has_one() {
+async fn budgets_hold_across_replicas_and_guesses_from_one_address_never_lock_the_owner_out() {
+    let db = TestDatabase::create().await;
+    let env = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("MINITWIT_LOGIN_ATTEMPTS_PER_MINUTE", "6"),
+        ("MINITWIT_CLIENT_IP_HEADER", "x-real-ip"),
+    ];
+    let first = ServerProcess::start_with(MINITWIT, &env).await;
+    let second = ServerProcess::start_with(MINITWIT, &env).await;
+    assert_no_content(first.client().register("target", "t@x", "pw", None).await);
+    let from = |server: &ServerProcess, address: &str| {
+        WebClient::new(&server.web_url).with_header("x-real-ip", address)
+    };
+    // A guesser going from replica to replica: the first three wrong passwords are free,
+    // the fourth makes the next guess from that address wait — on every replica.
+    for (n, server) in [&first, &second, &first, &second].into_iter().enumerate() {
+        let page = from(server, "192.0.2.1")
+            .login("target", &format!("guess {n}"))
+            .await;
+        assert_eq!(page.status, StatusCode::OK, "guess {n}");
+        page.assert_contains("Invalid password");
+    }
+    for server in [&first, &second] {
+        let waiting = from(server, "192.0.2.1").login("target", "pw").await;
+        assert_eq!(waiting.status, StatusCode::TOO_MANY_REQUESTS);
+        waiting.assert_contains("Too many sign-in attempts; please try again in");
+        assert_eq!(waiting.header("retry-after"), Some("1"));
+    }
+    // Meanwhile the owner, from another address, signs in at once, through either replica.
+    for server in [&first, &second] {
+        from(server, "198.51.100.7")
+            .login("target", "pw")
+            .await
+            .assert_contains("You were logged in");
+    }
+
+    // However many guesses came before, a wait never exceeds a minute: a slowdown, not a lock.
+    sqlx::query(
+        "UPDATE sign_in_failures SET failures = 1000, retry_at = now() - interval '1 second' \
+         WHERE username = 'target'",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let page = from(&first, "192.0.2.1")
+        .login("target", "guess 1001")
+        .await;
+    page.assert_contains("Invalid password");
+    let waiting = from(&second, "192.0.2.1").login("target", "pw").await;
+    assert_eq!(waiting.status, StatusCode::TOO_MANY_REQUESTS);
+    let seconds: u64 = waiting.header("retry-after").unwrap().parse().unwrap();
+    assert!((50..=60).contains(&seconds), "{seconds}");
+
+    // The address's own budget (six a minute, wrong or right) is one across replicas: the
+    // guesser has spent five of it, so one more attempt from there, on any username, and no
+    // second.
+    from(&second, "192.0.2.1")
+        .login("someone else", "x")
+        .await
+        .assert_contains("Invalid username");
+    let spent = from(&first, "192.0.2.1").login("another", "x").await;
+    assert_eq!(spent.status, StatusCode::TOO_MANY_REQUESTS);
+    first.terminate().await;
+    second.terminate().await;
+}
+
+#[tokio::test]
+async fn browser_registrations_are_limited_per_address_but_the_apis_are_not() {
     let app = spawn_app_with(|config| {
-        config.login_attempts_per_minute = 2;
+        config.registrations_per_hour = 2;
         config.client_ip_header = Some("x-real-ip".to_owned());
     })
     .await;
-    assert_no_content(app.client().register("target", "t@x", "pw", None).await);
     let from = |address: &str| WebClient::new(&app.web_url).with_header("x-real-ip", address);
-    // Two addresses, each within its own budget, but together over the username's.
-    assert_eq!(
-        from("192.0.2.1").login("target", "a").await.status,
-        StatusCode::OK
-    );
-    assert_eq!(
-        from("192.0.2.2").login("target", "b").await.status,
-        StatusCode::OK
-    );
-    assert_eq!(
-        from("192.0.2.3").login("target", "pw").await.status,
-        StatusCode::TOO_MANY_REQUESTS
-    );
-    // A fresh address and a fresh username: allowed.
-    assert_eq!(
-        from("192.0.2.4").login("nobody", "x").await.status,
-        StatusCode::OK
-    );
+    for name in ["first", "second"] {
+        from("192.0.2.1")
+            .register(name, "pw", None, None)
+            .await
+            .assert_contains("You were successfully registered");
+    }
+    let refused = from("192.0.2.1").register("third", "pw", None, None).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    refused.assert_contains("Too many sign-ups from your address; please try again in");
+    refused.assert_contains("value=\"third\"");
+    let seconds: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=1800).contains(&seconds), "{seconds}");
+    from("198.51.100.7")
+        .register("third", "pw", None, None)
+        .await
+        .assert_contains("You were successfully registered");
+    // The simulator registers as much as it likes.
+    for index in 0..3 {
+        assert_no_content(
+            app.client()
+                .register(&format!("sim {index}"), "s@x", "pw", None)
+                .await,
+        );
+    }
     app.stop().await;
 }

@@ -69,6 +69,7 @@ pub async fn register_form(
 pub async fn register(
     State(state): State<WebState>,
     session: BrowserSession,
+    ClientAddress(address): ClientAddress,
     RequestContext(context): RequestContext,
     FormData(form): FormData<RegisterForm>,
 ) -> Result<Response, WebError> {
@@ -81,6 +82,22 @@ pub async fn register(
         password,
         password2,
     } = form;
+    if let Err(wait) = state.budgets.registration_attempt(address).await? {
+        let message = format!(
+            "Too many sign-ups from your address; please try again in {} minutes",
+            wait.as_secs().div_ceil(60)
+        );
+        let page = register_page(
+            &state,
+            &session,
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(message),
+            username,
+            email,
+        )
+        .await?;
+        return Ok(with_retry_after(page, wait));
+    }
     let account = NewAccount {
         username: username.clone(),
         email: email.clone(),
@@ -148,22 +165,30 @@ pub async fn login(
         return Ok(redirect("/"));
     }
     let LoginForm { username, password } = form;
-    if let Err(wait) = state.login_limiter.check(address, &username) {
+    if let Err(wait) = state.budgets.sign_in_attempt(address, &username).await? {
         metrics::counter!("minitwit_logins_total", "outcome" => "limited").increment(1);
         let message = format!(
             "Too many sign-in attempts; please try again in {} seconds",
-            wait.as_secs().max(1)
+            wait.as_secs()
         );
-        return login_page(
+        let page = login_page(
             &state,
             &session,
             StatusCode::TOO_MANY_REQUESTS,
             Some(message),
             username,
         )
-        .await;
+        .await?;
+        return Ok(with_retry_after(page, wait));
     }
-    match state.accounts.sign_in(&username, password, &context).await {
+    let outcome = state.accounts.sign_in(&username, password, &context).await;
+    if !matches!(outcome, Err(SignInError::Failed(_))) {
+        state
+            .budgets
+            .sign_in_outcome(address, &username, outcome.is_ok())
+            .await?;
+    }
+    match outcome {
         Ok(()) => {
             metrics::counter!("minitwit_logins_total", "outcome" => "ok").increment(1);
             session.sign_in(&username).await?;
@@ -211,4 +236,13 @@ pub async fn logout(mut session: BrowserSession) -> Result<Response, WebError> {
     session.sign_out().await?;
     session.flash(SIGNED_OUT).await?;
     Ok(redirect("/public"))
+}
+
+/// `response` with `Retry-After: wait` (in whole seconds), for a refused attempt.
+fn with_retry_after(mut response: Response, wait: std::time::Duration) -> Response {
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from(wait.as_secs().max(1)),
+    );
+    response
 }

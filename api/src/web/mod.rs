@@ -64,7 +64,7 @@ use crate::config::AvatarSource;
 use crate::error::ApiError;
 use crate::outage::{self, Guard};
 use error::WebError;
-use rate_limit::LoginLimiter;
+use rate_limit::AttemptBudgets;
 
 /// What the pages' handlers share.
 #[derive(Clone)]
@@ -75,7 +75,8 @@ pub struct WebState {
     pub live: LiveFeed,
     pub chat: ChatFeed,
     pub avatars: AvatarSource,
-    pub login_limiter: Arc<LoginLimiter>,
+    /// The sign-in and registration budgets, shared by every replica.
+    pub budgets: AttemptBudgets,
     /// The bounds on open live streams, and their counts.
     pub stream_limits: Arc<stream_limits::StreamLimits>,
     /// Announces each browser session that ends (see [`session::SessionEnd`]).
@@ -187,10 +188,10 @@ fn security_header(
 }
 
 /// The pages' housekeeping, until `cancel` fires: deleting expired sessions and forgetting
-/// idle rate-limit keys, once a minute.
+/// refilled budgets, once a minute.
 pub async fn housekeeping(
     store: PostgresStore,
-    limiter: Arc<LoginLimiter>,
+    budgets: AttemptBudgets,
     cancel: CancellationToken,
 ) {
     let mut ticks = tokio::time::interval(Duration::from_secs(60));
@@ -202,7 +203,9 @@ pub async fn housekeeping(
         if let Err(err) = store.delete_expired().await {
             tracing::warn!(error = %err, "could not delete expired sessions");
         }
-        limiter.forget_idle();
+        if let Err(err) = budgets.forget_idle().await {
+            tracing::warn!(error = %err, "could not forget refilled attempt budgets");
+        }
     }
 }
 
