@@ -130,6 +130,19 @@ pub struct Config {
     #[arg(long, env = "MINITWIT_CLIENT_IP_HEADER")]
     pub client_ip_header: Option<String>,
 
+    /// The reverse proxies in front of the pages, as addresses or networks separated by
+    /// commas (`10.0.0.0/8,192.0.2.7`): only connections from them may name the client's
+    /// address (`MINITWIT_CLIENT_IP_HEADER`) or say the browser used TLS
+    /// (`X-Forwarded-Proto`), which marks session cookies `Secure`.
+    #[arg(
+        long,
+        env = "MINITWIT_TRUSTED_PROXIES",
+        default_value = "127.0.0.1,::1",
+        value_delimiter = ',',
+        value_parser = crate::web::proxy::parse_network
+    )]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
     /// The user name the simulator authenticates with.
     #[arg(long, env = "MINITWIT_SIMULATOR_USER", default_value = "simulator")]
     pub simulator_user: String,

@@ -47,6 +47,7 @@ use crate::request_limits::{self, RefusedRequest, RequestLimits};
 use crate::serving;
 use crate::simulator::{self, LatestStore, SimulatorState};
 use crate::web::error::WebError;
+use crate::web::proxy::TrustedProxies;
 use crate::web::rate_limit::AttemptBudgets;
 use crate::web::{self, WebState};
 
@@ -125,7 +126,10 @@ impl Application {
                 config.live_streams_per_address,
                 config.live_streams_per_user,
             ),
-            client_ip_header: client_ip_header(&config)?,
+            proxies: Arc::new(TrustedProxies::new(
+                config.trusted_proxies.clone(),
+                client_ip_header(&config)?,
+            )),
             sessions_ended: sessions_ended.clone(),
             stopping: stopping.clone(),
         };

@@ -48,6 +48,40 @@ async fn the_session_cookie_is_http_only_lax_and_secure_only_behind_tls() {
 }
 
 #[tokio::test]
+async fn what_a_client_says_in_proxy_headers_is_ignored_unless_it_is_a_trusted_proxy() {
+    // The only trusted proxy is elsewhere: the test's own requests come from loopback.
+    let app = test_support::app::spawn_app_with(|config| {
+        config.trusted_proxies = vec![api::web::proxy::parse_network("192.0.2.1").unwrap()];
+        config.client_ip_header = Some("x-real-ip".to_owned());
+        config.login_attempts_per_minute = 2;
+    })
+    .await;
+    WebClient::new(&app.web_url)
+        .register("foo", "pw", None, None)
+        .await
+        .assert_contains("You were successfully registered");
+    for forged in [
+        ("x-forwarded-proto", "https"),
+        ("forwarded", "for=192.0.2.1;proto=https"),
+    ] {
+        let pretending = WebClient::not_following_redirects(&app.web_url)
+            .with_header(forged.0, forged.1)
+            .with_header("x-real-ip", "203.0.113.5");
+        let signed_in = pretending.login("foo", "pw").await;
+        let cookie = signed_in.header("set-cookie").expect("a session cookie");
+        assert!(!cookie.contains("Secure"), "{forged:?}: {cookie}");
+    }
+    // Both sign-ins counted against the connection's address, whatever X-Real-IP said: a
+    // third from "another" address finds the budget of two spent.
+    let third = WebClient::new(&app.web_url)
+        .with_header("x-real-ip", "198.51.100.99")
+        .login("foo", "pw")
+        .await;
+    assert_eq!(third.status, StatusCode::TOO_MANY_REQUESTS);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn signing_in_gives_a_new_session_id_and_signing_out_leaves_nothing_usable() {
     let app = test_support::app::spawn_app().await;
     let browser = WebClient::not_following_redirects(&app.web_url);

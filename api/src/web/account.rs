@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::error::WebError;
 use super::form::FormData;
 use super::pages::{redirect, render, LoginPage, RegisterPage, Title};
-use super::rate_limit::ClientAddress;
+use super::proxy::ClientAddress;
 use super::session::BrowserSession;
 use super::timelines::chrome;
 use super::WebState;

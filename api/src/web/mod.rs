@@ -31,6 +31,7 @@ pub mod form;
 pub mod live;
 pub mod pages;
 pub mod paging;
+pub mod proxy;
 pub mod rate_limit;
 pub mod session;
 pub mod static_files;
@@ -81,8 +82,8 @@ pub struct WebState {
     pub stream_limits: Arc<stream_limits::StreamLimits>,
     /// Announces each browser session that ends (see [`session::SessionEnd`]).
     pub sessions_ended: tokio::sync::broadcast::Sender<Arc<str>>,
-    /// The header a trusted proxy puts the client's address in, if any.
-    pub client_ip_header: Option<axum::http::HeaderName>,
+    /// The proxies whose word on the client's address and scheme is believed.
+    pub proxies: Arc<proxy::TrustedProxies>,
     /// Fires when the server starts shutting down, so live streams end and let it drain.
     pub stopping: CancellationToken,
 }
@@ -97,6 +98,7 @@ const CONTENT_SECURITY_POLICY_VALUE: &str = "default-src 'self'; \
 /// The pages' routes, with sessions signed by `key` and kept in `store`; those that need
 /// the database answer 503 at once while `gate` says it cannot be reached.
 pub fn router(state: WebState, store: PostgresStore, key: Key, gate: &DatabaseGate) -> Router {
+    let proxies = state.proxies.clone();
     // The original changed state on GET here; those GETs keep working, but only same-site.
     let sign_out = Router::new()
         .route("/logout", get(account::logout))
@@ -175,7 +177,10 @@ pub fn router(state: WebState, store: PostgresStore, key: Key, gate: &DatabaseGa
                     HeaderValue::from_static("accept"),
                 ))
                 .layer(middleware::from_fn(cross_origin::protect_unsafe_methods))
-                .layer(middleware::from_fn(session::mark_secure_over_tls))
+                .layer(middleware::from_fn_with_state(
+                    proxies,
+                    session::mark_secure_over_tls,
+                ))
                 .layer(session::layer(store, key)),
         )
 }

@@ -14,15 +14,10 @@
 //! budgets live in PostgreSQL (`attempt_budgets`, `sign_in_failures`) so that replicas behind
 //! a load balancer spend from the same ones; each check is one statement.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::request::Parts;
-use axum::http::HeaderName;
 use sqlx::PgPool;
-
-use super::WebState;
 
 /// Wrong passwords per username and address before they start to cost a wait.
 const FREE_FAILURES: i32 = 3;
@@ -85,6 +80,11 @@ impl AttemptBudgets {
         address: IpAddr,
         username: &str,
     ) -> Result<Result<(), Duration>, sqlx::Error> {
+        if !domain::registration::is_storable(username) {
+            // No account has such a name, and PostgreSQL could not compare it: only the
+            // address's budget applies.
+            return self.spend(self.sign_ins, address).await;
+        }
         let backoff: Option<f64> = sqlx::query_scalar(
             "SELECT extract(epoch FROM retry_at - now())::float8 FROM sign_in_failures \
              WHERE username = $1 AND address = $2::inet AND retry_at > now()",
@@ -108,6 +108,9 @@ impl AttemptBudgets {
         username: &str,
         succeeded: bool,
     ) -> Result<(), sqlx::Error> {
+        if !domain::registration::is_storable(username) {
+            return Ok(());
+        }
         if succeeded {
             sqlx::query("DELETE FROM sign_in_failures WHERE username = $1 AND address = $2::inet")
                 .bind(username)
@@ -196,38 +199,6 @@ impl AttemptBudgets {
 /// A wait of `seconds`, rounded up to whole seconds as `Retry-After` and the page say it.
 fn seconds_to_wait(seconds: f64) -> Duration {
     Duration::from_secs(seconds.max(0.0).ceil().max(1.0) as u64)
-}
-
-/// The client's address: from the header a trusted proxy sets, if configured (and present
-/// and readable), else the connection's peer.
-pub struct ClientAddress(pub IpAddr);
-
-impl FromRequestParts<WebState> for ClientAddress {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &WebState,
-    ) -> Result<Self, Self::Rejection> {
-        let from_proxy = state
-            .client_ip_header
-            .as_ref()
-            .and_then(|name| forwarded_address(parts, name));
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(peer)| peer.ip());
-        Ok(Self(
-            from_proxy.or(peer).unwrap_or(IpAddr::from([0, 0, 0, 0])),
-        ))
-    }
-}
-
-/// The address in `header`; for a list (`X-Forwarded-For`), the last entry — the one the
-/// trusted proxy itself appended, which the client cannot choose.
-fn forwarded_address(parts: &Parts, header: &HeaderName) -> Option<IpAddr> {
-    let value = parts.headers.get(header)?.to_str().ok()?;
-    value.rsplit(',').next()?.trim().parse().ok()
 }
 
 #[cfg(test)]

@@ -11,10 +11,10 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Request};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header::SET_COOKIE;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
 use rand::RngCore as _;
@@ -28,6 +28,7 @@ use tower_sessions::{Expiry, Session, SessionManagerLayer};
 use tower_sessions_sqlx_store::PostgresStore;
 
 use super::error::WebError;
+use super::proxy::TrustedProxies;
 
 /// The channel on which PostgreSQL names every session that ends (a trigger on
 /// `web_sessions`), heard by each replica's listener.
@@ -88,10 +89,14 @@ pub async fn signing_key(configured: Option<&str>, pool: &PgPool) -> anyhow::Res
 /// Middleware: adds `Secure` to the session cookie when the browser reached us over TLS.
 ///
 /// TLS ends at the reverse proxy in front of us, which says so in `X-Forwarded-Proto` or
-/// `Forwarded`. A client forging that header only makes its own cookie stricter, so it is
-/// trusted without a proxy list.
-pub async fn mark_secure_over_tls(request: Request, next: Next) -> Response {
-    let over_tls = arrived_over_tls(request.headers());
+/// `Forwarded`; that is believed only from the configured proxies (see [`super::proxy`]).
+pub async fn mark_secure_over_tls(
+    State(proxies): State<Arc<TrustedProxies>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let over_tls =
+        proxies.arrived_over_tls(super::proxy::peer(request.extensions()), request.headers());
     let mut response = next.run(request).await;
     if over_tls {
         let headers = response.headers_mut();
@@ -108,18 +113,6 @@ pub async fn mark_secure_over_tls(request: Request, next: Next) -> Response {
         }
     }
     response
-}
-
-fn arrived_over_tls(headers: &HeaderMap) -> bool {
-    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
-    let forwarded_proto =
-        header("x-forwarded-proto").is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"));
-    let forwarded = header("forwarded").is_some_and(|forwarded| {
-        forwarded
-            .split([';', ','])
-            .any(|pair| pair.trim().eq_ignore_ascii_case("proto=https"))
-    });
-    forwarded_proto || forwarded
 }
 
 /// The visitor's session: who is signed in, and flashes.
@@ -232,33 +225,5 @@ impl BrowserSession {
             .get::<Vec<String>>(FLASHES_KEY)
             .await?
             .unwrap_or_default())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::web::tests::headers;
-
-    #[test]
-    fn tls_is_recognised_from_either_proxy_header() {
-        assert!(arrived_over_tls(&headers(&[(
-            "x-forwarded-proto",
-            "https"
-        )])));
-        assert!(arrived_over_tls(&headers(&[(
-            "x-forwarded-proto",
-            "HTTPS"
-        )])));
-        assert!(arrived_over_tls(&headers(&[(
-            "forwarded",
-            "for=192.0.2.60;proto=https;by=203.0.113.43"
-        )])));
-        assert!(!arrived_over_tls(&headers(&[(
-            "x-forwarded-proto",
-            "http"
-        )])));
-        assert!(!arrived_over_tls(&headers(&[("forwarded", "proto=http")])));
-        assert!(!arrived_over_tls(&headers(&[])));
     }
 }

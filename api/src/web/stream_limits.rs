@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use tokio_stream::StreamExt as _;
 
 use super::error::WebError;
-use super::rate_limit::ClientAddress;
+use super::proxy::ClientAddress;
 use super::session::BrowserSession;
 use super::WebState;
 
