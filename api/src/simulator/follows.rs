@@ -8,7 +8,9 @@ use axum::http::StatusCode;
 use axum::Json;
 use domain::UserCommand;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::RefOr;
+use utoipa::{PartialSchema, ToSchema};
 
 use super::extract::{Path, Query};
 use super::{
@@ -52,13 +54,60 @@ pub(super) async fn list(
 }
 
 /// A follow or an unfollow; `follow` wins when both are given, and one of them must be.
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize)]
 struct FollowChange {
     /// The username to follow (following again changes nothing).
     follow: Option<String>,
     /// The username to stop following (not following them is no error).
     unfollow: Option<String>,
 }
+
+/// The schema says exactly which bodies are a follow change: `follow` naming a user (with
+/// `unfollow` a name or null, and ignored), or `unfollow` naming a user (with `follow` absent
+/// or null). `{}`, or both null, is not one, and is refused.
+impl PartialSchema for FollowChange {
+    fn schema() -> RefOr<Schema> {
+        let name = |description: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some(description))
+        };
+        let name_or_null = |description: &str| {
+            ObjectBuilder::new()
+                .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+                .description(Some(description))
+        };
+        let nothing = ObjectBuilder::new()
+            .schema_type(Type::Null)
+            .description(Some("Absent or null when unfollowing"));
+        AnyOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .property(
+                        "follow",
+                        name("The username to follow (following again changes nothing)"),
+                    )
+                    .required("follow")
+                    .property("unfollow", name_or_null("Ignored when `follow` is given")),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .property("follow", nothing)
+                    .property(
+                        "unfollow",
+                        name("The username to stop following (not following them is no error)"),
+                    )
+                    .required("unfollow"),
+            )
+            .description(Some(
+                "A follow or an unfollow: `follow` wins when both are given, and one of them \
+                 must name a user",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for FollowChange {}
 
 /// Makes `username` follow or unfollow another user.
 #[utoipa::path(

@@ -108,7 +108,9 @@ pub(super) async fn list_by_author(
 /// A message to post.
 #[derive(Deserialize, ToSchema)]
 struct NewMessage {
-    /// The text, stored raw; empty is allowed, a NUL character is not.
+    /// The text, stored raw: empty is allowed, a NUL character is not (PostgreSQL cannot
+    /// store it), and at most 1,000 characters.
+    #[schema(max_length = 1000, pattern = "^[^\\u0000]*$")]
     content: String,
 }
 

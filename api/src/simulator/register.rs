@@ -16,15 +16,26 @@ use crate::request_context::RequestContext;
 /// have to enter a username") rather than a generic parse error.
 #[derive(Deserialize, ToSchema)]
 struct Registration {
-    /// Not taken, no NUL character.
+    /// Not taken, not one of the site's own names (`public`, `login`, …), no NUL character.
     #[serde(default)]
-    #[schema(required = true, min_length = 1, example = "Roger Histand")]
+    #[schema(
+        required = true,
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000]*$",
+        example = "Roger Histand"
+    )]
     username: String,
     #[serde(default)]
-    #[schema(required = true, pattern = "@", example = "roger@histand.example")]
+    #[schema(
+        required = true,
+        max_length = 254,
+        pattern = "^[^\\u0000]*@[^\\u0000]*$",
+        example = "roger@histand.example"
+    )]
     email: String,
     #[serde(default)]
-    #[schema(required = true, min_length = 1)]
+    #[schema(required = true, min_length = 1, max_length = 1024)]
     pwd: String,
 }
 
