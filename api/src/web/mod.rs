@@ -176,7 +176,7 @@ pub fn router(state: WebState, store: PostgresStore, key: Key, gate: &DatabaseGa
                     VARY,
                     HeaderValue::from_static("accept"),
                 ))
-                .layer(middleware::from_fn(cross_origin::protect_unsafe_methods))
+                .layer(cross_origin::unsafe_methods_layer())
                 .layer(middleware::from_fn_with_state(
                     proxies,
                     session::mark_secure_over_tls,
