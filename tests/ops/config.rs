@@ -273,10 +273,9 @@ fn alertmanager_config_passes_amtool_check_config() {
 
 // ----------------------------------------------------------------------------------- nginx
 
-/// Debian's nginx (1.22) checks the load balancer's configuration, with three changes for
-/// this machine: the `resolve` server parameter (open-source nginx >= 1.27.3, what the image
-/// runs) is dropped, the replicas' Docker DNS name becomes 127.0.0.1, and the `user` line
-/// goes (the image's `nginx` user does not exist here).
+/// Debian's nginx (1.22) checks the load balancer's configuration, as the TLS test runs it
+/// (see [`crate::nginx::local_config`]: the container's surroundings swapped for local ones,
+/// a certificate made for the test in place of the secrets).
 #[test]
 fn nginx_config_passes_nginx_t() {
     let config = read("ops/nginx/nginx.conf");
@@ -286,28 +285,35 @@ fn nginx_config_passes_nginx_t() {
         "server minitwit:5000 resolve",
         "proxy_next_upstream error timeout http_502 http_503 non_idempotent;",
         "proxy_buffering off;",
+        "listen 443 ssl;",
+        "listen 5001 ssl;",
+        "return 301 https://$host$request_uri;",
+        "add_header Strict-Transport-Security",
     ] {
         assert!(config.contains(required), "nginx.conf lacks `{required}`");
     }
-    let local = config
-        .replace(" resolve ", " ")
-        .replace("server minitwit:", "server 127.0.0.1:")
-        .lines()
-        .filter(|line| !line.trim_start().starts_with("user "))
-        .collect::<Vec<_>>()
-        .join("\n");
     let dir = scratch_dir("nginx");
+    let (certificate, key) = crate::nginx::test_certificate(&dir);
+    let local = crate::nginx::local_config(
+        &config,
+        &crate::nginx::Surroundings {
+            api_upstream: "127.0.0.1:5001",
+            web_upstream: "127.0.0.1:5000",
+            api_port: 15001,
+            https_port: 15443,
+            http_port: 15080,
+            status_port: 15081,
+            certificate: &certificate,
+            key: &key,
+            bind: "127.0.0.2",
+        },
+    );
     std::fs::write(dir.join("nginx.conf"), local).expect("writing the nginx.conf copy");
     let prefix = format!("{}/", dir.display());
     let conf = format!("{}/nginx.conf", dir.display());
-    // Debian installs it in /usr/sbin, which is not on every user's PATH.
-    let nginx = if Path::new("/usr/sbin/nginx").exists() {
-        "/usr/sbin/nginx"
-    } else {
-        "nginx"
-    };
+    let nginx = crate::nginx::nginx_binary();
     let check = run(
-        nginx,
+        &nginx.display().to_string(),
         "nginx",
         &["-t", "-q", "-p", &prefix, "-e", "/dev/stderr", "-c", &conf],
         &dir,

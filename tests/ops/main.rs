@@ -1,5 +1,6 @@
 //! The operations suite: metrics, health, logs, the monitoring configuration, a real
-//! Prometheus scraping the server, and three replicas behind a real nginx.
+//! Prometheus scraping the server, three replicas behind a real nginx, and TLS through the
+//! shipped nginx configuration.
 
 /// The server binary, for [`test_support::server_process::ServerProcess`] and the health probe:
 /// Cargo names it only to this package's integration tests.
@@ -9,5 +10,7 @@ mod config;
 mod health;
 mod logs;
 mod metrics;
+mod nginx;
 mod prometheus;
 mod scale_out;
+mod tls;

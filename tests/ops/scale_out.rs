@@ -65,7 +65,7 @@ const USERS: usize = 40;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_behind_nginx_lose_no_request_and_no_write_when_one_crashes_and_returns() {
-    let nginx_binary = nginx_binary();
+    let nginx_binary = crate::nginx::nginx_binary();
     let db = TestDatabase::create().await;
     let addresses: Vec<ReplicaAddresses> = (0..REPLICAS)
         .map(|_| ReplicaAddresses {
@@ -364,19 +364,6 @@ async fn tweets_found_posted(replicas: &[Option<ServerProcess>]) -> f64 {
 }
 
 // -------------------------------------------------------------------------------- nginx
-
-/// `MINITWIT_NGINX`, or Debian's.
-fn nginx_binary() -> PathBuf {
-    let binary = std::env::var_os("MINITWIT_NGINX")
-        .map_or_else(|| PathBuf::from("/usr/sbin/nginx"), PathBuf::from);
-    assert!(
-        binary.is_file(),
-        "no nginx at {}: install Debian's `nginx` package (apt-get install nginx; scripts/test \
-         does it as root) or set MINITWIT_NGINX",
-        binary.display()
-    );
-    binary
-}
 
 /// A real nginx on loopback in front of the replicas, in the foreground as our child.
 struct Nginx {
