@@ -303,6 +303,7 @@ fn nginx_config_passes_nginx_t() {
             https_port: 15443,
             http_port: 15080,
             status_port: 15081,
+            api_clients: &repo_root().join("ops/nginx/api-clients.conf"),
             certificate: &certificate,
             key: &key,
             bind: "127.0.0.2",
@@ -676,6 +677,8 @@ const SECRETS: &[&str] = &[
     "simulator_password",
     "grafana_admin_password",
     "alertmanager_webhook_url",
+    "tls_certificate",
+    "tls_key",
 ];
 
 /// `docker-compose config` (Debian's docker-compose 1.29) validates compose.yaml against the
@@ -728,6 +731,9 @@ fn compose_file_validates_with_docker_compose() {
         "MINITWIT_SIMULATOR_PASSWORD_FILE: /run/secrets/simulator_password",
         "GF_SECURITY_ADMIN_PASSWORD__FILE: /run/secrets/grafana_admin_password",
         "MINITWIT_CLIENT_IP_HEADER: x-real-ip",
+        "MINITWIT_TRUSTED_PROXIES: 172.28.0.0/16",
+        "subnet: 172.28.0.0/16",
+        "/etc/nginx/api-clients.conf",
         "LOG_FORMAT: json",
         "MINITWIT_API_ADDR: 0.0.0.0:5001",
         "127.0.0.1:9090:9090",

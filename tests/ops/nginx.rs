@@ -16,6 +16,8 @@ pub struct Surroundings<'a> {
     pub https_port: u16,
     pub http_port: u16,
     pub status_port: u16,
+    /// The simulator API's allow-list, in place of the shipped `ops/nginx/api-clients.conf`.
+    pub api_clients: &'a Path,
     /// The certificate and key files that stand for the secrets.
     pub certificate: &'a Path,
     pub key: &'a Path,
@@ -60,6 +62,10 @@ pub fn local_config(shipped: &str, surroundings: &Surroundings) -> String {
         (
             "/run/secrets/tls_key",
             surroundings.key.display().to_string(),
+        ),
+        (
+            "include /etc/nginx/api-clients.conf;",
+            format!("include {};", surroundings.api_clients.display()),
         ),
         (
             "proxy_http_version 1.1;",

@@ -18,6 +18,8 @@ use crate::MINITWIT;
 
 /// The address nginx connects to the server from; the server trusts that one alone.
 const PROXY_ADDRESS: &str = "127.0.0.2";
+/// A client the API's allow-list leaves out.
+const STRANGER: &str = "127.0.0.3";
 
 /// nginx in front of the server, and how to reach it.
 struct Tls {
@@ -43,6 +45,14 @@ impl Tls {
         )
         .expect("reading ops/nginx/nginx.conf");
         let (api_port, https_port, http_port) = (free_port(), free_port(), free_port());
+        // The allow-list as an operator would write it: the test's own address in, the rest
+        // out (the shipped one lets everyone in).
+        let api_clients = dir.join("api-clients.conf");
+        std::fs::write(
+            &api_clients,
+            format!("allow 127.0.0.1;\ndeny {STRANGER};\n"),
+        )
+        .expect("writing the API's allow-list");
         let host_port = |url: &str| url.trim_start_matches("http://").to_owned();
         let config = local_config(
             &shipped,
@@ -53,6 +63,7 @@ impl Tls {
                 https_port,
                 http_port,
                 status_port: free_port(),
+                api_clients: &api_clients,
                 certificate: &certificate,
                 key: &key,
                 bind: PROXY_ADDRESS,
@@ -193,6 +204,11 @@ async fn pages_api_and_live_streams_go_over_tls_and_plain_http_is_sent_there() {
         header(&registered, "strict-transport-security"),
         ["max-age=63072000"]
     );
+    // The allow-list keeps other clients off the API, not off the pages.
+    let stranger = text(&tls.curl(&["--interface", STRANGER, &tls.api("/latest")]));
+    assert!(stranger.starts_with("HTTP/1.1 403"), "{stranger}");
+    let stranger_page = text(&tls.curl(&["--interface", STRANGER, &tls.pages("/public")]));
+    assert!(stranger_page.starts_with("HTTP/1.1 200"), "{stranger_page}");
     let plain_api = text(&tls.curl(&[&format!("http://127.0.0.1:{}/latest", tls.api_port)]));
     assert!(plain_api.starts_with("HTTP/1.1 307"), "{plain_api}");
     let location = header(&plain_api, "location");
