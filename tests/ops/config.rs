@@ -299,10 +299,12 @@ fn nginx_config_passes_nginx_t() {
         &crate::nginx::Surroundings {
             api_upstream: "127.0.0.1:5001",
             web_upstream: "127.0.0.1:5000",
+            grafana_upstream: "127.0.0.1:3000",
             api_port: 15001,
             https_port: 15443,
             http_port: 15080,
             status_port: 15081,
+            grafana_port: 15300,
             api_clients: &repo_root().join("ops/nginx/api-clients.conf"),
             certificate: &certificate,
             key: &key,
@@ -736,9 +738,7 @@ fn compose_file_validates_with_docker_compose() {
         "/etc/nginx/api-clients.conf",
         "LOG_FORMAT: json",
         "MINITWIT_API_ADDR: 0.0.0.0:5001",
-        "127.0.0.1:9090:9090",
-        "127.0.0.1:9093:9093",
-        "127.0.0.1:3000:3000",
+        "target: 3000",
         "max-size:",
     ] {
         assert!(
@@ -746,6 +746,20 @@ fn compose_file_validates_with_docker_compose() {
             "the resolved compose file lacks `{expected}`:\n{resolved}"
         );
     }
+    // Prometheus and Alertmanager are published nowhere, not even on the host's loopback
+    // (which Swarm would ignore); Grafana only through nginx.
+    for port in ["9090", "9093"] {
+        for published in [format!("published: {port}"), format!(":{port}:{port}")] {
+            assert!(
+                !resolved.contains(&published),
+                "{port} is published:\n{resolved}"
+            );
+        }
+    }
+    assert!(
+        !resolved.contains(":3000:3000"),
+        "Grafana is published directly"
+    );
 
     // Secrets come from files under ./secrets/, each documented in secrets/README.md.
     let readme = read("secrets/README.md");

@@ -11,11 +11,14 @@ pub struct Surroundings<'a> {
     /// The replicas' simulator API and pages (`host:port` each).
     pub api_upstream: &'a str,
     pub web_upstream: &'a str,
+    /// Grafana (`host:port`); nothing need listen there unless a test asks Grafana.
+    pub grafana_upstream: &'a str,
     /// Loopback ports for the API (TLS), the pages over TLS and plain HTTP, and nginx's own.
     pub api_port: u16,
     pub https_port: u16,
     pub http_port: u16,
     pub status_port: u16,
+    pub grafana_port: u16,
     /// The simulator API's allow-list, in place of the shipped `ops/nginx/api-clients.conf`.
     pub api_clients: &'a Path,
     /// The certificate and key files that stand for the secrets.
@@ -38,6 +41,14 @@ pub fn local_config(shipped: &str, surroundings: &Surroundings) -> String {
         (
             "server minitwit:5000",
             format!("server {}", surroundings.web_upstream),
+        ),
+        (
+            "server grafana:3000",
+            format!("server {}", surroundings.grafana_upstream),
+        ),
+        (
+            "listen 3000 ssl;",
+            format!("listen 127.0.0.1:{} ssl;", surroundings.grafana_port),
         ),
         (
             "listen 5001 ssl;",

@@ -1,6 +1,6 @@
 //! TLS end to end: the shipped nginx configuration (`ops/nginx/nginx.conf`), run by a real
-//! nginx on loopback with a certificate made for the test, in front of a real server. Pages,
-//! the simulator API and live streams work over HTTPS; plain HTTP is redirected; HSTS is on;
+//! nginx on loopback with a certificate made for the test, in front of a real server (and a
+//! stand-in for Grafana). Pages, the simulator API, live streams and Grafana work over HTTPS; plain HTTP is redirected; HSTS is on;
 //! the session cookie is `Secure`; and a client that talks to the server directly cannot
 //! claim TLS it did not use. The client is curl, trusting the test's certificate.
 
@@ -28,11 +28,12 @@ struct Tls {
     api_port: u16,
     https_port: u16,
     http_port: u16,
+    grafana_port: u16,
     _nginx: tokio::process::Child,
 }
 
 impl Tls {
-    async fn start(server: &ServerProcess) -> Self {
+    async fn start(server: &ServerProcess, grafana_upstream: &str) -> Self {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
             "ops-tls-{}-{}",
             std::process::id(),
@@ -44,7 +45,8 @@ impl Tls {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/nginx/nginx.conf"),
         )
         .expect("reading ops/nginx/nginx.conf");
-        let (api_port, https_port, http_port) = (free_port(), free_port(), free_port());
+        let (api_port, https_port, http_port, grafana_port) =
+            (free_port(), free_port(), free_port(), free_port());
         // The allow-list as an operator would write it: the test's own address in, the rest
         // out (the shipped one lets everyone in).
         let api_clients = dir.join("api-clients.conf");
@@ -59,10 +61,12 @@ impl Tls {
             &crate::nginx::Surroundings {
                 api_upstream: &host_port(&server.base_url),
                 web_upstream: &host_port(&server.web_url),
+                grafana_upstream,
                 api_port,
                 https_port,
                 http_port,
                 status_port: free_port(),
+                grafana_port,
                 api_clients: &api_clients,
                 certificate: &certificate,
                 key: &key,
@@ -85,6 +89,7 @@ impl Tls {
             api_port,
             https_port,
             http_port,
+            grafana_port,
             _nginx: nginx,
         };
         for _ in 0..200 {
@@ -126,7 +131,7 @@ impl Tls {
             "--cacert".to_owned(),
             self.certificate.display().to_string(),
         ];
-        for port in [self.api_port, self.https_port] {
+        for port in [self.api_port, self.https_port, self.grafana_port] {
             arguments.push("--resolve".to_owned());
             arguments.push(format!("localhost:{port}:127.0.0.1"));
         }
@@ -172,7 +177,7 @@ async fn read_until(output: &mut tokio::process::ChildStdout, received: &mut Str
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn pages_api_and_live_streams_go_over_tls_and_plain_http_is_sent_there() {
+async fn pages_api_live_streams_and_grafana_go_over_tls_and_plain_http_is_sent_there() {
     let db = TestDatabase::create().await;
     let server = ServerProcess::start_with(
         MINITWIT,
@@ -183,7 +188,34 @@ async fn pages_api_and_live_streams_go_over_tls_and_plain_http_is_sent_there() {
         ],
     )
     .await;
-    let tls = Tls::start(&server).await;
+    // A stand-in for Grafana, answering every request alike.
+    let grafana = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding Grafana's stand-in");
+    let grafana_address = grafana.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((mut connection, _)) = grafana.accept().await {
+            use tokio::io::AsyncWriteExt as _;
+            let mut request = [0_u8; 4096];
+            let _ = connection.read(&mut request).await;
+            let _ = connection
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 17\r\nConnection: close\r\n\r\nGrafana's sign-in")
+                .await;
+        }
+    });
+    let tls = Tls::start(&server, &grafana_address).await;
+
+    // Grafana is reached through nginx, over TLS, with HSTS.
+    let grafana_page = text(&tls.curl(&[&format!("https://localhost:{}/login", tls.grafana_port)]));
+    assert!(grafana_page.starts_with("HTTP/1.1 200"), "{grafana_page}");
+    assert!(
+        grafana_page.ends_with("Grafana's sign-in"),
+        "{grafana_page}"
+    );
+    assert_eq!(
+        header(&grafana_page, "strict-transport-security"),
+        ["max-age=63072000"]
+    );
 
     // The simulator API over HTTPS, with HSTS; plain HTTP to its port is sent to HTTPS.
     let auth = format!(
