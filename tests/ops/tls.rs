@@ -322,3 +322,53 @@ async fn pages_api_live_streams_and_grafana_go_over_tls_and_plain_http_is_sent_t
     drop(stream);
     server.terminate().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nginx_bounds_live_streams_per_address_across_replicas() {
+    let db = TestDatabase::create().await;
+    // The replica's own bound is raised out of the way, so that nginx's is the one met.
+    let server = ServerProcess::start_with(
+        MINITWIT,
+        &[
+            ("DATABASE_URL", db.url.as_str()),
+            ("MINITWIT_TRUSTED_PROXIES", PROXY_ADDRESS),
+            ("MINITWIT_CLIENT_IP_HEADER", "x-real-ip"),
+            ("MINITWIT_LIVE_STREAMS_PER_ADDRESS", "1000"),
+        ],
+    )
+    .await;
+    let tls = Tls::start(&server, &format!("127.0.0.1:{}", free_port())).await;
+    let open = |tls: &Tls| {
+        let mut stream = tokio::process::Command::new("curl")
+            .args(tls.curl_arguments())
+            .args(["-N", "-H", "Accept: text/event-stream"])
+            .arg(tls.pages("/public"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting curl");
+        let output = stream.stdout.take().expect("curl's output");
+        (stream, output)
+    };
+    // The bound in ops/nginx/nginx.conf (`limit_conn live_streams_per_address 64`).
+    let mut streams = Vec::new();
+    for _ in 0..64 {
+        let (stream, mut output) = open(&tls);
+        let mut received = String::new();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            read_until(&mut output, &mut received, ": connected"),
+        )
+        .await
+        .expect("a stream within the bound opens");
+        streams.push((stream, output));
+    }
+    let refused = text(&tls.curl(&["-H", "Accept: text/event-stream", &tls.pages("/public")]));
+    assert!(refused.starts_with("HTTP/1.1 429"), "{refused}");
+    // Pages are not streams, and are not bounded.
+    let page = text(&tls.curl(&[&tls.pages("/public")]));
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    drop(streams);
+    server.terminate().await;
+}
