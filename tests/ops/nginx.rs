@@ -32,48 +32,28 @@ pub struct Surroundings<'a> {
 /// The shipped configuration with `surroundings` in place of the container's. Each swap must
 /// find what it replaces, so a change to the configuration breaks this, not the test's claims.
 pub fn local_config(shipped: &str, surroundings: &Surroundings) -> String {
-    let swaps = [
+    // Each listener on its loopback port; TLS ones keep their `ssl`.
+    let listeners = [
+        ("listen 5001 ssl;", surroundings.api_port, " ssl"),
+        ("listen 443 ssl;", surroundings.https_port, " ssl"),
+        ("listen 3000 ssl;", surroundings.grafana_port, " ssl"),
+        ("listen 80;", surroundings.http_port, ""),
+        ("listen 127.0.0.1:8080;", surroundings.status_port, ""),
+    ]
+    .map(|(from, port, tls)| (from, format!("listen 127.0.0.1:{port}{tls};")));
+    let upstreams = [
+        ("server minitwit:5001", surroundings.api_upstream),
+        ("server minitwit:5000", surroundings.web_upstream),
+        ("server grafana:3000", surroundings.grafana_upstream),
+    ]
+    .map(|(from, to)| (from, format!("server {to}")));
+    let files = [
+        ("/run/secrets/tls_certificate", surroundings.certificate),
+        ("/run/secrets/tls_key", surroundings.key),
+    ]
+    .map(|(from, to)| (from, to.display().to_string()));
+    let others = [
         (" resolve ", " ".to_owned()),
-        (
-            "server minitwit:5001",
-            format!("server {}", surroundings.api_upstream),
-        ),
-        (
-            "server minitwit:5000",
-            format!("server {}", surroundings.web_upstream),
-        ),
-        (
-            "server grafana:3000",
-            format!("server {}", surroundings.grafana_upstream),
-        ),
-        (
-            "listen 3000 ssl;",
-            format!("listen 127.0.0.1:{} ssl;", surroundings.grafana_port),
-        ),
-        (
-            "listen 5001 ssl;",
-            format!("listen 127.0.0.1:{} ssl;", surroundings.api_port),
-        ),
-        (
-            "listen 443 ssl;",
-            format!("listen 127.0.0.1:{} ssl;", surroundings.https_port),
-        ),
-        (
-            "listen 80;",
-            format!("listen 127.0.0.1:{};", surroundings.http_port),
-        ),
-        (
-            "listen 127.0.0.1:8080;",
-            format!("listen 127.0.0.1:{};", surroundings.status_port),
-        ),
-        (
-            "/run/secrets/tls_certificate",
-            surroundings.certificate.display().to_string(),
-        ),
-        (
-            "/run/secrets/tls_key",
-            surroundings.key.display().to_string(),
-        ),
         (
             "include /etc/nginx/api-clients.conf;",
             format!("include {};", surroundings.api_clients.display()),
@@ -86,6 +66,11 @@ pub fn local_config(shipped: &str, surroundings: &Surroundings) -> String {
             ),
         ),
     ];
+    let swaps = others
+        .into_iter()
+        .chain(upstreams)
+        .chain(listeners)
+        .chain(files);
     let mut config = shipped.to_owned();
     for (from, to) in swaps {
         assert!(config.contains(from), "nginx.conf no longer has `{from}`");

@@ -122,6 +122,27 @@ impl Tls {
             .expect("running curl (Debian's `curl` package)")
     }
 
+    /// curl holding the live stream of the page at `path` open, once it has opened.
+    async fn open_stream(&self, path: &str) -> LiveStream {
+        let mut curl = tokio::process::Command::new("curl")
+            .args(self.curl_arguments())
+            .args(["-N", "-H", "Accept: text/event-stream"])
+            .arg(self.pages(path))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting curl");
+        let output = curl.stdout.take().expect("curl's output");
+        let mut stream = LiveStream {
+            _curl: curl,
+            output,
+            received: String::new(),
+        };
+        stream.wait_for(": connected").await;
+        stream
+    }
+
     fn curl_arguments(&self) -> Vec<String> {
         let mut arguments = vec![
             "-sS".to_owned(),
@@ -166,28 +187,54 @@ fn header<'a>(response: &'a str, name: &str) -> Vec<&'a str> {
         .collect()
 }
 
-/// Reads `output` into `received` until it holds `needle`.
-async fn read_until(output: &mut tokio::process::ChildStdout, received: &mut String, needle: &str) {
-    let mut buffer = [0_u8; 4096];
-    while !received.contains(needle) {
-        let read = output.read(&mut buffer).await.expect("reading the stream");
-        assert!(read > 0, "the stream ended before {needle:?}: {received}");
-        received.push_str(&String::from_utf8_lossy(&buffer[..read]));
+/// A server that trusts nginx's address alone, with `extra` settings.
+async fn server_behind_nginx(db: &TestDatabase, extra: &[(&str, &str)]) -> ServerProcess {
+    let mut env = vec![
+        ("DATABASE_URL", db.url.as_str()),
+        ("MINITWIT_TRUSTED_PROXIES", PROXY_ADDRESS),
+        ("MINITWIT_CLIENT_IP_HEADER", "x-real-ip"),
+    ];
+    env.extend_from_slice(extra);
+    ServerProcess::start_with(MINITWIT, &env).await
+}
+
+/// A live stream held open by curl, and what it has sent so far.
+struct LiveStream {
+    _curl: tokio::process::Child,
+    output: tokio::process::ChildStdout,
+    received: String,
+}
+
+impl LiveStream {
+    /// Waits, up to 10 s, until the stream has sent `needle`.
+    async fn wait_for(&mut self, needle: &str) {
+        let mut buffer = [0_u8; 4096];
+        let read_until = async {
+            while !self.received.contains(needle) {
+                let read = self
+                    .output
+                    .read(&mut buffer)
+                    .await
+                    .expect("reading the stream");
+                assert!(
+                    read > 0,
+                    "the stream ended before {needle:?}: {}",
+                    self.received
+                );
+                self.received
+                    .push_str(&String::from_utf8_lossy(&buffer[..read]));
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), read_until)
+            .await
+            .unwrap_or_else(|_| panic!("no {needle:?} on the stream within 10 s"));
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pages_api_live_streams_and_grafana_go_over_tls_and_plain_http_is_sent_there() {
     let db = TestDatabase::create().await;
-    let server = ServerProcess::start_with(
-        MINITWIT,
-        &[
-            ("DATABASE_URL", db.url.as_str()),
-            ("MINITWIT_TRUSTED_PROXIES", PROXY_ADDRESS),
-            ("MINITWIT_CLIENT_IP_HEADER", "x-real-ip"),
-        ],
-    )
-    .await;
+    let server = server_behind_nginx(&db, &[]).await;
     // A stand-in for Grafana, answering every request alike.
     let grafana = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -284,23 +331,7 @@ async fn pages_api_live_streams_and_grafana_go_over_tls_and_plain_http_is_sent_t
     );
 
     // A live stream through TLS: a post reaches an open public timeline.
-    let mut stream = tokio::process::Command::new("curl")
-        .args(tls.curl_arguments())
-        .args(["-N", "-H", "Accept: text/event-stream"])
-        .arg(tls.pages("/public"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("starting curl");
-    let mut output = stream.stdout.take().expect("curl's output");
-    let mut received = String::new();
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        read_until(&mut output, &mut received, ": connected"),
-    )
-    .await
-    .expect("the stream opens through nginx");
+    let mut stream = tls.open_stream("/public").await;
     let posted = text(&tls.curl(&[
         "-H",
         &auth,
@@ -309,16 +340,7 @@ async fn pages_api_live_streams_and_grafana_go_over_tls_and_plain_http_is_sent_t
         &tls.api("/msgs/alice?latest=2"),
     ]));
     assert!(posted.starts_with("HTTP/1.1 204"), "{posted}");
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        read_until(
-            &mut output,
-            &mut received,
-            "sent over TLS, streamed over TLS",
-        ),
-    )
-    .await
-    .expect("the post arrives on the stream");
+    stream.wait_for("sent over TLS, streamed over TLS").await;
     drop(stream);
     server.terminate().await;
 }
@@ -327,42 +349,12 @@ async fn pages_api_live_streams_and_grafana_go_over_tls_and_plain_http_is_sent_t
 async fn nginx_bounds_live_streams_per_address_across_replicas() {
     let db = TestDatabase::create().await;
     // The replica's own bound is raised out of the way, so that nginx's is the one met.
-    let server = ServerProcess::start_with(
-        MINITWIT,
-        &[
-            ("DATABASE_URL", db.url.as_str()),
-            ("MINITWIT_TRUSTED_PROXIES", PROXY_ADDRESS),
-            ("MINITWIT_CLIENT_IP_HEADER", "x-real-ip"),
-            ("MINITWIT_LIVE_STREAMS_PER_ADDRESS", "1000"),
-        ],
-    )
-    .await;
+    let server = server_behind_nginx(&db, &[("MINITWIT_LIVE_STREAMS_PER_ADDRESS", "1000")]).await;
     let tls = Tls::start(&server, &format!("127.0.0.1:{}", free_port())).await;
-    let open = |tls: &Tls| {
-        let mut stream = tokio::process::Command::new("curl")
-            .args(tls.curl_arguments())
-            .args(["-N", "-H", "Accept: text/event-stream"])
-            .arg(tls.pages("/public"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("starting curl");
-        let output = stream.stdout.take().expect("curl's output");
-        (stream, output)
-    };
     // The bound in ops/nginx/nginx.conf (`limit_conn live_streams_per_address 64`).
     let mut streams = Vec::new();
     for _ in 0..64 {
-        let (stream, mut output) = open(&tls);
-        let mut received = String::new();
-        tokio::time::timeout(
-            Duration::from_secs(10),
-            read_until(&mut output, &mut received, ": connected"),
-        )
-        .await
-        .expect("a stream within the bound opens");
-        streams.push((stream, output));
+        streams.push(tls.open_stream("/public").await);
     }
     let refused = text(&tls.curl(&["-H", "Accept: text/event-stream", &tls.pages("/public")]));
     assert!(refused.starts_with("HTTP/1.1 429"), "{refused}");
