@@ -139,7 +139,7 @@ pub struct Config {
         env = "MINITWIT_TRUSTED_PROXIES",
         default_value = "127.0.0.1,::1",
         value_delimiter = ',',
-        value_parser = crate::web::proxy::parse_network
+        value_parser = parse_network
     )]
     pub trusted_proxies: Vec<ipnet::IpNet>,
 
@@ -230,6 +230,15 @@ pub struct Config {
     pub log_format: String,
 }
 
+/// Parses a network (`10.0.0.0/8`) or a single address (`192.0.2.7`, taken as its own
+/// network), for `MINITWIT_TRUSTED_PROXIES`.
+pub fn parse_network(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("`{text}` is neither an IP address nor a network like 10.0.0.0/8"))
+}
+
 /// The simulator's password as the course publishes it: what its simulator sends unless told
 /// otherwise, and so what anyone on the internet can send too.
 pub const COURSE_SIMULATOR_PASSWORD: &str = "super_safe!";
@@ -299,6 +308,23 @@ mod tests {
         .unwrap();
         assert_eq!(config.simulator_password().unwrap(), "s3cret \\\"'{<");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn trusted_proxies_are_networks_or_single_addresses_and_nonsense_is_refused() {
+        assert_eq!(
+            parse_network("192.0.2.7").unwrap(),
+            "192.0.2.7/32".parse::<ipnet::IpNet>().unwrap()
+        );
+        assert!(parse_network(" 172.16.0.0/12 ").is_ok());
+        assert!(parse_network("fd00::/8").is_ok());
+        let err = parse_network("proxy.example").unwrap_err();
+        assert!(err.contains("proxy.example"), "{err}");
+        let config =
+            Config::try_parse_from(["minitwit", "--trusted-proxies", "10.0.0.0/8,192.0.2.7"])
+                .unwrap();
+        assert_eq!(config.trusted_proxies.len(), 2);
+        assert!(Config::try_parse_from(["minitwit", "--trusted-proxies", "nope"]).is_err());
     }
 
     #[test]

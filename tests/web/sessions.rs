@@ -51,7 +51,7 @@ async fn the_session_cookie_is_http_only_lax_and_secure_only_behind_tls() {
 async fn what_a_client_says_in_proxy_headers_is_ignored_unless_it_is_a_trusted_proxy() {
     // The only trusted proxy is elsewhere: the test's own requests come from loopback.
     let app = test_support::app::spawn_app_with(|config| {
-        config.trusted_proxies = vec![api::web::proxy::parse_network("192.0.2.1").unwrap()];
+        config.trusted_proxies = vec![api::config::parse_network("192.0.2.1").unwrap()];
         config.client_ip_header = Some("x-real-ip".to_owned());
         config.login_attempts_per_minute = 2;
     })
