@@ -11,7 +11,7 @@ use commands::CommandError;
 use domain::UserError;
 use serde::Deserialize;
 
-use super::error::WebError;
+use super::error::{with_retry_after, WebError};
 use super::form::FormData;
 use super::pages::{redirect, render, LoginPage, RegisterPage, Title};
 use super::proxy::ClientAddress;
@@ -236,13 +236,4 @@ pub async fn logout(mut session: BrowserSession) -> Result<Response, WebError> {
     session.sign_out().await?;
     session.flash(SIGNED_OUT).await?;
     Ok(redirect("/public"))
-}
-
-/// `response` with `Retry-After: wait` (in whole seconds), for a refused attempt.
-fn with_retry_after(mut response: Response, wait: std::time::Duration) -> Response {
-    response.headers_mut().insert(
-        axum::http::header::RETRY_AFTER,
-        axum::http::HeaderValue::from(wait.as_secs().max(1)),
-    );
-    response
 }

@@ -16,6 +16,8 @@
 //! (The simulator's JSON errors are worded in [`crate::error`]; what a failure below the HTTP
 //! layer means is decided in [`crate::failure`].)
 
+use std::time::Duration;
+
 use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -46,7 +48,7 @@ pub enum WebError {
     /// The client has as many live streams open as it may ([`super::stream_limits`]); one
     /// may close within the duration.
     #[error("Too many live pages are open; close some and try again.")]
-    TooManyStreams(std::time::Duration),
+    TooManyStreams(Duration),
     /// The database cannot be reached. No cause when the breaker refused the request
     /// without trying (the breaker logged the outage once).
     #[error("The service is briefly unavailable; please try again in a moment.")]
@@ -90,7 +92,7 @@ impl IntoResponse for WebError {
         }
         let unavailable = matches!(self, Self::Unavailable(_));
         let retry_after = match &self {
-            Self::TooManyStreams(wait) => Some(wait.as_secs().max(1)),
+            Self::TooManyStreams(wait) => Some(*wait),
             _ => None,
         };
         let status = self.status();
@@ -108,13 +110,20 @@ impl IntoResponse for WebError {
         if unavailable {
             outage::mark_unavailable(&mut response);
         }
-        if let Some(seconds) = retry_after {
-            response
-                .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(seconds));
+        match retry_after {
+            Some(wait) => with_retry_after(response, wait),
+            None => response,
         }
-        response
     }
+}
+
+/// `response` with `Retry-After: wait` (in whole seconds, at least one), for an attempt
+/// refused until then.
+pub fn with_retry_after(mut response: Response, wait: Duration) -> Response {
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
+    response
 }
 
 impl<T> From<T> for WebError

@@ -17,7 +17,7 @@ use super::WebState;
 
 /// The proxies whose headers about the client are believed, and the header that carries
 /// the client's address.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct TrustedProxies {
     networks: Vec<IpNet>,
     client_ip_header: Option<HeaderName>,
@@ -78,8 +78,8 @@ fn forwarded_address(headers: &HeaderMap, header: &HeaderName) -> Option<IpAddr>
 }
 
 /// The peer of the connection a request came over.
-pub fn peer(parts_extensions: &axum::http::Extensions) -> Option<IpAddr> {
-    parts_extensions
+pub fn peer(extensions: &axum::http::Extensions) -> Option<IpAddr> {
+    extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(peer)| peer.ip())
 }

@@ -12,7 +12,9 @@
 //!
 //! The simulator's API is never limited: a 429 would count as an error in its run. The
 //! budgets live in PostgreSQL (`attempt_budgets`, `sign_in_failures`) so that replicas behind
-//! a load balancer spend from the same ones; each check is one statement.
+//! a load balancer spend from the same ones: a registration's check is one statement, a
+//! sign-in's two (its address's budget, and the wait its wrong passwords set) and one more
+//! for its outcome.
 
 use std::net::IpAddr;
 use std::time::Duration;
