@@ -102,17 +102,9 @@ async fn database(pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every migration of this build is applied, successfully.
+/// Every migration of this build is applied, successfully, as this build has it.
 async fn migrations(pool: &PgPool) -> anyhow::Result<()> {
-    let applied: Vec<i64> =
-        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
-            .fetch_all(pool)
-            .await?;
-    let missing: Vec<i64> = database::connect::migrator()
-        .iter()
-        .map(|migration| migration.version)
-        .filter(|version| !applied.contains(version))
-        .collect();
+    let missing = database::connect::unapplied_migrations(pool).await?;
     anyhow::ensure!(missing.is_empty(), "not applied: {missing:?}");
     Ok(())
 }

@@ -18,7 +18,7 @@ use commands::passwords::PasswordHasher;
 use commands::{CommandBus, CommandSettings};
 use database::embedded_postgres::EmbeddedPostgres;
 use database::outage::DatabaseGate;
-use database::Database;
+use database::{Database, Purpose};
 use projections::{
     ChatFeed, LiveFeed, Progress, ProgressListener, ProjectorSettings, ReadModels, Supervisor,
 };
@@ -96,7 +96,10 @@ impl Application {
         // Bound first: a taken port then fails before an embedded database is started.
         let api_listener = bind(config.api_addr, "API").await?;
         let web_listener = bind(config.web_addr, "web").await?;
-        let Database { pool, embedded } = database::connect(&config.database).await?;
+        let mut database = database::connect(&config.database, Purpose::Serve).await?;
+        create_missing_views(database.setup_pool()).await?;
+        database.finish_setup().await;
+        let Database { pool, embedded, .. } = database;
         let views = Views::prepare(&pool, &config).await?;
         let command_side = CommandSide::new(&pool, &views, &config);
         let metrics = Metrics::install();
@@ -274,8 +277,15 @@ fn client_ip_header(config: &Config) -> anyhow::Result<Option<HeaderName>> {
         .context("MINITWIT_CLIENT_IP_HEADER is not a header name")
 }
 
+/// Creates the views a fresh database lacks, on `setup` (see [`Database::setup_pool`]).
+async fn create_missing_views(setup: &PgPool) -> anyhow::Result<()> {
+    projections::maintenance::create_missing_views(setup, &projections::all())
+        .await
+        .map_err(|err| database::roles::explain_refused_setup(err, "the database has no views yet"))
+}
+
 impl Views {
-    /// Makes sure every projection has an active version, and reads where each has got.
+    /// Reads where each projection's active version has got.
     async fn prepare(pool: &PgPool, config: &Config) -> anyhow::Result<Self> {
         let projections = projections::all();
         let progress = Progress::new(pool.clone(), &projections);

@@ -1,4 +1,5 @@
-//! Reaching PostgreSQL: a configured URL, or the embedded private cluster; then migrations.
+//! Reaching PostgreSQL: a configured URL, or the embedded private cluster (as the server role
+//! or the owner, see [`Purpose`]); then the migrations.
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use sqlx::{Connection as _, PgPool};
 
 use crate::embedded_postgres::{EmbeddedPostgres, EmbeddedPostgresOptions};
 use crate::outage;
+use crate::roles::{self, SERVER_ROLE};
 use crate::settings::DatabaseConfig;
 
 /// The database name used on the embedded cluster.
@@ -18,19 +20,56 @@ const STARTUP_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// The pause between start-up's connection attempts.
 const STARTUP_RETRY_DELAY: Duration = Duration::from_millis(100);
 
+/// Whom a process connects as where the choice is its own: on the embedded cluster, whose
+/// superuser it holds. (A configured URL names its role itself.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A server: it works as [`SERVER_ROLE`], and sets the schema up as the owner first.
+    Serve,
+    /// The admin tool: the owner throughout.
+    Administer,
+}
+
 /// An open pool, and the embedded cluster behind it if there is one.
 pub struct Database {
+    /// The pool the process works on.
     pub pool: PgPool,
+    /// The owner's pool, where it differs from `pool` (a server on the embedded cluster): for
+    /// setting the schema up, then closed by [`Database::finish_setup`].
+    owner: Option<PgPool>,
     /// Kept to stop the cluster at shutdown, if this process started it.
     pub embedded: Option<EmbeddedPostgres>,
 }
 
-/// Connects as configured and brings the schema up to date.
-pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<Database> {
-    let (options, embedded) = match config.database_url()? {
+impl Database {
+    /// The pool to set the schema up on (the migrations are applied already; the views'
+    /// first versions may be left): the owner's, where this process holds it, otherwise
+    /// `pool`, whose role then needs the owner's rights only if something is left to do.
+    pub fn setup_pool(&self) -> &PgPool {
+        self.owner.as_ref().unwrap_or(&self.pool)
+    }
+
+    /// Lets go of the owner's connections once the schema is set up: from here on the
+    /// process holds only its own role's.
+    pub async fn finish_setup(&mut self) {
+        if let Some(owner) = self.owner.take() {
+            owner.close().await;
+        }
+    }
+}
+
+/// Connects as configured for `purpose` and brings the schema up to date.
+pub async fn connect(config: &DatabaseConfig, purpose: Purpose) -> anyhow::Result<Database> {
+    let database = match config.database_url()? {
         Some(url) => {
             let options: PgConnectOptions = url.parse().context("parsing DATABASE_URL")?;
-            (options, None)
+            let pool = open_pool(config, options).await?;
+            migrate(&pool).await?;
+            Database {
+                pool,
+                owner: None,
+                embedded: None,
+            }
         }
         None => {
             let embedded = EmbeddedPostgres::start(EmbeddedPostgresOptions {
@@ -40,9 +79,36 @@ pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<Database> {
             .await
             .context("starting the embedded PostgreSQL")?;
             embedded.ensure_database(EMBEDDED_DATABASE).await?;
-            (embedded.connect_options(EMBEDDED_DATABASE), Some(embedded))
+            let owner = open_pool(config, embedded.connect_options(EMBEDDED_DATABASE)).await?;
+            // Before the server role connects: the migrations create it.
+            migrate(&owner).await?;
+            let (pool, owner) = match purpose {
+                Purpose::Administer => (owner, None),
+                Purpose::Serve => {
+                    let options = embedded
+                        .connect_options(EMBEDDED_DATABASE)
+                        .username(SERVER_ROLE);
+                    (open_pool(config, options).await?, Some(owner))
+                }
+            };
+            Database {
+                pool,
+                owner,
+                embedded: Some(embedded),
+            }
         }
     };
+    if purpose == Purpose::Serve && roles::can_rewrite_events(&database.pool).await? {
+        tracing::warn!(
+            "the server's database role may change or delete events; least privilege is to \
+             connect as the role {SERVER_ROLE} (see the README's Operations section)"
+        );
+    }
+    Ok(database)
+}
+
+/// A pool on `options`, once the database accepts a connection.
+async fn open_pool(config: &DatabaseConfig, options: PgConnectOptions) -> anyhow::Result<PgPool> {
     let pool = PgPoolOptions::new()
         .max_connections(config.db_pool_size)
         // A request that cannot get a connection within this is failing anyway (the
@@ -66,8 +132,7 @@ pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<Database> {
     await_first_connection(&pool)
         .await
         .context("connecting to PostgreSQL")?;
-    migrate(&pool).await?;
-    Ok(Database { pool, embedded })
+    Ok(pool)
 }
 
 /// How long a pooled connection may sit idle before it is checked again on its way out.
@@ -100,11 +165,40 @@ pub fn migrator() -> &'static Migrator {
     &MIGRATOR
 }
 
-/// Applies the event-store migrations. Safe to run from several replicas at once: sqlx
-/// serialises them with an advisory lock.
+/// Applies the event-store migrations that are not applied yet. Safe to run from several
+/// replicas at once: sqlx serialises them with an advisory lock. Where every one is applied
+/// already this only reads, so a role that may not change the schema ([`SERVER_ROLE`]) can
+/// start on a schema that its owner has brought up to date.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    MIGRATOR
-        .run(pool)
+    if unapplied_migrations(pool)
         .await
-        .context("applying database migrations")
+        .is_ok_and(|unapplied| unapplied.is_empty())
+    {
+        return Ok(());
+    }
+    MIGRATOR.run(pool).await.map_err(|err| {
+        roles::explain_refused_setup(
+            anyhow::Error::new(err).context("applying database migrations"),
+            "the schema is behind this build",
+        )
+    })
+}
+
+/// The migrations of this build that the database lacks, or holds in a different form (its
+/// checksum differs): none, where it is up to date.
+pub async fn unapplied_migrations(pool: &PgPool) -> Result<Vec<i64>, sqlx::Error> {
+    let applied: Vec<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await?;
+    Ok(MIGRATOR
+        .iter()
+        .filter(|migration| !migration.migration_type.is_down_migration())
+        .filter(|migration| {
+            !applied.iter().any(|(version, checksum)| {
+                *version == migration.version && checksum[..] == migration.checksum[..]
+            })
+        })
+        .map(|migration| migration.version)
+        .collect())
 }

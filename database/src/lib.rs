@@ -7,6 +7,7 @@
 //!   flatten (secrets also from `*_FILE`).
 //! - [`mod@connect`] — a pool on a configured URL or the [`embedded_postgres`] cluster, with the
 //!   migrations applied.
+//! - [`roles`] — the owner and the server role of a deployment that separates them.
 //! - [`embedded_postgres`] — the private cluster run from the machine's PostgreSQL binaries.
 //! - [`event_log`] — every statement on the `events` table, and the positions and rows they
 //!   return: the one place that knows how the log is read (and why in that order).
@@ -23,9 +24,10 @@ pub mod connect;
 pub mod embedded_postgres;
 pub mod event_log;
 pub mod outage;
+pub mod roles;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
 
-pub use connect::{connect, Database};
+pub use connect::{connect, Database, Purpose};
 pub use settings::DatabaseConfig;

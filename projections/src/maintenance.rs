@@ -1,5 +1,5 @@
-//! Blue/green maintenance of projection versions, for the admin tool (and the tests): what
-//! versions exist and how far behind they are, building a new version beside the active one,
+//! Blue/green maintenance of projection versions, for the admin tool (and the tests): the
+//! first versions a fresh database needs, what versions exist and how far behind they are, building a new version beside the active one,
 //! activating it, comparing a fresh rebuild with the active version, and dropping retired
 //! versions.
 //!
@@ -60,6 +60,40 @@ pub async fn versions(pool: &PgPool) -> Result<Vec<VersionInfo>, sqlx::Error> {
             })
         })
         .collect()
+}
+
+/// The active version of `projection`, if it has one.
+pub async fn active_version(pool: &PgPool, projection: &str) -> Result<Option<i32>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT version FROM projection_checkpoints WHERE projection = $1 AND state = 'active'",
+    )
+    .bind(projection)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Gives each of `projections` without an active version its code's version, created empty
+/// and active (the servers' projectors fill it): what a fresh database needs before a server
+/// can serve. It creates schemas, so it is the owner's work: the admin tool's `migrate`, or a
+/// server that connects as the owner.
+pub async fn create_missing_views(
+    pool: &PgPool,
+    projections: &[Arc<dyn Projection>],
+) -> anyhow::Result<()> {
+    for projection in projections {
+        if active_version(pool, projection.name()).await?.is_none() {
+            Projector::new(
+                pool.clone(),
+                projection.clone(),
+                ProjectorSettings::default(),
+            )
+            .at_version(projection.version())
+            .prepare()
+            .await
+            .with_context(|| format!("creating the views of {}", projection.name()))?;
+        }
+    }
+    Ok(())
 }
 
 pub use database::event_log::Lag;

@@ -387,12 +387,7 @@ impl Progress {
 
     /// The active version of `projection` in the database, if any.
     pub async fn active_version(&self, projection: &str) -> Result<Option<i32>, sqlx::Error> {
-        sqlx::query_scalar(
-            "SELECT version FROM projection_checkpoints WHERE projection = $1 AND state = 'active'",
-        )
-        .bind(projection)
-        .fetch_optional(&self.inner.pool)
-        .await
+        crate::maintenance::active_version(&self.inner.pool, projection).await
     }
 
     /// Re-reads every tracked checkpoint from the database.

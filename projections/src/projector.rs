@@ -252,6 +252,11 @@ impl Projector {
             .execute(&mut *tx)
             .await
             .with_context(|| format!("creating the tables of {}", self.schema))?;
+        // The tables are the creator's (the owner's); the servers' role maintains them.
+        sqlx::query("SELECT grant_view_access($1)")
+            .bind(&self.schema)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "INSERT INTO projection_checkpoints (projection, version, state) \
              SELECT $1, $2, CASE WHEN EXISTS (SELECT 1 FROM projection_checkpoints \

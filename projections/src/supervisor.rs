@@ -52,23 +52,16 @@ impl Supervisor {
         }
     }
 
-    /// Makes sure every projection has an active version (its code's version is created and
-    /// activated if none is), and has `progress` read and track the active ones.
+    /// Has `progress` read and track the active version of every projection, which each
+    /// must have (a fresh database's are made by [`crate::maintenance::create_missing_views`]).
     pub async fn prepare(&self) -> anyhow::Result<()> {
         for projection in &self.projections {
             let name = projection.name();
-            let active = match self.progress.active_version(name).await? {
-                Some(active) => active,
-                None => {
-                    self.projector(projection, projection.version())
-                        .prepare()
-                        .await?;
-                    self.progress
-                        .active_version(name)
-                        .await?
-                        .ok_or_else(|| anyhow::anyhow!("no active version of {name}"))?
-                }
-            };
+            let active = self
+                .progress
+                .active_version(name)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no active version of {name}"))?;
             self.progress.serve(name, active);
         }
         self.progress.refresh().await?;

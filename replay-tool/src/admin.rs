@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use commands::{CommandBus, CommandSettings};
 use database::embedded_postgres::EmbeddedPostgres;
-use database::Database;
 use database::DatabaseConfig;
+use database::{Database, Purpose};
 use projections::{Progress, ReadModels};
 use sqlx::PgPool;
 
@@ -21,7 +21,8 @@ pub struct Admin {
 impl Admin {
     /// Connects as configured (bringing the schema up to date, as a server would).
     pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<Self> {
-        let Database { pool, embedded } = database::connect(config).await?;
+        let Database { pool, embedded, .. } =
+            database::connect(config, Purpose::Administer).await?;
         Ok(Self { pool, embedded })
     }
 

@@ -50,6 +50,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Brings the schema up to date and creates the views a fresh database lacks, as the
+    /// owner: what a deployment whose servers connect as the restricted role
+    /// `minitwit_server` runs before starting them (every other command migrates too).
+    Migrate {
+        /// A file holding a password for `minitwit_server`, to give it (so that the servers
+        /// can log in with it over password authentication).
+        #[arg(long, env = "MINITWIT_SERVER_PASSWORD_FILE")]
+        server_password_file: Option<PathBuf>,
+    },
     /// Per projection and version: state, checkpoint, lag, last error; the log's size and head.
     Status {
         /// One JSON document instead of a table.
@@ -147,6 +156,17 @@ pub async fn run(cli: Cli) -> ExitCode {
 async fn execute(admin: &Admin, command: Command) -> anyhow::Result<ExitCode> {
     let pool = &admin.pool;
     match command {
+        Command::Migrate {
+            server_password_file,
+        } => {
+            projections::maintenance::create_missing_views(pool, &projections::all()).await?;
+            if let Some(file) = server_password_file {
+                let password = database::settings::read_secret_file(&file)?;
+                database::roles::set_server_password(pool, &password).await?;
+                println!("the role {} has its password", database::roles::SERVER_ROLE);
+            }
+            println!("the schema is up to date and every view exists");
+        }
         Command::Status { json } => {
             let status = crate::status::status(pool).await?;
             if json {

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use database::roles::SERVER_ROLE;
 use projections::timeline::Timeline;
 use projections::{Projector, ProjectorSettings};
 use tokio_util::sync::CancellationToken;
@@ -29,7 +30,7 @@ async fn a_projector_killed_mid_stream_resumes_without_gap_or_duplicate() {
     let db = TestDatabase::create().await;
     append_backlog(&db).await;
 
-    let server = ServerProcess::start(MINITWIT, &db.url).await;
+    let server = ServerProcess::start(MINITWIT, &db.server_url).await;
     for _ in 0..2_000 {
         if timeline_checkpoint(&db.pool).await > 0 {
             break;
@@ -65,7 +66,7 @@ async fn a_projector_killed_mid_stream_resumes_without_gap_or_duplicate() {
         "every event up to the checkpoint is in the view, once"
     );
 
-    let server = ServerProcess::start(MINITWIT, &db.url).await;
+    let server = ServerProcess::start(MINITWIT, &db.server_url).await;
     for _ in 0..600 {
         if timeline_checkpoint(&db.pool).await == BACKLOG {
             break;
@@ -93,7 +94,7 @@ async fn a_projector_killed_mid_stream_resumes_without_gap_or_duplicate() {
 async fn a_server_killed_under_write_load_loses_no_acknowledged_write() {
     const CLIENTS: usize = 6;
     let db = TestDatabase::create().await;
-    let server = ServerProcess::start(MINITWIT, &db.url).await;
+    let server = ServerProcess::start(MINITWIT, &db.server_url).await;
     let load = WriteLoad::start(&server.base_url, CLIENTS);
     load.await_acknowledged(80, Duration::from_secs(60)).await;
     server.kill().await;
@@ -110,7 +111,7 @@ async fn a_server_killed_under_write_load_loses_no_acknowledged_write() {
         );
     }
 
-    let server = ServerProcess::start(MINITWIT, &db.url).await;
+    let server = ServerProcess::start(MINITWIT, &db.server_url).await;
     await_projections_at_head(&db.pool, Duration::from_secs(60)).await;
     let checked = ledger
         .assert_acknowledged_present(&server.client(), &db.pool)
@@ -154,17 +155,18 @@ async fn a_cancelled_projector_stops_between_batches_of_a_backlog() {
 #[tokio::test]
 async fn restarting_the_server_keeps_data_and_latest() {
     let db = TestDatabase::create().await;
-    let server = ServerProcess::start(MINITWIT, &db.url).await;
+    let server = ServerProcess::start(MINITWIT, &db.server_url).await;
     write_and_check_sample(&server).await;
     server.terminate().await;
 
-    let server = ServerProcess::start(MINITWIT, &db.url).await;
+    let server = ServerProcess::start(MINITWIT, &db.server_url).await;
     check_sample(&server).await;
     server.terminate().await;
 }
 
-/// With no database URL the server runs its own PostgreSQL in its data directory; stopping
-/// it stops that PostgreSQL, and the next start finds everything again.
+/// With no database URL the server runs its own PostgreSQL in its data directory, connected
+/// as the server role; stopping it stops that PostgreSQL, and the next start finds
+/// everything again.
 #[tokio::test]
 async fn the_embedded_database_keeps_data_across_restarts() {
     let data_dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
@@ -173,6 +175,12 @@ async fn the_embedded_database_keeps_data_across_restarts() {
     let server =
         ServerProcess::start_with(MINITWIT, &[("MINITWIT_DATA_DIR", &data_dir_text)]).await;
     write_and_check_sample(&server).await;
+    // Least privilege holds in the embedded default too: the owner set the schema up, and
+    // let go of its connections; the server works as the server role alone.
+    assert_eq!(
+        crate::least_privilege::roles_connected_to_embedded(&data_dir.join("postgres")).await,
+        [SERVER_ROLE]
+    );
     server.terminate().await;
     assert!(
         !data_dir.join("postgres/postmaster.pid").exists(),

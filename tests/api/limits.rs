@@ -289,7 +289,7 @@ async fn a_flood_of_registrations_is_bounded_by_the_hashing_semaphore_not_by_mem
     let server = ServerProcess::start_with(
         MINITWIT,
         &[
-            ("DATABASE_URL", db.url.as_str()),
+            ("DATABASE_URL", db.server_url.as_str()),
             ("MINITWIT_HASH_CONCURRENCY", &HASHES_AT_ONCE.to_string()),
         ],
     )

@@ -14,6 +14,7 @@ mod crash_restart;
 mod database_outage;
 mod event_store;
 mod hand_over;
+mod least_privilege;
 mod limits;
 mod openapi;
 mod openapi_fuzz;

@@ -12,8 +12,8 @@ use crate::MINITWIT;
 #[tokio::test]
 async fn two_servers_on_one_database_read_each_others_writes() {
     let db = TestDatabase::create().await;
-    let first = ServerProcess::start(MINITWIT, &db.url).await;
-    let second = ServerProcess::start(MINITWIT, &db.url).await;
+    let first = ServerProcess::start(MINITWIT, &db.server_url).await;
+    let second = ServerProcess::start(MINITWIT, &db.server_url).await;
     let (one, two) = (first.client(), second.client());
 
     for (i, name) in ["a", "b", "c", "d"].into_iter().enumerate() {
@@ -106,8 +106,8 @@ async fn two_servers_on_one_database_read_each_others_writes() {
 #[tokio::test]
 async fn replicas_decide_on_the_current_state_of_a_stream_the_other_wrote() {
     let db = TestDatabase::create().await;
-    let first = ServerProcess::start(MINITWIT, &db.url).await;
-    let second = ServerProcess::start(MINITWIT, &db.url).await;
+    let first = ServerProcess::start(MINITWIT, &db.server_url).await;
+    let second = ServerProcess::start(MINITWIT, &db.server_url).await;
     let replicas = [first.client(), second.client()];
     let targets = ["b", "c", "d"];
     for name in ["a", "b", "c", "d"] {
@@ -211,8 +211,8 @@ async fn replicas_decide_on_the_current_state_of_a_stream_the_other_wrote() {
 #[tokio::test]
 async fn a_write_on_one_replica_shows_at_once_in_the_other_replicas_cached_timelines() {
     let db = TestDatabase::create().await;
-    let writer = ServerProcess::start(MINITWIT, &db.url).await;
-    let reader = ServerProcess::start(MINITWIT, &db.url).await;
+    let writer = ServerProcess::start(MINITWIT, &db.server_url).await;
+    let reader = ServerProcess::start(MINITWIT, &db.server_url).await;
     let (write, read) = (writer.client(), reader.client());
     for name in ["author", "fan"] {
         assert_eq!(

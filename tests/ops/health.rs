@@ -34,7 +34,7 @@ async fn healthcheck(api_addr: &str, args: &[&str]) -> Output {
 #[tokio::test]
 async fn a_healthy_server_is_live_and_ready_and_the_probe_says_so() {
     let db = TestDatabase::create().await;
-    let server = ServerProcess::start(MINITWIT, &db.url).await;
+    let server = ServerProcess::start(MINITWIT, &db.server_url).await;
     let live = reqwest::get(format!("{}/health/live", server.base_url))
         .await
         .unwrap();
@@ -62,7 +62,7 @@ async fn a_stalled_projection_or_a_missing_migration_makes_the_server_unready() 
     let server = ServerProcess::start_with(
         MINITWIT,
         &[
-            ("DATABASE_URL", &db.url),
+            ("DATABASE_URL", &db.server_url),
             ("MINITWIT_READY_MAX_PROJECTION_LAG_SECONDS", "1"),
         ],
     )

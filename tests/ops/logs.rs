@@ -19,7 +19,7 @@ async fn json_logs_have_a_line_per_request_with_its_id_and_no_secrets() {
     let server = ServerProcess::start_with(
         MINITWIT,
         &[
-            ("DATABASE_URL", &db.url),
+            ("DATABASE_URL", &db.server_url),
             ("LOG_FORMAT", "json"),
             ("RUST_LOG", "info"),
         ],
@@ -139,7 +139,10 @@ const PUBLISHED_PASSWORD_WARNING: &str = "accepts the course's published passwor
 async fn a_server_left_on_the_courses_password_warns_at_start_and_one_with_its_own_does_not() {
     let db = TestDatabase::create().await;
     for (password, warns) in [(None, true), (Some("a secret of our own"), false)] {
-        let mut env = vec![("DATABASE_URL", db.url.as_str()), ("RUST_LOG", "warn")];
+        let mut env = vec![
+            ("DATABASE_URL", db.server_url.as_str()),
+            ("RUST_LOG", "warn"),
+        ];
         if let Some(password) = password {
             env.push(("MINITWIT_SIMULATOR_PASSWORD", password));
         }

@@ -99,7 +99,7 @@ async fn scrape(server: &ServerProcess) -> Vec<Sample> {
 #[tokio::test]
 async fn requests_commands_events_and_database_figures_are_exposed() {
     let db = TestDatabase::create().await;
-    let server = ServerProcess::start(MINITWIT, &db.url).await;
+    let server = ServerProcess::start(MINITWIT, &db.server_url).await;
     let sim = server.client();
     assert_no_content(sim.register("Roger Histand", "r@x", "pw", Some(7)).await);
     assert_no_content(sim.register("other", "o@x", "pw", Some(8)).await);

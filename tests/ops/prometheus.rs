@@ -90,7 +90,7 @@ async fn await_sample(base: &str, promql: &str, wanted: impl Fn(f64) -> bool) ->
 async fn prometheus_scrapes_requests_and_projection_lag_and_evaluates_the_rules() {
     let binary = prometheus_binary();
     let db = TestDatabase::create().await;
-    let server = ServerProcess::start(MINITWIT, &db.url).await;
+    let server = ServerProcess::start(MINITWIT, &db.server_url).await;
     let sim = server.client();
     assert_no_content(sim.register("scraped", "s@x", "pw", Some(1)).await);
     for n in 0..5 {

@@ -75,7 +75,7 @@ async fn three_replicas_behind_nginx_lose_no_request_and_no_write_when_one_crash
         .collect();
     let mut replicas = Vec::new();
     for replica in &addresses {
-        replicas.push(Some(replica.start(&db.url).await));
+        replicas.push(Some(replica.start(&db.server_url).await));
     }
     let api_addresses: Vec<&str> = addresses.iter().map(|a| a.api.as_str()).collect();
     let nginx = Nginx::start(&nginx_binary, &api_addresses).await;
@@ -87,7 +87,7 @@ async fn three_replicas_behind_nginx_lose_no_request_and_no_write_when_one_crash
     let chaos = tokio::spawn(crash_and_restart(
         victim,
         addresses[VICTIM].clone(),
-        db.url.clone(),
+        db.server_url.clone(),
         watched,
         restarted_at,
     ));

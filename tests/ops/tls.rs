@@ -190,7 +190,7 @@ fn header<'a>(response: &'a str, name: &str) -> Vec<&'a str> {
 /// A server that trusts nginx's address alone, with `extra` settings.
 async fn server_behind_nginx(db: &TestDatabase, extra: &[(&str, &str)]) -> ServerProcess {
     let mut env = vec![
-        ("DATABASE_URL", db.url.as_str()),
+        ("DATABASE_URL", db.server_url.as_str()),
         ("MINITWIT_TRUSTED_PROXIES", PROXY_ADDRESS),
         ("MINITWIT_CLIENT_IP_HEADER", "x-real-ip"),
     ];

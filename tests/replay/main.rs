@@ -4,6 +4,7 @@
 mod batching;
 mod export_import;
 mod legacy;
+mod migrate;
 mod moderation;
 mod rebuild;
 mod tool;

@@ -194,8 +194,8 @@ async fn two_people_in_two_browsers_see_each_others_messages_arrive_live() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_sent_through_one_replica_reaches_a_browser_on_another() {
     let db = TestDatabase::create().await;
-    let writer = ServerProcess::start(MINITWIT, &db.url).await;
-    let reader = ServerProcess::start(MINITWIT, &db.url).await;
+    let writer = ServerProcess::start(MINITWIT, &db.server_url).await;
+    let reader = ServerProcess::start(MINITWIT, &db.server_url).await;
     people(&writer.client(), &["ada", "grace"]).await;
     let ada = browser_of(&reader.web_url, "ada").await;
     ada.goto(&format!("{}/messages/grace", reader.web_url))

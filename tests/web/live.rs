@@ -260,8 +260,8 @@ async fn streams_with_nothing_to_stream_tell_the_browser_to_stop_and_shutdown_en
 #[tokio::test]
 async fn a_message_posted_through_one_replica_reaches_a_page_open_on_another() {
     let db = TestDatabase::create().await;
-    let writer = ServerProcess::start(MINITWIT, &db.url).await;
-    let reader = ServerProcess::start(MINITWIT, &db.url).await;
+    let writer = ServerProcess::start(MINITWIT, &db.server_url).await;
+    let reader = ServerProcess::start(MINITWIT, &db.server_url).await;
     assert_no_content(writer.client().register("poster", "p@x", "pw", None).await);
     let mut stream = EventStream::connect(&reader.web_url, "/poster", &[]).await;
     for n in 0..3 {
@@ -337,8 +337,8 @@ async fn open_streams_are_bounded_per_address_and_per_user_and_closing_one_frees
 #[tokio::test]
 async fn signing_out_on_one_replica_ends_that_sessions_streams_on_another() {
     let db = TestDatabase::create().await;
-    let signing_out = ServerProcess::start(MINITWIT, &db.url).await;
-    let streaming = ServerProcess::start(MINITWIT, &db.url).await;
+    let signing_out = ServerProcess::start(MINITWIT, &db.server_url).await;
+    let streaming = ServerProcess::start(MINITWIT, &db.server_url).await;
     let browser = WebClient::new(&signing_out.web_url);
     browser.register_and_login("alice", "pw").await;
     let cookie = browser.cookie_header(&signing_out.web_url);

@@ -177,8 +177,8 @@ async fn forged_or_tampered_cookies_are_ignored() {
 #[tokio::test]
 async fn any_replica_serves_a_user_signed_in_on_another() {
     let db = TestDatabase::create().await;
-    let first = ServerProcess::start(MINITWIT, &db.url).await;
-    let second = ServerProcess::start(MINITWIT, &db.url).await;
+    let first = ServerProcess::start(MINITWIT, &db.server_url).await;
+    let second = ServerProcess::start(MINITWIT, &db.server_url).await;
     let on_first = WebClient::new(&first.web_url);
     on_first.register_and_login("roaming", "pw").await;
     // The same cookie, presented to the other process (cookies do not depend on the port).

@@ -158,7 +158,7 @@ async fn sign_in_attempts_are_limited_per_address_but_the_api_never_is() {
 async fn budgets_hold_across_replicas_and_guesses_from_one_address_never_lock_the_owner_out() {
     let db = TestDatabase::create().await;
     let env = [
-        ("DATABASE_URL", db.url.as_str()),
+        ("DATABASE_URL", db.server_url.as_str()),
         ("MINITWIT_LOGIN_ATTEMPTS_PER_MINUTE", "6"),
         ("MINITWIT_CLIENT_IP_HEADER", "x-real-ip"),
     ];

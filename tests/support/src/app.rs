@@ -48,15 +48,24 @@ pub async fn spawn_app() -> TestApp {
 /// Starts the server on a fresh database, with `configure` applied to the test settings.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let db = TestDatabase::create().await;
-    let mut config = test_config(&db.url);
+    let mut config = test_config(&db.server_url);
     configure(&mut config);
     start_app(db, config).await
 }
 
 /// Starts the server on `db`.
 pub async fn spawn_app_on(db: TestDatabase) -> TestApp {
-    let config = test_config(&db.url);
+    let config = test_config(&db.server_url);
     start_app(db, config).await
+}
+
+/// Why the server refuses to start on `database_url` (it must refuse), with every cause.
+pub async fn refusal_to_start(database_url: &str) -> String {
+    let refused = Application::build(test_config(database_url))
+        .await
+        .err()
+        .expect("the server refuses to start");
+    format!("{refused:#}")
 }
 
 async fn start_app(db: TestDatabase, config: Config) -> TestApp {

@@ -64,17 +64,33 @@ async fn drop_leftover_databases(cluster: &EmbeddedPostgres) {
     admin.close().await;
 }
 
-/// A fresh, empty database of its own.
+/// A fresh, empty database of its own, set up as a deployment that separates roles sets it
+/// up: migrated and with its views created by the owner; servers connect as the server role.
 pub struct TestDatabase {
-    /// A URL any process can connect with (unix socket).
+    /// The owner's URL, which any process can connect with (unix socket): the admin tool's.
     pub url: String,
-    /// A pool for the test's own queries.
+    /// The server role's URL ([`database::roles::SERVER_ROLE`]): the servers'.
+    pub server_url: String,
+    /// A pool for the test's own queries, as the owner.
     pub pool: PgPool,
 }
 
 impl TestDatabase {
-    /// Creates the database and applies the migrations.
+    /// Creates the database, applies the migrations and creates the views, as the owner.
     pub async fn create() -> Self {
+        let db = Self::create_bare().await;
+        database::connect::migrate(&db.pool)
+            .await
+            .expect("migrating");
+        projections::maintenance::create_missing_views(&db.pool, &projections::all())
+            .await
+            .expect("creating the views");
+        db
+    }
+
+    /// Creates the database and nothing in it, as a deployment's is before its owner has set
+    /// it up.
+    pub async fn create_bare() -> Self {
         init_tracing();
         let cluster = cluster().await;
         let name = format!("test_{}", uuid::Uuid::new_v4().simple());
@@ -83,25 +99,28 @@ impl TestDatabase {
             .await
             .expect("creating a test database");
         let options = cluster.connect_options(&name);
-        let url = socket_url(&options);
         let pool = PgPoolOptions::new()
             .max_connections(5)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .expect("connecting to the test database");
-        database::connect::migrate(&pool).await.expect("migrating");
-        Self { url, pool }
+        Self {
+            url: socket_url(&options),
+            server_url: socket_url(&options.username(database::roles::SERVER_ROLE)),
+            pool,
+        }
     }
 }
 
 /// A URL any process can connect with to the database of `options`, an embedded cluster's
-/// (which listens on a unix socket only).
+/// (which listens on a unix socket only), as its user.
 pub fn socket_url(options: &PgConnectOptions) -> String {
     let socket = options
         .get_socket()
         .expect("an embedded cluster listens on a socket");
     format!(
-        "postgres://minitwit@localhost/{}?host={}",
+        "postgres://{}@localhost/{}?host={}",
+        options.get_username(),
         options.get_database().expect("a database is named"),
         percent_encode(&socket.to_string_lossy())
     )
