@@ -139,8 +139,9 @@ async fn a_batch_claim_reads_the_events_after_its_checkpoint_as_an_index_range()
     .await
     .unwrap();
     sqlx::query(
-        "INSERT INTO projection_checkpoints (projection, version, last_tx, last_position, state) \
-         VALUES ('timeline', 1, $1::bigint::text::xid8, $2, 'active')",
+        "UPDATE projection_checkpoints \
+         SET last_tx = $1::bigint::text::xid8, last_position = $2 \
+         WHERE projection = 'timeline' AND state = 'active'",
     )
     .bind(tx)
     .bind(position)

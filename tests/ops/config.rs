@@ -674,6 +674,8 @@ fn metric_names_are_read_out_of_promql() {
 
 const SECRETS: &[&str] = &[
     "db_password",
+    "database_owner_url",
+    "db_server_password",
     "database_url",
     "session_key",
     "simulator_password",
@@ -729,6 +731,10 @@ fn compose_file_validates_with_docker_compose() {
         "idle_in_transaction_session_timeout=",
         "POSTGRES_PASSWORD_FILE: /run/secrets/db_password",
         "DATABASE_URL_FILE: /run/secrets/database_url",
+        "DATABASE_URL_FILE: /run/secrets/database_owner_url",
+        "MINITWIT_SERVER_PASSWORD_FILE: /run/secrets/db_server_password",
+        "condition: service_completed_successfully",
+        "mode: replicated-job",
         "MINITWIT_SESSION_KEY_FILE: /run/secrets/session_key",
         "MINITWIT_SIMULATOR_PASSWORD_FILE: /run/secrets/simulator_password",
         "GF_SECURITY_ADMIN_PASSWORD__FILE: /run/secrets/grafana_admin_password",

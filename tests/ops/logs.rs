@@ -139,19 +139,37 @@ const PUBLISHED_PASSWORD_WARNING: &str = "accepts the course's published passwor
 async fn a_server_left_on_the_courses_password_warns_at_start_and_one_with_its_own_does_not() {
     let db = TestDatabase::create().await;
     for (password, warns) in [(None, true), (Some("a secret of our own"), false)] {
-        let mut env = vec![
-            ("DATABASE_URL", db.server_url.as_str()),
-            ("RUST_LOG", "warn"),
-        ];
+        let mut env = vec![("DATABASE_URL", db.server_url.as_str())];
         if let Some(password) = password {
             env.push(("MINITWIT_SIMULATOR_PASSWORD", password));
         }
-        let server = ServerProcess::start_with(MINITWIT, &env).await;
-        let warned = server
-            .logs()
-            .iter()
-            .any(|line| line.contains(PUBLISHED_PASSWORD_WARNING));
-        assert_eq!(warned, warns, "password {password:?}: {:#?}", server.logs());
-        server.terminate().await;
+        let warned = warned_at_start(&env, PUBLISHED_PASSWORD_WARNING).await;
+        assert_eq!(warned, warns, "password {password:?}");
     }
+}
+
+/// The warning a server logs at start when its database role could rewrite the log.
+const OWNER_ROLE_WARNING: &str = "may change or delete events";
+
+#[tokio::test]
+async fn a_server_on_the_owners_role_warns_at_start_and_one_on_the_server_role_does_not() {
+    let db = TestDatabase::create().await;
+    for (url, warns) in [(&db.url, true), (&db.server_url, false)] {
+        let warned = warned_at_start(&[("DATABASE_URL", url)], OWNER_ROLE_WARNING).await;
+        assert_eq!(warned, warns, "{url}");
+    }
+}
+
+/// Whether a server started with `env` (over the test settings) logs `warning` at start.
+async fn warned_at_start(env: &[(&str, &str)], warning: &str) -> bool {
+    let mut env = env.to_vec();
+    env.push(("RUST_LOG", "warn"));
+    let server = ServerProcess::start_with(MINITWIT, &env).await;
+    let logs = server.logs();
+    server.terminate().await;
+    let warned = logs.iter().any(|line| line.contains(warning));
+    if !warned {
+        eprintln!("no `{warning}` in:\n{}", logs.join("\n"));
+    }
+    warned
 }

@@ -304,9 +304,15 @@ async fn events_from_a_cluster_with_later_transaction_ids_are_projected() {
     )
     .await
     .expect("the rebuild reaches every imported event");
-    let content: String = sqlx::query_scalar(
-        "SELECT content FROM timeline_v1.messages WHERE message_id = 'from-the-future'",
-    )
+    // The rebuild's version, which it made the active one.
+    let timeline = projections::maintenance::active_version(&target.pool, "timeline")
+        .await
+        .unwrap()
+        .expect("an active timeline");
+    let content: String = sqlx::query_scalar(&format!(
+        "SELECT content FROM {}.messages WHERE message_id = 'from-the-future'",
+        projections::projection::schema_name("timeline", timeline)
+    ))
     .fetch_one(&target.pool)
     .await
     .unwrap();
