@@ -62,15 +62,7 @@ pub async fn versions(pool: &PgPool) -> Result<Vec<VersionInfo>, sqlx::Error> {
         .collect()
 }
 
-/// The active version of `projection`, if it has one.
-pub async fn active_version(pool: &PgPool, projection: &str) -> Result<Option<i32>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT version FROM projection_checkpoints WHERE projection = $1 AND state = 'active'",
-    )
-    .bind(projection)
-    .fetch_optional(pool)
-    .await
-}
+pub use crate::progress::active_version;
 
 /// Gives each of `projections` without an active version its code's version, created empty
 /// and active (the servers' projectors fill it): what a fresh database needs before a server

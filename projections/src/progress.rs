@@ -387,7 +387,7 @@ impl Progress {
 
     /// The active version of `projection` in the database, if any.
     pub async fn active_version(&self, projection: &str) -> Result<Option<i32>, sqlx::Error> {
-        crate::maintenance::active_version(&self.inner.pool, projection).await
+        active_version(&self.inner.pool, projection).await
     }
 
     /// Re-reads every tracked checkpoint from the database.
@@ -604,6 +604,16 @@ fn parse_progress(payload: &str) -> Option<(&str, i32, LogPosition)> {
     let version = parts.next()?.parse().ok()?;
     let position = LogPosition::parse(parts.next()?)?;
     Some((projection, version, position))
+}
+
+/// The active version of `projection`, if it has one.
+pub async fn active_version(pool: &PgPool, projection: &str) -> Result<Option<i32>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT version FROM projection_checkpoints WHERE projection = $1 AND state = 'active'",
+    )
+    .bind(projection)
+    .fetch_optional(pool)
+    .await
 }
 
 #[cfg(test)]
