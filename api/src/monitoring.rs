@@ -168,13 +168,16 @@ async fn collect_once(
         "SELECT (SELECT coalesce(extract(epoch FROM now() - min(xact_start)), 0)::float8 \
                  FROM pg_stat_activity WHERE backend_xid IS NOT NULL) AS horizon_age, \
                 (SELECT latest FROM simulator_latest) AS latest, \
-                (SELECT extract(epoch FROM updated_at)::float8 FROM simulator_latest) AS latest_at",
+                (SELECT extract(epoch FROM updated_at)::float8 FROM simulator_latest) AS latest_at, \
+                (SELECT coalesce(extract(epoch FROM max(finished_at)), 0)::float8 FROM backups) \
+                    AS last_backup_at",
     )
     .fetch_one(pool)
     .await?;
     let horizon_age: f64 = row.try_get("horizon_age")?;
     let latest: Option<i64> = row.try_get("latest")?;
     let latest_at: Option<f64> = row.try_get("latest_at")?;
+    let last_backup_at: f64 = row.try_get("last_backup_at")?;
 
     let mut positions = Vec::with_capacity(projections.len());
     for projection in projections {
@@ -220,6 +223,9 @@ async fn collect_once(
     if let Some(at) = latest_at {
         metrics::gauge!("minitwit_latest_updated_timestamp_seconds").set(at);
     }
+    // 0 until the first backup: an alert on the newest backup's age then fires, as it should
+    // where none has ever been made.
+    metrics::gauge!("minitwit_backup_last_success_timestamp_seconds").set(last_backup_at);
     metrics::gauge!("minitwit_event_store_head_position").set(head as f64);
     Ok(())
 }

@@ -14,6 +14,7 @@ use projections::{Projection, ProjectorSettings};
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::Admin;
+use crate::backup::{backup_every, backup_once, BackupPlan};
 use crate::moderation::{Decision, Listing, Outcome};
 use crate::rebuild::Rebuilt;
 use crate::verify::VerifyReport;
@@ -92,6 +93,19 @@ enum Command {
     /// Writes the whole event log to FILE (`-`: stdout) as JSON lines, in log order. The
     /// file is readable by its owner only: it holds password hashes and private messages.
     Export { file: PathBuf },
+    /// Exports the log into FOLDER as `minitwit-<time>.jsonl` (readable by its owner only),
+    /// records it for the servers' metrics, and deletes the backups past the newest KEEP.
+    /// With `--every`, again at each interval until stopped (a failure is reported, and the
+    /// next one tried at its time).
+    Backup {
+        folder: PathBuf,
+        /// Backups kept, the newest; older ones are deleted.
+        #[arg(long, default_value_t = 48, value_parser = clap::value_parser!(u32).range(1..))]
+        keep: u32,
+        /// Seconds between backups; without it, one backup, then exit.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        every: Option<u64>,
+    },
     /// Restores an exported log from FILE (`-`: stdin) into an empty event store. A line
     /// over 1 MiB is refused.
     Import { file: PathBuf },
@@ -234,6 +248,23 @@ async fn execute(admin: &Admin, command: Command) -> anyhow::Result<ExitCode> {
                 eprintln!("{summary}");
             } else {
                 println!("{summary}");
+            }
+        }
+        Command::Backup {
+            folder,
+            keep,
+            every,
+        } => {
+            let plan = BackupPlan {
+                folder,
+                keep: keep as usize,
+            };
+            match every {
+                None => println!("{}", backup_once(pool, &plan).await?),
+                Some(seconds) => {
+                    let cancel = cancel_on_signal();
+                    backup_every(pool, &plan, Duration::from_secs(seconds), &cancel).await;
+                }
             }
         }
         Command::Import { file } => println!("{}", crate::export::import_from(pool, &file).await?),

@@ -1,7 +1,14 @@
 //! `export` and `import`: the whole event log as JSON lines, and back into an empty store — a
 //! backup that keeps every event exactly, or a move of the log to another cluster.
 //!
-//! **Format.** One event per line, in log order `(transaction_id, global_position)`, each an
+//! **Format.** A first line with what a restored service needs beside the log to answer as
+//! before, today the simulator's `latest` (`null`: it never sent one):
+//!
+//! ```text
+//! {"simulator_latest":4711}
+//! ```
+//!
+//! Then one event per line, in log order `(transaction_id, global_position)`, each an
 //! object built by PostgreSQL:
 //!
 //! ```text
@@ -16,7 +23,8 @@
 //! would split the line, and whitespace around a value is not part of the embedded value — so
 //! such a text goes as a JSON string in `payload_text` (`metadata_text`) instead.
 //!
-//! **Export** reads one REPEATABLE READ snapshot, so it is consistent while servers write. A
+//! **Export** reads one REPEATABLE READ snapshot, so it is consistent while servers write
+//! (`latest` and the events alike: a write stores both in one statement). A
 //! file is written under a temporary name and renamed when complete: JSON lines have no end
 //! marker, and a truncated export would otherwise import as a shorter log. The file is made
 //! readable and writable by its owner alone (`0600`): it holds password hashes and private
@@ -33,7 +41,8 @@
 //! `(transaction_id, global_position)` order is the file's. Positions and `recorded_at` are
 //! kept; the identity sequence is moved past the highest position, so new events follow.
 //!
-//! **Import** refuses a store that holds any event. It reads the input once (a file, or stdin)
+//! **Import** refuses a store that holds any event, and takes exports without the first line
+//! too (from builds before it), leaving `latest` as it is. It reads the input once (a file, or stdin)
 //! into a temporary table, checking every line — an object with exactly the exported fields,
 //! of the right types, in log order — and then that no position or stream version repeats;
 //! a bad input is refused with the number of its first bad line, before anything is written
@@ -117,6 +126,13 @@ fn timing(events: u64, elapsed: Duration) -> String {
 /// `path` as it may be shown on a terminal.
 fn shown(path: &Path) -> String {
     printable(&path.display().to_string())
+}
+
+/// The export's first line: the state beside the log that a restored service needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Header {
+    simulator_latest: Option<i64>,
 }
 
 /// A finished export.
@@ -271,6 +287,13 @@ async fn stream_log(pool: &PgPool, chunks: mpsc::Sender<Vec<u8>>) -> anyhow::Res
     let mut report = ProgressReport::new("export", total.max(0) as u64);
     let mut events = Span::default();
     let mut chunk = Vec::with_capacity(WRITE_CHUNK_BYTES);
+    let header = Header {
+        simulator_latest: sqlx::query_scalar("SELECT latest FROM simulator_latest")
+            .fetch_optional(&mut *tx)
+            .await?,
+    };
+    serde_json::to_writer(&mut chunk, &header)?;
+    chunk.push(b'\n');
     let mut in_chunk = 0;
     let mut last_position = 0;
     let mut rows = event_log::export_lines(&mut tx);
@@ -371,6 +394,9 @@ pub async fn import_from(pool: &PgPool, file: &Path) -> anyhow::Result<ImportSum
     let staged = stage(&mut conn, input).await?;
     refuse_repeats(&mut conn).await?;
     write_batches(&mut conn, &staged).await?;
+    if let Some(latest) = staged.latest {
+        restore_latest(&mut conn, latest).await?;
+    }
     Ok(ImportSummary {
         events: staged.events,
         source: if stdin {
@@ -390,9 +416,23 @@ async fn refuse_unless_empty(conn: &mut PgConnection) -> anyhow::Result<()> {
     }
 }
 
+/// Stores the simulator's `latest` as the export had it.
+async fn restore_latest(conn: &mut PgConnection, latest: i64) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO simulator_latest (singleton, latest) VALUES (true, $1) \
+         ON CONFLICT (singleton) DO UPDATE SET latest = EXCLUDED.latest, updated_at = now()",
+    )
+    .bind(latest)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// What the input held, once read and checked.
 struct Staged {
     events: Span,
+    /// The simulator's `latest`, where the export's first line has one.
+    latest: Option<i64>,
     /// The batches (transactions) they are to be written in.
     batches: u64,
 }
@@ -510,6 +550,7 @@ fn read_input(input: Box<dyn Read + Send>, chunks: mpsc::Sender<Chunk>) -> anyho
     let mut previous: Option<LogPosition> = None;
     let mut batches = Batches::default();
     let mut events = Span::default();
+    let mut latest = None;
     let mut chunk = Chunk::default();
     loop {
         bytes.clear();
@@ -531,6 +572,12 @@ fn read_input(input: Box<dyn Read + Send>, chunks: mpsc::Sender<Chunk>) -> anyho
                 "longer than {MAX_LINE_BYTES} bytes, more than any event's line"
             ))
             .into());
+        }
+        if line == 1 {
+            if let Ok(header) = serde_json::from_slice::<Header>(&bytes) {
+                latest = header.simulator_latest;
+                continue;
+            }
         }
         let event = parse_line(&bytes).map_err(bad)?;
         if let Some(previous) = previous.filter(|previous| event.position <= *previous) {
@@ -556,6 +603,7 @@ fn read_input(input: Box<dyn Read + Send>, chunks: mpsc::Sender<Chunk>) -> anyho
     }
     Ok(Staged {
         events,
+        latest,
         batches: batches.count(),
     })
 }

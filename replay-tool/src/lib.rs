@@ -6,7 +6,8 @@
 //! - [`admin`] — reaching the server's database (the same settings and embedded cluster).
 //! - [`status`] — versions, checkpoints and lag of each projection; the log's size and head.
 //! - [`rebuild`] — blue/green rebuilds with progress, and [`verify`] — views against the log.
-//! - [`export`] — the whole log as JSON lines, and back.
+//! - [`export`] — the whole log as JSON lines, and back; [`backup`] — exports into a folder,
+//!   on a schedule, the newest kept.
 //! - [`moderation`] — listing, flagging and unflagging messages, through commands.
 //! - [`legacy`] — turning an original ITU-MiniTwit SQLite database into events.
 //! - [`report`] — progress on a terminal (a bar) or elsewhere (plain lines);
@@ -19,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod backup;
 pub mod cli;
 pub mod export;
 pub mod legacy;

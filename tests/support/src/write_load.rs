@@ -226,6 +226,23 @@ pub struct Ledger {
 }
 
 impl Ledger {
+    /// The ledger as it stood at `cutoff`: an attempt not answered by then counts as
+    /// unanswered (it may or may not have taken effect), whatever came back later.
+    pub fn as_of(&self, cutoff: Instant) -> Ledger {
+        let attempts = self
+            .attempts
+            .iter()
+            .map(|attempt| {
+                let mut attempt = attempt.clone();
+                if attempt.answered_at() >= cutoff {
+                    attempt.answer = Answer::Unanswered("in flight at the cut-off".to_owned());
+                }
+                attempt
+            })
+            .collect();
+        Ledger { attempts }
+    }
+
     /// The acknowledged writes.
     pub fn acknowledged(&self) -> impl Iterator<Item = &Attempt> {
         self.attempts
