@@ -30,9 +30,12 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 # --------------------------------------------------------------------------------------- run
 FROM debian:bookworm-slim
+# /backups: compose's backup volume, which when new takes the owner of the folder it is
+# mounted on.
 RUN groupadd --system --gid 10001 minitwit \
  && useradd --system --uid 10001 --gid minitwit --home-dir /var/lib/minitwit --create-home \
-      --shell /usr/sbin/nologin minitwit
+      --shell /usr/sbin/nologin minitwit \
+ && install -d -o minitwit -g minitwit -m 0700 /backups
 COPY --from=build /out/ /usr/local/bin/
 
 # Listen on every interface inside the container (the defaults are loopback only); JSON logs.
