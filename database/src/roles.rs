@@ -1,8 +1,9 @@
 //! The database roles of a deployment that separates them: the owner, which migrates and runs
-//! the admin tool, and [`SERVER_ROLE`], which the servers connect as (created and granted by
-//! the migration `server_role`). This module owns what the code needs to know about them:
-//! the server role's name, whether a pool has more power than it needs, and setting the
-//! server role's password without the password ever reaching PostgreSQL.
+//! the admin tool; [`SERVER_ROLE`], which the servers connect as; and [`READER_ROLE`], which
+//! reads the log and nothing else (Grafana's). The migrations create and grant the two. This
+//! module owns what the code needs to know about them: their names, whether a pool has more
+//! power than it needs, and setting a role's password without the password ever reaching
+//! PostgreSQL.
 
 use anyhow::Context;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -16,6 +17,9 @@ use sqlx::PgPool;
 /// the checkpoints, `latest`, the sessions and the attempt budgets; it may not change or
 /// delete an event, nor create, alter or drop anything.
 pub const SERVER_ROLE: &str = "minitwit_server";
+
+/// The role that may read the event log and nothing else.
+pub const READER_ROLE: &str = "minitwit_reader";
 
 /// PostgreSQL's own default iteration count for SCRAM-SHA-256 verifiers.
 const SCRAM_ITERATIONS: u32 = 4096;
@@ -59,20 +63,24 @@ fn lacks_privilege(err: &anyhow::Error) -> bool {
     })
 }
 
-/// Gives [`SERVER_ROLE`] `password`, so that it can log in over password authentication.
-/// Only its SCRAM verifier is sent, as `psql`'s `\password` does: the password itself never
-/// reaches the server, so it cannot turn up in a statement log.
-pub async fn set_server_password(pool: &PgPool, password: &str) -> anyhow::Result<()> {
-    anyhow::ensure!(!password.is_empty(), "the server role's password is empty");
+/// Gives `role` (one of this module's) `password`, so that it can log in over password
+/// authentication. Only its SCRAM verifier is sent, as `psql`'s `\password` does: the
+/// password itself never reaches the server, so it cannot turn up in a statement log.
+pub async fn set_password(pool: &PgPool, role: &str, password: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        [SERVER_ROLE, READER_ROLE].contains(&role),
+        "{role} is not one of MiniTwit's roles"
+    );
+    anyhow::ensure!(!password.is_empty(), "the password for {role} is empty");
     // A verifier is base64, digits, `$` and `:` only, so it is safe inside the literal; a
     // utility statement takes no parameters.
     sqlx::raw_sql(&format!(
-        "ALTER ROLE {SERVER_ROLE} PASSWORD '{}'",
+        "ALTER ROLE {role} PASSWORD '{}'",
         scram_verifier(password)
     ))
     .execute(pool)
     .await
-    .with_context(|| format!("setting the password of the role {SERVER_ROLE}"))?;
+    .with_context(|| format!("setting the password of the role {role}"))?;
     Ok(())
 }
 
@@ -85,7 +93,7 @@ fn scram_verifier(password: &str) -> String {
 }
 
 /// Whether `verifier` (as `pg_authid` stores it) is the SCRAM-SHA-256 verifier of `password`:
-/// how the suites prove that PostgreSQL kept the verifier [`set_server_password`] sent rather
+/// how the suites prove that PostgreSQL kept the verifier [`set_password`] sent rather
 /// than taking it for a password of its own.
 pub fn is_verifier_of(verifier: &str, password: &str) -> bool {
     let salt = verifier

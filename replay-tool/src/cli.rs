@@ -59,6 +59,10 @@ enum Command {
         /// can log in with it over password authentication).
         #[arg(long, env = "MINITWIT_SERVER_PASSWORD_FILE")]
         server_password_file: Option<PathBuf>,
+        /// A file holding a password for `minitwit_reader`, which may read the event log and
+        /// nothing else (Grafana's).
+        #[arg(long, env = "MINITWIT_READER_PASSWORD_FILE")]
+        reader_password_file: Option<PathBuf>,
     },
     /// Per projection and version: state, checkpoint, lag, last error; the log's size and head.
     Status {
@@ -172,12 +176,19 @@ async fn execute(admin: &Admin, command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Migrate {
             server_password_file,
+            reader_password_file,
         } => {
             projections::maintenance::create_missing_views(pool, &projections::all()).await?;
-            if let Some(file) = server_password_file {
-                let password = database::settings::read_secret_file(&file)?;
-                database::roles::set_server_password(pool, &password).await?;
-                println!("the role {} has its password", database::roles::SERVER_ROLE);
+            let passwords = [
+                (database::roles::SERVER_ROLE, server_password_file),
+                (database::roles::READER_ROLE, reader_password_file),
+            ];
+            for (role, file) in passwords {
+                if let Some(file) = file {
+                    let password = database::settings::read_secret_file(&file)?;
+                    database::roles::set_password(pool, role, &password).await?;
+                    println!("the role {role} has its password");
+                }
             }
             println!("the schema is up to date and every view exists");
         }

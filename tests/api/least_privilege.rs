@@ -2,7 +2,7 @@
 //! serves everything but cannot rewrite the log or change the schema; and the embedded
 //! default connects its server the same way.
 
-use database::roles::{self, SERVER_ROLE};
+use database::roles::{self, READER_ROLE, SERVER_ROLE};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use test_support::app::spawn_app;
@@ -83,6 +83,23 @@ async fn the_server_role_serves_but_cannot_rewrite_the_log_or_change_the_schema(
     );
 
     assert!(!roles::can_rewrite_events(&server).await.unwrap());
+
+    // The reader role (Grafana's) reads the log, and may not even append to it.
+    let reader = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&app.db.server_url.replace(SERVER_ROLE, READER_ROLE))
+        .await
+        .expect("connecting as the reader role");
+    assert_eq!(log_digest(&reader).await, before);
+    for statement in [
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
+             payload, metadata) VALUES ('user', 'planted', 1, 'UserRegistered', '1.0', '{}', '{}')",
+        "SELECT * FROM simulator_latest",
+        "SELECT * FROM web_sessions",
+    ] {
+        let refused = sqlx::raw_sql(statement).execute(&reader).await;
+        assert!(refused.is_err(), "the reader role may run {statement}");
+    }
     assert!(
         roles::can_rewrite_events(&app.db.pool).await.unwrap(),
         "the owner can, so the check tells the two apart"

@@ -63,7 +63,7 @@ const DASHBOARDS: &[&str] = &["simulator", "web", "event-store", "business"];
 const ALERT_RULES: &str = "ops/prometheus/rules/minitwit.yml";
 const RULE_TESTS: &str = "ops/prometheus/rules/tests";
 
-fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     // This suite belongs to the `api` package, whose manifest lives in `api/`.
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -71,7 +71,7 @@ fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-fn read(relative: &str) -> String {
+pub(crate) fn read(relative: &str) -> String {
     let path = repo_root().join(relative);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
@@ -677,6 +677,7 @@ const SECRETS: &[&str] = &[
     "db_password",
     "database_owner_url",
     "db_server_password",
+    "db_reader_password",
     "database_url",
     "session_key",
     "simulator_password",
@@ -734,6 +735,9 @@ fn compose_file_validates_with_docker_compose() {
         "DATABASE_URL_FILE: /run/secrets/database_url",
         "DATABASE_URL_FILE: /run/secrets/database_owner_url",
         "MINITWIT_SERVER_PASSWORD_FILE: /run/secrets/db_server_password",
+        "MINITWIT_READER_PASSWORD_FILE: /run/secrets/db_reader_password",
+        "/etc/alloy/config.alloy",
+        "/etc/loki/loki.yaml",
         "condition: service_completed_successfully",
         "mode: replicated-job",
         "backups:/backups",

@@ -8,6 +8,7 @@ const MINITWIT: &str = env!("CARGO_BIN_EXE_minitwit");
 
 mod config;
 mod health;
+mod log_shipping;
 mod logs;
 mod metrics;
 mod nginx;

@@ -2,7 +2,7 @@
 //! server on a database not set up yet refuses to start and says what to run; after
 //! `migrate` it serves, and the role has the password it was given.
 
-use database::roles::{self, SERVER_ROLE};
+use database::roles::{self, READER_ROLE, SERVER_ROLE};
 use test_support::app::{refusal_to_start, spawn_app_on};
 use test_support::database::TestDatabase;
 use test_support::sim_client::assert_no_content;
@@ -30,27 +30,38 @@ async fn a_server_on_a_database_not_set_up_says_to_migrate_and_serves_after_migr
     );
     assert!(refused.contains("minitwit-replay migrate"), "{refused}");
 
-    let password_file = scratch_path("migrate", "server-password");
-    std::fs::write(&password_file, "correct horse battery\n").unwrap();
+    let server_password = scratch_path("migrate", "server-password");
+    std::fs::write(&server_password, "correct horse battery\n").unwrap();
+    let reader_password = scratch_path("migrate", "reader-password");
+    std::fs::write(&reader_password, "staple").unwrap();
     let output = run_ok(
         &db.url,
         &[
             "migrate",
             "--server-password-file",
-            password_file.to_str().unwrap(),
+            server_password.to_str().unwrap(),
+            "--reader-password-file",
+            reader_password.to_str().unwrap(),
         ],
     )
     .await;
     assert!(output.contains("every view exists"), "{output}");
-    let stored: String = sqlx::query_scalar("SELECT rolpassword FROM pg_authid WHERE rolname = $1")
-        .bind(SERVER_ROLE)
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    assert!(
-        roles::is_verifier_of(&stored, "correct horse battery"),
-        "PostgreSQL keeps the verifier of the file's password (its line break dropped): {stored}"
-    );
+    for (role, password) in [
+        (SERVER_ROLE, "correct horse battery"),
+        (READER_ROLE, "staple"),
+    ] {
+        let stored: String =
+            sqlx::query_scalar("SELECT rolpassword FROM pg_authid WHERE rolname = $1")
+                .bind(role)
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+        assert!(
+            roles::is_verifier_of(&stored, password),
+            "PostgreSQL keeps the verifier of the file's password for {role} (its line break \
+             dropped): {stored}"
+        );
+    }
 
     // Again: nothing left to do, and that is no error.
     run_ok(&db.url, &["migrate"]).await;
