@@ -63,22 +63,60 @@ const READ_YOUR_WRITES_TIMEOUT_MS: &str = "200";
 /// registrations meet the kill and the restart too.
 const USERS: usize = 40;
 
+/// The replicas, their database and nginx in front of them.
+struct Stack {
+    db: TestDatabase,
+    addresses: Vec<ReplicaAddresses>,
+    replicas: Vec<Option<ServerProcess>>,
+    nginx: Nginx,
+}
+
+impl Stack {
+    async fn start() -> Self {
+        let nginx_binary = crate::nginx::nginx_binary();
+        let db = TestDatabase::create().await;
+        let addresses: Vec<ReplicaAddresses> = (0..REPLICAS)
+            .map(|_| ReplicaAddresses {
+                api: format!("127.0.0.1:{}", free_port()),
+                web: format!("127.0.0.1:{}", free_port()),
+            })
+            .collect();
+        let mut replicas = Vec::new();
+        for replica in &addresses {
+            replicas.push(Some(replica.start(&db.server_url).await));
+        }
+        let api_addresses: Vec<&str> = addresses.iter().map(|a| a.api.as_str()).collect();
+        let nginx = Nginx::start(&nginx_binary, &api_addresses).await;
+        Self {
+            db,
+            addresses,
+            replicas,
+            nginx,
+        }
+    }
+}
+
+/// What `load` had acknowledged and is missing or wrong when read back through nginx at
+/// `base_url`, with no `latest` (which must stay at the last action's id) and no simulator
+/// timeout (full listings are not what it measures); and `latest` itself.
+async fn lost_writes_and_latest(load: &Load, base_url: &str, actions: &[Action]) -> Vec<String> {
+    let reader = SimClient::new(base_url);
+    let mut lost = load.lost_writes(&reader).await;
+    let latest = reader.latest().await.expect("GET /latest through nginx");
+    if latest != actions.last().expect("some actions").id {
+        lost.push(format!("GET /latest: {latest}, not the last action's id"));
+    }
+    lost
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_behind_nginx_lose_no_request_and_no_write_when_one_crashes_and_returns() {
-    let nginx_binary = crate::nginx::nginx_binary();
-    let db = TestDatabase::create().await;
-    let addresses: Vec<ReplicaAddresses> = (0..REPLICAS)
-        .map(|_| ReplicaAddresses {
-            api: format!("127.0.0.1:{}", free_port()),
-            web: format!("127.0.0.1:{}", free_port()),
-        })
-        .collect();
-    let mut replicas = Vec::new();
-    for replica in &addresses {
-        replicas.push(Some(replica.start(&db.server_url).await));
-    }
-    let api_addresses: Vec<&str> = addresses.iter().map(|a| a.api.as_str()).collect();
-    let nginx = Nginx::start(&nginx_binary, &api_addresses).await;
+    let Stack {
+        db,
+        addresses,
+        mut replicas,
+        nginx,
+    } = Stack::start().await;
 
     let actions = generate(ACTIONS, SEED);
     let (progress, watched) = watch::channel(0);
@@ -132,14 +170,7 @@ async fn three_replicas_behind_nginx_lose_no_request_and_no_write_when_one_crash
     let (restarted, outage) = chaos.await.expect("the kill and restart");
     replicas[VICTIM] = Some(restarted);
 
-    // Read back through nginx what was acknowledged, with no `latest` (which must stay at the
-    // last action's id) and no simulator timeout (full listings are not what it measures).
-    let reader = SimClient::new(&nginx.base_url);
-    let mut lost = load.lost_writes(&reader).await;
-    let latest = reader.latest().await.expect("GET /latest through nginx");
-    if latest != actions.last().expect("some actions").id {
-        lost.push(format!("GET /latest: {latest}, not the last action's id"));
-    }
+    let lost = lost_writes_and_latest(&load, &nginx.base_url, &actions).await;
 
     let found_posted = tweets_found_posted(&replicas).await;
     let (access_log, nginx_errors) = nginx.stop().await;
@@ -213,6 +244,74 @@ async fn three_replicas_behind_nginx_lose_no_request_and_no_write_when_one_crash
         served.answered_by_the_dead, 0,
         "replica {VICTIM} answered while it was dead: the phases are mislabelled"
     );
+}
+
+/// Actions between one replica's restart and the next's in a rolling deployment.
+const ROLL_EVERY: i64 = 500;
+
+/// A rolling deployment: each replica in turn is stopped as an orchestrator stops it
+/// (SIGTERM: it drains what is in flight) and started again on its ports, while the load
+/// runs through nginx. Nothing may fail and nothing acknowledged may be lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_of_every_replica_behind_nginx_loses_no_request_and_no_write() {
+    let Stack {
+        db,
+        addresses,
+        replicas,
+        nginx,
+    } = Stack::start().await;
+    let actions = generate(ACTIONS, SEED ^ 1);
+    let (progress, mut watched) = watch::channel(0);
+    let (restarted, mut restarts) = watch::channel(0);
+    let database_url = db.server_url.clone();
+    let roll = tokio::spawn(async move {
+        let mut running = Vec::new();
+        for (index, replica) in replicas.into_iter().enumerate() {
+            let turn = i64::try_from(index + 1).expect("a replica count fits") * ROLL_EVERY;
+            watched
+                .wait_for(|&id| id >= turn)
+                .await
+                .expect("the load runs");
+            replica.expect("every replica runs").terminate().await;
+            running.push(addresses[index].start(&database_url).await);
+            restarted.send_replace(index + 1);
+        }
+        running
+    });
+
+    let mut load = Load::new(SimClient::with_timeout(&nginx.base_url, SIMULATOR_TIMEOUT));
+    for action in &actions {
+        progress.send_replace(action.id);
+        // Each restart is done before the load gets far past it, so that all three happen
+        // under load (a fast machine would otherwise finish the load first).
+        let due = usize::try_from((action.id - ROLL_EVERY / 2) / ROLL_EVERY).unwrap_or(0);
+        if due > *restarts.borrow() && due <= REPLICAS {
+            restarts
+                .wait_for(|&done| done >= due)
+                .await
+                .expect("the roll goes on");
+        }
+        load.send(action).await;
+    }
+    let replicas = roll.await.expect("the rolling restart");
+    let lost = lost_writes_and_latest(&load, &nginx.base_url, &actions).await;
+    nginx.stop().await;
+    for replica in replicas {
+        replica.terminate().await;
+    }
+    assert!(
+        load.failures.is_empty(),
+        "{} failed requests through nginx during the roll, the first: {:#?}",
+        load.failures.len(),
+        &load.failures[..load.failures.len().min(20)]
+    );
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged writes missing or wrong after the roll, the first: {:#?}",
+        lost.len(),
+        &lost[..lost.len().min(20)]
+    );
+    assert_views_equal_a_rebuild(&db.pool).await;
 }
 
 /// Where a replica listens; fixed, so that it can come back on the same ports.
