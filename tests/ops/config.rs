@@ -1,13 +1,15 @@
 //! The deployment's configuration (`ops/`, `compose.yaml`), checked with the tools that will
 //! run it: promtool for the alert rules, their unit tests and Prometheus's configuration, amtool
 //! for Alertmanager's, nginx for the load balancer's, docker-compose for the stack; and the
-//! Grafana dashboards, which no tool here can load, for structure and for querying only the
-//! metrics the server exports.
+//! Grafana dashboards, which no tool here can load, for structure. Rules and dashboards query
+//! only metrics that their source exports: the server's (its monitoring contract), or for the
+//! database and the host, postgres-exporter's and node-exporter's (a second contract, which
+//! [`crate::exporters`] holds against the real exporters).
 //!
 //! Every tool is required: a missing one fails its test, naming the Debian package that
 //! provides it (`prometheus`, `prometheus-alertmanager`, `nginx`, `docker-compose`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -56,11 +58,81 @@ const CONTRACT_HISTOGRAMS: &[&str] = &[
     "minitwit_projection_batch_duration_seconds",
     "minitwit_chat_delivery_seconds",
 ];
-/// Not exported by the server, but always there: Prometheus's own per-target series.
+/// What the rules and the dashboard for the database and the host read from compose.yaml's
+/// exporters, postgres-exporter (`pg_*`) and node-exporter (`node_*`). [`crate::exporters`]
+/// finds every one in the real exporters' output, so that an exporter that renames one fails
+/// a test rather than silences an alert. None is a histogram.
+pub(crate) const EXPORTER_METRICS: &[&str] = &[
+    "pg_up",
+    "pg_settings_max_connections",
+    "pg_stat_activity_count",
+    "pg_stat_activity_max_tx_duration",
+    "pg_database_size_bytes",
+    "pg_stat_database_xact_commit",
+    "pg_stat_database_xact_rollback",
+    "pg_stat_database_deadlocks",
+    "node_filesystem_avail_bytes",
+    "node_filesystem_size_bytes",
+    "node_cpu_seconds_total",
+    "node_memory_MemTotal_bytes",
+    "node_memory_MemAvailable_bytes",
+    "node_load1",
+    "node_load5",
+    "node_load15",
+    "node_disk_read_bytes_total",
+    "node_disk_written_bytes_total",
+    "node_disk_io_time_seconds_total",
+    "node_network_receive_bytes_total",
+    "node_network_transmit_bytes_total",
+];
+/// Not exported by any source, but always there: Prometheus's own per-target series.
 const PROMETHEUS_METRICS: &[&str] = &["up"];
 
-const DASHBOARDS: &[&str] = &["simulator", "web", "event-store", "business"];
-const ALERT_RULES: &str = "ops/prometheus/rules/minitwit.yml";
+/// The metrics one source exports: what a rule file or a dashboard reading that source may
+/// query (besides [`PROMETHEUS_METRICS`]), and must show.
+struct Contract {
+    /// Whose metrics, for messages.
+    source: &'static str,
+    metrics: &'static [&'static str],
+    histograms: &'static [&'static str],
+}
+
+const SERVER: Contract = Contract {
+    source: "the server",
+    metrics: CONTRACT_METRICS,
+    histograms: CONTRACT_HISTOGRAMS,
+};
+const EXPORTERS: Contract = Contract {
+    source: "the exporters",
+    metrics: EXPORTER_METRICS,
+    histograms: &[],
+};
+
+impl Contract {
+    /// Whether a query may name `name`.
+    fn allows(&self, name: &str) -> bool {
+        let base = base_name(name);
+        self.metrics.contains(&name)
+            || PROMETHEUS_METRICS.contains(&name)
+            || (self.histograms.contains(&base) && base != name)
+    }
+}
+
+const DASHBOARDS: &[(&str, &Contract)] = &[
+    ("simulator", &SERVER),
+    ("web", &SERVER),
+    ("event-store", &SERVER),
+    ("business", &SERVER),
+    ("database-host", &EXPORTERS),
+];
+/// The server's alerts.
+pub(crate) const SERVER_RULES: &str = "ops/prometheus/rules/minitwit.yml";
+/// The database's and the host's alerts.
+pub(crate) const DATABASE_HOST_RULES: &str = "ops/prometheus/rules/database-host.yml";
+/// Every rule file Prometheus loads (`rules/*.yml`), with the source its rules read.
+const RULE_FILES: &[(&str, &Contract)] =
+    &[(SERVER_RULES, &SERVER), (DATABASE_HOST_RULES, &EXPORTERS)];
+const RULE_DIR: &str = "ops/prometheus/rules";
 const RULE_TESTS: &str = "ops/prometheus/rules/tests";
 
 pub(crate) fn repo_root() -> PathBuf {
@@ -115,15 +187,27 @@ fn files_with_extension(relative_dir: &str, extension: &str) -> Vec<String> {
 
 // ------------------------------------------------------------------------------ alert rules
 
+/// [`RULE_FILES`], once checked to be all that Prometheus loads.
+fn rule_files() -> &'static [(&'static str, &'static Contract)] {
+    let mut listed: Vec<String> = RULE_FILES
+        .iter()
+        .map(|(file, _)| (*file).to_owned())
+        .collect();
+    listed.sort_unstable();
+    assert_eq!(
+        files_with_extension(RULE_DIR, "yml"),
+        listed,
+        "{RULE_DIR}/*.yml are loaded by Prometheus: list each in RULE_FILES, with its contract"
+    );
+    RULE_FILES
+}
+
 #[test]
 fn alert_rules_pass_promtool_check_and_their_unit_tests() {
     let root = repo_root();
-    let check = run(
-        "promtool",
-        "prometheus",
-        &["check", "rules", ALERT_RULES],
-        &root,
-    );
+    let mut args = vec!["check", "rules"];
+    args.extend(rule_files().iter().map(|(file, _)| *file));
+    let check = run("promtool", "prometheus", &args, &root);
     assert_success("promtool check rules", &check);
 
     let tests = files_with_extension(RULE_TESTS, "yml");
@@ -138,16 +222,19 @@ fn alert_rules_pass_promtool_check_and_their_unit_tests() {
 /// quiet. (promtool checks neither.)
 #[test]
 fn every_alert_is_documented_and_tested_both_ways() {
-    let rules = read(ALERT_RULES);
     let mut alerts = BTreeSet::new();
-    for block in rules.split("- alert:").skip(1) {
-        let name = block.split_whitespace().next().expect("an alert name");
-        alerts.insert(name.to_owned());
-        for key in ["for:", "severity:", "summary:", "description:"] {
-            assert!(block.contains(key), "alert {name} has no `{key}`");
+    for (file, _) in rule_files() {
+        let rules = read(file);
+        let blocks: Vec<&str> = rules.split("- alert:").skip(1).collect();
+        assert!(!blocks.is_empty(), "no alerts found in {file}");
+        for block in blocks {
+            let name = block.split_whitespace().next().expect("an alert name");
+            alerts.insert(name.to_owned());
+            for key in ["for:", "severity:", "summary:", "description:"] {
+                assert!(block.contains(key), "{file}: alert {name} has no `{key}`");
+            }
         }
     }
-    assert!(!alerts.is_empty(), "no alerts found in {ALERT_RULES}");
 
     let (mut fires, mut quiet) = (BTreeSet::new(), BTreeSet::new());
     for file in files_with_extension(RULE_TESTS, "yml") {
@@ -176,15 +263,20 @@ fn every_alert_is_documented_and_tested_both_ways() {
 
 #[test]
 fn alert_rules_query_only_the_contract_metrics() {
-    let rules = read(ALERT_RULES);
-    let exprs = yaml_exprs(&rules);
-    assert!(
-        exprs.len() >= 10,
-        "found only {} rule expressions",
-        exprs.len()
-    );
-    for expr in &exprs {
-        assert_only_contract_metrics(ALERT_RULES, expr);
+    for (file, contract) in rule_files() {
+        let rules = read(file);
+        let exprs = yaml_exprs(&rules);
+        // One expression per rule, or yaml_exprs missed one.
+        let rule_count = rules.matches("- alert:").count() + rules.matches("- record:").count();
+        assert_eq!(
+            exprs.len(),
+            rule_count,
+            "{file}: found {} expressions for {rule_count} rules",
+            exprs.len()
+        );
+        for expr in &exprs {
+            assert_only_contract_metrics(file, expr, contract);
+        }
     }
 }
 
@@ -229,10 +321,13 @@ fn prometheus_config_passes_promtool_check_config() {
     );
     assert_success("promtool check config", &check);
     let stdout = String::from_utf8_lossy(&check.stdout);
-    assert!(
-        stdout.contains("rules/minitwit.yml"),
-        "promtool check config did not load the alert rules:\n{stdout}"
-    );
+    for (file, _) in rule_files() {
+        let loaded = file.trim_start_matches("ops/prometheus/");
+        assert!(
+            stdout.contains(loaded),
+            "promtool check config did not load {loaded}:\n{stdout}"
+        );
+    }
 
     let compose = read("compose.yaml");
     for mount in [
@@ -354,8 +449,9 @@ fn grafana_provisioning_matches_the_dashboards_and_their_mount() {
 #[test]
 fn grafana_dashboards_query_only_contract_metrics_through_the_provisioned_datasource() {
     let mut uids = BTreeSet::new();
-    let mut used = BTreeSet::new();
-    for name in DASHBOARDS {
+    // Per contract, by its source: the metrics its dashboards show.
+    let mut used: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for (name, contract) in DASHBOARDS {
         let file = format!("ops/grafana/dashboards/{name}.json");
         let dashboard: Value = serde_json::from_str(&read(&file))
             .unwrap_or_else(|e| panic!("{file} is not valid JSON: {e}"));
@@ -400,10 +496,13 @@ fn grafana_dashboards_query_only_contract_metrics_through_the_provisioned_dataso
                     !expr.trim().is_empty(),
                     "{file}: `{title}` has an empty query"
                 );
-                used.extend(assert_only_contract_metrics(
-                    &format!("{file}: `{title}`"),
-                    expr,
-                ));
+                used.entry(contract.source)
+                    .or_default()
+                    .extend(assert_only_contract_metrics(
+                        &format!("{file}: `{title}`"),
+                        expr,
+                        contract,
+                    ));
             }
         });
         assert!(panels >= 4, "{file} has only {panels} panels");
@@ -424,7 +523,7 @@ fn grafana_dashboards_query_only_contract_metrics_through_the_provisioned_dataso
                 Some(rest) => rest.rsplit_once(',').map_or(rest, |(selector, _)| selector),
                 None => query,
             };
-            assert_only_contract_metrics(&format!("{file}: variable {name}"), selector);
+            assert_only_contract_metrics(&format!("{file}: variable {name}"), selector, contract);
         }
         for annotation in dashboard["annotations"]["list"]
             .as_array()
@@ -438,18 +537,30 @@ fn grafana_dashboards_query_only_contract_metrics_through_the_provisioned_dataso
                 &annotation["datasource"],
             );
             let expr = annotation["expr"].as_str().unwrap_or_default();
-            assert_only_contract_metrics(&format!("{file}: annotation {name}"), expr);
+            assert_only_contract_metrics(&format!("{file}: annotation {name}"), expr, contract);
         }
     }
 
-    // Every exported metric is on some dashboard.
-    let mut missing = Vec::new();
-    for metric in CONTRACT_METRICS.iter().chain(CONTRACT_HISTOGRAMS) {
-        if !used.iter().any(|name| base_name(name) == *metric) {
-            missing.push(*metric);
-        }
+    // Every exported metric is on some dashboard of its source.
+    for contract in [&SERVER, &EXPORTERS] {
+        let shown = used.get(contract.source).cloned().unwrap_or_default();
+        let missing: Vec<&str> = contract
+            .metrics
+            .iter()
+            .chain(contract.histograms)
+            .filter(|metric| {
+                !shown
+                    .iter()
+                    .any(|name| name == *metric || base_name(name) == **metric)
+            })
+            .copied()
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "no dashboard shows {missing:?}, from {}",
+            contract.source
+        );
     }
-    assert!(missing.is_empty(), "no dashboard shows {missing:?}");
 }
 
 fn for_each_panel(panels: &Value, visit: &mut dyn FnMut(&Value)) {
@@ -468,17 +579,14 @@ fn assert_datasource(file: &str, what: &str, datasource: &Value) {
     );
 }
 
-/// Fails unless every metric `expr` names is in the contract; returns the names.
-fn assert_only_contract_metrics(what: &str, expr: &str) -> BTreeSet<String> {
+/// Fails unless every metric `expr` names is in `contract`; returns the names.
+fn assert_only_contract_metrics(what: &str, expr: &str, contract: &Contract) -> BTreeSet<String> {
     let names = metric_names(expr);
     for name in &names {
-        let base = base_name(name);
-        let known = CONTRACT_METRICS.contains(&name.as_str())
-            || PROMETHEUS_METRICS.contains(&name.as_str())
-            || (CONTRACT_HISTOGRAMS.contains(&base) && base != name);
         assert!(
-            known,
-            "{what} queries `{name}`, which is not in the metrics contract: {expr}"
+            contract.allows(name),
+            "{what} queries `{name}`, which {} does not export (see its contract): {expr}",
+            contract.source
         );
     }
     names
@@ -742,6 +850,13 @@ fn compose_file_validates_with_docker_compose() {
         "mode: replicated-job",
         "backups:/backups",
         "- --every",
+        // postgres-exporter reads the owner's password from its secret; node-exporter sees the
+        // two volumes where database-host.yml's disk alerts look for them.
+        "DATA_SOURCE_URI: db:5432/minitwit?sslmode=disable",
+        "DATA_SOURCE_PASS_FILE: /run/secrets/db_password",
+        "--collector.filesystem.mount-points-include=^/volumes/",
+        "pgdata:/volumes/pgdata:ro",
+        "backups:/volumes/backups:ro",
         "MINITWIT_SESSION_KEY_FILE: /run/secrets/session_key",
         "MINITWIT_SIMULATOR_PASSWORD_FILE: /run/secrets/simulator_password",
         "GF_SECURITY_ADMIN_PASSWORD__FILE: /run/secrets/grafana_admin_password",
@@ -759,9 +874,9 @@ fn compose_file_validates_with_docker_compose() {
             "the resolved compose file lacks `{expected}`:\n{resolved}"
         );
     }
-    // Prometheus and Alertmanager are published nowhere, not even on the host's loopback
-    // (which Swarm would ignore); Grafana only through nginx.
-    for port in ["9090", "9093"] {
+    // Prometheus, Alertmanager and the exporters are published nowhere, not even on the
+    // host's loopback (which Swarm would ignore); Grafana only through nginx.
+    for port in ["9090", "9093", "9187", "9100"] {
         for published in [format!("published: {port}"), format!(":{port}:{port}")] {
             assert!(
                 !resolved.contains(&published),
