@@ -59,3 +59,15 @@ ensure_schemathesis() {
   fi
   "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$version"
 }
+
+# Installs cargo-tarpaulin VERSION from crates.io into ROOT (ROOT/bin/cargo-tarpaulin) unless
+# that version is there already. Built from source: rustup components (llvm-tools) cannot be
+# downloaded here, and tarpaulin's LLVM engine reads the coverage profiles itself.
+ensure_tarpaulin() { # ensure_tarpaulin WHO VERSION ROOT
+  local who=$1 version=$2 root=$3
+  if "$root/bin/cargo-tarpaulin" tarpaulin --version 2>/dev/null | grep -q " $version\$"; then
+    return 0
+  fi
+  echo "$who: installing cargo-tarpaulin $version into $root (a few minutes, once)"
+  cargo install --quiet --locked --version "$version" --root "$root" cargo-tarpaulin
+}

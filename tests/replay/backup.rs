@@ -11,7 +11,7 @@ use test_support::database::TestDatabase;
 use test_support::views::{assert_views_equal_a_rebuild, await_projections_at_head};
 use test_support::write_load::WriteLoad;
 
-use crate::tool::{run_ok, scratch_path};
+use crate::tool::{command, run_ok, scratch_path};
 
 /// Writing clients during the backup.
 const WRITERS: usize = 4;
@@ -113,6 +113,68 @@ async fn backups_keep_the_newest_and_the_servers_export_the_time_of_the_last() {
     assert!(
         last >= started - 1.0,
         "{last} is before the backups began ({started})"
+    );
+}
+
+#[tokio::test]
+async fn scheduled_backups_run_at_each_interval_until_stopped() {
+    use tokio::io::AsyncReadExt as _;
+
+    let app = spawn_app().await;
+    let folder = scratch_path("backup", "scheduled").with_extension("d");
+    let mut job = command(&app.db.url)
+        .args([
+            "backup",
+            folder.to_str().unwrap(),
+            "--every",
+            "1",
+            "--keep",
+            "2",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting the scheduled backups");
+    let mut stdout = job.stdout.take().expect("piped");
+    let printed = tokio::spawn(async move {
+        let mut text = String::new();
+        stdout.read_to_string(&mut text).await.map(|_| text)
+    });
+    // The first two backups, then a third: with two kept, the oldest goes.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut first_two: Option<Vec<String>> = None;
+    loop {
+        let files = if folder.exists() {
+            backup_files(&folder)
+        } else {
+            Vec::new()
+        };
+        match &first_two {
+            None if files.len() == 2 => first_two = Some(files.clone()),
+            Some(first) if files.len() == 2 && !files.contains(&first[0]) => break,
+            _ => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no third backup within 30 s: {files:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pid = nix::unistd::Pid::from_raw(job.id().expect("running") as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), job.wait())
+        .await
+        .expect("the job stops on SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let printed = printed.await.unwrap().unwrap();
+    assert!(printed.contains("deleted the older"), "{printed}");
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM backups")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert!(
+        (2..=3).contains(&kept),
+        "{kept} rows for 2 kept files (3 mid-backup)"
     );
 }
 
