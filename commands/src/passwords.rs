@@ -4,8 +4,10 @@
 //! p = 1). Verification also accepts what accounts may carry from elsewhere:
 //!
 //! - argon2 PHC strings with other parameters, variants (argon2i, argon2d) or version;
-//! - werkzeug's `pbkdf2:…` and `scrypt:…` hashes, which the original Python MiniTwit stored
-//!   (the `werkzeug` submodule).
+//! - werkzeug's hashes, which the original Python MiniTwit stored (the `werkzeug`
+//!   submodule): `pbkdf2:…` and `scrypt:…`, and from before werkzeug 2.3 `sha1$…` (the
+//!   original's default, and the course's 2026 hand-out's), `md5$…`, `sha256$…`, `sha512$…`
+//!   and `plain$$…`.
 //!
 //! Anything that verifies but is not current argon2id is reported as
 //! [`Verification::Match`] with `needs_upgrade`, so that the login which has just proved the
@@ -61,7 +63,7 @@ pub enum Verification {
 /// but never include any part of the hash (or, of course, the password).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum HashFormatError {
-    /// Neither an argon2 PHC string nor a werkzeug `pbkdf2`/`scrypt` hash.
+    /// Neither an argon2 PHC string nor a werkzeug hash.
     #[error("the stored password hash is in no format this server can verify")]
     Unrecognised,
     /// A known scheme, but not a hash it could have produced.
@@ -430,18 +432,25 @@ mod tests {
 
     #[tokio::test]
     async fn werkzeug_hashes_verify_through_the_hasher_and_need_an_upgrade() {
-        let hash = WERKZEUG_ODD;
+        // The second: werkzeug 2.2's `sha1` method, as the course's 2026 hand-out holds them.
         let hasher = PasswordHasher::new(1);
-        assert_eq!(
-            hasher.verify(ODD.into(), stored(hash)).await.unwrap(),
-            Verification::Match {
-                needs_upgrade: true
-            }
-        );
-        assert_eq!(
-            hasher.verify("wrong".into(), stored(hash)).await.unwrap(),
-            Verification::Mismatch
-        );
+        for hash in [
+            WERKZEUG_ODD,
+            "sha1$A3SP4i75$ebdc5ed5d9e89562f7e4e80aad504c28814e0db4",
+        ] {
+            assert_eq!(
+                hasher.verify(ODD.into(), stored(hash)).await.unwrap(),
+                Verification::Match {
+                    needs_upgrade: true
+                },
+                "{hash}"
+            );
+            assert_eq!(
+                hasher.verify("wrong".into(), stored(hash)).await.unwrap(),
+                Verification::Mismatch,
+                "{hash}"
+            );
+        }
     }
 
     #[tokio::test]
@@ -449,7 +458,7 @@ mod tests {
         let hasher = PasswordHasher::new(1);
         for hash in [
             "",
-            "plain$$x",
+            "sha1$SALTSALT$nothexnothex",
             "sha256$salt$abcdef",
             "pbkdf2:md5:1$a$b",
             "pbkdf2:sha256:1000",

@@ -22,12 +22,14 @@ use crate::tool::{run, run_ok, scratch_path};
 /// werkzeug 3.1.8's `generate_password_hash(password, method=...)`, e.g.
 /// `python3 -c 'from werkzeug.security import generate_password_hash as g;
 /// print(g("hunter2", method="pbkdf2:sha256:1000"))'`. Few rounds and a small scrypt cost, so
-/// a debug build checks them quickly.
-const ACCOUNTS: [(&str, &str); 4] = [
+/// a debug build checks them quickly. The last is werkzeug 2.2.3's `method="sha1"`, the
+/// original's default, which the course's 2026 hand-out holds and werkzeug 2.3 on cannot read.
+const ACCOUNTS: [(&str, &str); 5] = [
     ("default", "pbkdf2:sha256:1000$5I32iPzJaCs968NY$9ffc7f84b53731823121ee2352864abe91ffaa9c856f1f081d9a11924e4594b3"),
     ("hunter2", "pbkdf2:sha256:1000$Th9HXVzZudPYyUvb$689343099dcfc8e554f03d2f0dac201c65a843943e589c6b611ed5038428021d"),
     ("æøå secret", "pbkdf2:sha256:1000$pwQVXK6gVnWLQIeH$59c8554176efbfe9db1d9de172d464c793bd6ca70aabee365807982902d71192"),
     ("scrypt pw", "scrypt:1024:8:1$QaYSX7087zB7MqnJ$98007b2c7615a24fbefd9d8b1b161878a14f5f83d5bfc2670d33eed3bb451d0a4d3f55f8325c426e557b47a54a895141dabf37be1690b443ec741a500823027f"),
+    ("sha1 pw", "sha1$ZkE7O2EABMSQTEra$446d29f6943c34b8422ae786000bf5de18f9d725"),
 ];
 
 /// The generated database's users, `user_id` 1 to 20. "1337" is stored as an integer (the
@@ -407,7 +409,8 @@ async fn a_legacy_database_imports_with_its_passwords_timelines_and_follows() {
     );
 
     wait_until_projected(&app.db.pool).await;
-    // Old passwords, checked against the werkzeug hashes (pbkdf2 and scrypt).
+    // Old passwords, checked against the werkzeug hashes (pbkdf2, scrypt, and the pre-2.3
+    // sha1 of the last).
     for name in ["Roger Histand", "Jürgen Möller", "Åse Ødegård", "李小龙"] {
         let (_, password) = legacy
             .accounts()

@@ -5,6 +5,11 @@
 //! - `pbkdf2:<digest>:<iterations>`: `hashlib.pbkdf2_hmac(digest, password, salt, iterations)`
 //!   with the key as long as the digest (sha1, sha256, sha512 here);
 //! - `scrypt:<n>:<r>:<p>`: `hashlib.scrypt(password, salt=salt, n=n, r=r, p=p, dklen=64)`;
+//! - before werkzeug 2.3, a bare hashlib name (`sha1`, the original MiniTwit's default, and
+//!   `md5`, `sha256`, `sha512`): `hmac.new(salt, password, name)`, or with an empty salt
+//!   `hashlib.new(name, password)`; and `plain`, the password itself (`plain$$password`).
+//!   werkzeug 2.3 dropped them, so current werkzeug cannot verify the course's 2026 hand-out
+//!   database; we can, and the first sign-in replaces them with argon2id;
 //!
 //! password and salt both as UTF-8 bytes (the salt is used as text, not decoded), the digest
 //! in lowercase hex. werkzeug always writes the parameters out, but reads the short forms
@@ -23,6 +28,8 @@ use super::HashFormatError;
 
 const PBKDF2: &str = "werkzeug pbkdf2";
 const SCRYPT: &str = "werkzeug scrypt";
+const SALTED: &str = "werkzeug salted hash";
+const PLAIN: &str = "werkzeug plain";
 
 /// Iterations for `pbkdf2` and `pbkdf2:<digest>`: werkzeug 2.3 and 3.0's default. werkzeug
 /// 3.1 raised its default to 1,000,000, so the short forms are ambiguous; but werkzeug always
@@ -54,12 +61,21 @@ struct Hash<'a> {
 }
 
 enum Kdf {
-    Pbkdf2 { hmac: Hmac, iterations: u32 },
+    Pbkdf2 {
+        hmac: Hmac,
+        iterations: u32,
+    },
     Scrypt(scrypt::Params),
+    /// werkzeug before 2.3: one HMAC keyed with the salt, or one plain hash without a salt.
+    Salted(Hmac),
+    /// The password itself.
+    Plain,
 }
 
+/// A hash function, as werkzeug names it; `Md5` only for the pre-2.3 methods.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Hmac {
+    Md5,
     Sha1,
     Sha256,
     Sha512,
@@ -72,14 +88,30 @@ impl<'a> Hash<'a> {
         let mut fields = stored.splitn(3, '$');
         let method = fields.next().unwrap_or_default();
         let mut args = method.split(':');
-        let (kdf, scheme) = match args.next().unwrap_or_default() {
-            "pbkdf2" => (parse_pbkdf2(args.collect())?, PBKDF2),
-            "scrypt" => (parse_scrypt(args.collect())?, SCRYPT),
+        let (kdf, scheme) = match (args.next().unwrap_or_default(), args.next()) {
+            ("pbkdf2", first) => (
+                parse_pbkdf2(first.into_iter().chain(args).collect())?,
+                PBKDF2,
+            ),
+            ("scrypt", first) => (
+                parse_scrypt(first.into_iter().chain(args).collect())?,
+                SCRYPT,
+            ),
+            ("md5", None) => (Kdf::Salted(Hmac::Md5), SALTED),
+            ("sha1", None) => (Kdf::Salted(Hmac::Sha1), SALTED),
+            ("sha256", None) => (Kdf::Salted(Hmac::Sha256), SALTED),
+            ("sha512", None) => (Kdf::Salted(Hmac::Sha512), SALTED),
+            ("plain", None) => (Kdf::Plain, PLAIN),
             _ => return Err(HashFormatError::Unrecognised),
         };
         let (Some(salt), Some(digest)) = (fields.next(), fields.next()) else {
             return Err(malformed(scheme, "not of the form method$salt$digest"));
         };
+        if let Kdf::Plain = kdf {
+            // werkzeug wrote `plain$$password`: the third field is the password as it is.
+            let digest = digest.as_bytes().to_vec();
+            return Ok(Self { kdf, salt, digest });
+        }
         // werkzeug compares hex strings, so a digest in upper case could never match there;
         // like any other digest that is not what werkzeug writes, it is corrupt data.
         let lower_hex = |byte: u8| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte);
@@ -99,6 +131,7 @@ impl<'a> Hash<'a> {
         match self.kdf {
             Kdf::Pbkdf2 { hmac, iterations } => {
                 let derive = match hmac {
+                    Hmac::Md5 => pbkdf2::pbkdf2_hmac::<md5::Md5>,
                     Hmac::Sha1 => pbkdf2::pbkdf2_hmac::<Sha1>,
                     Hmac::Sha256 => pbkdf2::pbkdf2_hmac::<Sha256>,
                     Hmac::Sha512 => pbkdf2::pbkdf2_hmac::<Sha512>,
@@ -108,6 +141,9 @@ impl<'a> Hash<'a> {
             Kdf::Scrypt(ref params) => scrypt::scrypt(password, salt, params, &mut computed)
                 // Unreachable: the length was checked to be 64 in `parse`.
                 .map_err(|_| malformed(SCRYPT, "digest has the wrong length"))?,
+            Kdf::Salted(hash) if salt.is_empty() => computed = hash.digest(password),
+            Kdf::Salted(hash) => computed = hash.mac(salt, password),
+            Kdf::Plain => computed = password.to_vec(),
         }
         // Constant time, so that timing shows nothing of how much of a guess's digest is right.
         Ok(computed.ct_eq(&self.digest).into())
@@ -118,12 +154,48 @@ impl Kdf {
     /// The digest's length in bytes: werkzeug leaves pbkdf2's at the hash function's size.
     fn output_len(&self) -> usize {
         match self {
-            Kdf::Pbkdf2 { hmac, .. } => match hmac {
+            Kdf::Pbkdf2 { hmac, .. } | Kdf::Salted(hmac) => match hmac {
+                Hmac::Md5 => 16,
                 Hmac::Sha1 => 20,
                 Hmac::Sha256 => 32,
                 Hmac::Sha512 => 64,
             },
             Kdf::Scrypt(_) => SCRYPT_KEY_LEN,
+            // Not hex: the stored password's own length, checked by comparing.
+            Kdf::Plain => 0,
+        }
+    }
+}
+
+impl Hmac {
+    /// `hashlib.new(name, message).digest()`.
+    fn digest(self, message: &[u8]) -> Vec<u8> {
+        use sha2::Digest as _;
+        match self {
+            Hmac::Md5 => md5::Md5::digest(message).to_vec(),
+            Hmac::Sha1 => Sha1::digest(message).to_vec(),
+            Hmac::Sha256 => Sha256::digest(message).to_vec(),
+            Hmac::Sha512 => Sha512::digest(message).to_vec(),
+        }
+    }
+
+    /// `hmac.new(key, message, name).digest()`.
+    fn mac(self, key: &[u8], message: &[u8]) -> Vec<u8> {
+        fn mac<D>(key: &[u8], message: &[u8]) -> Vec<u8>
+        where
+            D: pbkdf2::hmac::digest::Digest + pbkdf2::hmac::digest::core_api::BlockSizeUser,
+        {
+            use pbkdf2::hmac::Mac as _;
+            let mut mac = pbkdf2::hmac::SimpleHmac::<D>::new_from_slice(key)
+                .expect("HMAC takes a key of any length");
+            mac.update(message);
+            mac.finalize().into_bytes().to_vec()
+        }
+        match self {
+            Hmac::Md5 => mac::<md5::Md5>(key, message),
+            Hmac::Sha1 => mac::<Sha1>(key, message),
+            Hmac::Sha256 => mac::<Sha256>(key, message),
+            Hmac::Sha512 => mac::<Sha512>(key, message),
         }
     }
 }
@@ -149,13 +221,14 @@ fn parse_pbkdf2(args: Vec<&str>) -> Result<Kdf, HashFormatError> {
 
 fn parse_hmac(name: &str) -> Result<Hmac, HashFormatError> {
     match name {
+        "md5" => Ok(Hmac::Md5),
         "sha1" => Ok(Hmac::Sha1),
         "sha256" => Ok(Hmac::Sha256),
         "sha512" => Ok(Hmac::Sha512),
-        // hashlib knows more (md5, sha384, sha3_256, …), but werkzeug never defaulted to them.
+        // hashlib knows more (sha384, sha3_256, …), but werkzeug never defaulted to them.
         _ => Err(unsupported(
             PBKDF2,
-            "digest other than sha1, sha256, sha512",
+            "digest other than md5, sha1, sha256, sha512",
         )),
     }
 }
@@ -239,6 +312,68 @@ mod tests {
     /// Password ODD, method="scrypt:1024:8:1".
     const ODD_SCRYPT: &str = "scrypt:1024:8:1$YRfCnC1yUHkNM8pX$35a6598cf8932057911b8a50dc4f4be69ef58fbc38c01855557827889ac4943da14a4c8124d62bde1610127683cec84515d815cdfcd13e5d54dd651fe0d7a8aa";
 
+    // Pre-2.3 methods, made with werkzeug 2.2.3 (the last to write them) by
+    // `generate_password_hash(password, method=…, salt_length=8)`, each checked with its
+    // `check_password_hash`; the unsalted one is `"sha1$$" + hashlib.sha1(password)`, which
+    // that werkzeug verifies too.
+    const SALTED_SHA1: &str = "sha1$s11wwGfE$66204cc2c1c144fbeb2c06b51eeec29d14203313";
+    const SALTED_MD5: &str = "md5$1Wl4S39P$ccf4d720c417ee79ca9b4ece3295277c";
+    const SALTED_SHA256: &str =
+        "sha256$Qfo5RJZM$334fcb7847b1d5784f801ccac09297da7a79f8c1b0e19aeea471a52a5f9254dd";
+    const SALTED_SHA512: &str = "sha512$wyxqyXOl$f92fbbfcd355cfa49d5ed6c1fcb9c8c126125a640483941202d307978a24c5e018d1d4097b9670a2e8defae04773c9789dfe9851e7d20a54ed30bdb7aa973b7a";
+    const UNSALTED_SHA1: &str = "sha1$$2f9e53523b62abc141a2b4d6019d23cba835dbd0";
+    const PLAIN_TEXT: &str = "plain$$correct horse";
+    /// Password ODD.
+    const ODD_SALTED_SHA1: &str = "sha1$A3SP4i75$ebdc5ed5d9e89562f7e4e80aad504c28814e0db4";
+    const ODD_SALTED_MD5: &str = "md5$TWjVEh5D$e46126628e8a9113d75fb109341f8aa6";
+
+    #[test]
+    fn pre_2_3_werkzeug_hashes_verify() {
+        for (password, hash) in [
+            (PASSWORD, SALTED_SHA1),
+            (PASSWORD, SALTED_MD5),
+            (PASSWORD, SALTED_SHA256),
+            (PASSWORD, SALTED_SHA512),
+            (PASSWORD, UNSALTED_SHA1),
+            (PASSWORD, PLAIN_TEXT),
+            (ODD, ODD_SALTED_SHA1),
+            (ODD, ODD_SALTED_MD5),
+        ] {
+            assert!(verifies(password, hash), "{hash}");
+            assert!(!verifies("correct horsE", hash), "{hash}");
+            assert!(!verifies("", hash), "{hash}");
+        }
+        // The salt is the HMAC's key, not a prefix: the bare digest of salt and password is
+        // not the hash.
+        assert!(!verifies("s11wwGfEcorrect horse", SALTED_SHA1));
+        assert!(!verifies("correct horse ", PLAIN_TEXT));
+    }
+
+    #[test]
+    fn pre_2_3_methods_take_no_parameters_and_a_digest_of_their_length() {
+        let sha1_digest = &SALTED_SHA1[SALTED_SHA1.rfind('$').unwrap() + 1..];
+        for hash in [
+            format!("sha1:1000$salt${sha1_digest}"),
+            format!("md5$salt${sha1_digest}"),
+            format!("sha1$salt${}", sha1_digest.to_uppercase()),
+            "sha1$salt".to_owned(),
+            "plain:1$$correct horse".to_owned(),
+        ] {
+            assert!(
+                matches!(
+                    verify(PASSWORD.as_bytes(), &hash),
+                    Err(HashFormatError::Malformed { .. } | HashFormatError::Unrecognised)
+                ),
+                "{hash}"
+            );
+        }
+        // hashlib names werkzeug never used are no format of its.
+        assert!(matches!(
+            verify(PASSWORD.as_bytes(), &format!("sha384$salt${sha1_digest}")),
+            Err(HashFormatError::Unrecognised)
+        ));
+    }
+
     fn verifies(password: &str, hash: &str) -> bool {
         verify(password.as_bytes(), hash).unwrap_or_else(|err| panic!("{hash}: {err}"))
     }
@@ -293,7 +428,7 @@ mod tests {
         fn pbkdf2(stored: &str) -> (Hmac, u32) {
             match Hash::parse(stored).unwrap().kdf {
                 Kdf::Pbkdf2 { hmac, iterations } => (hmac, iterations),
-                Kdf::Scrypt(_) => panic!("{stored}: not pbkdf2"),
+                _ => panic!("{stored}: not pbkdf2"),
             }
         }
         let sha256_digest = "00".repeat(32);
@@ -332,8 +467,8 @@ mod tests {
         let scrypt_digest = &SCRYPT_SMALL[SCRYPT_SMALL.rfind('$').unwrap() + 1..];
         for hash in [
             "".to_owned(),
-            "plain$$x".to_owned(),
-            "sha256$salt$abcd".to_owned(),
+            "sha384$salt$abcd".to_owned(),
+            "bcrypt$salt$abcd".to_owned(),
             "pbkdf2sha256:1000$salt$abcd".to_owned(),
             "Pbkdf2:sha256:1000$salt$abcd".to_owned(),
         ] {
@@ -381,7 +516,7 @@ mod tests {
         let digest = "e4c90000cc15b07270ae3f680f0c2ee380c401b482b8e409c3f697cbbcac2c41";
         let scrypt_digest = &SCRYPT_SMALL[SCRYPT_SMALL.rfind('$').unwrap() + 1..];
         for hash in [
-            "pbkdf2:md5:1$a$b".to_owned(),
+            format!("pbkdf2:sha3_256:1000$salt${digest}"),
             format!("pbkdf2:sha384:1000$salt${digest}"),
             format!("pbkdf2:SHA256:1000$salt${digest}"),
             format!("pbkdf2::1000$salt${digest}"),
