@@ -339,9 +339,7 @@ mod tests {
             (ODD, ODD_SALTED_SHA1),
             (ODD, ODD_SALTED_MD5),
         ] {
-            assert!(verifies(password, hash), "{hash}");
-            assert!(!verifies("correct horsE", hash), "{hash}");
-            assert!(!verifies("", hash), "{hash}");
+            assert_verifies_only(password, hash);
         }
         // The salt is the HMAC's key, not a prefix: the bare digest of salt and password is
         // not the hash.
@@ -374,6 +372,13 @@ mod tests {
         ));
     }
 
+    /// `hash` takes `password`, and neither a near miss nor nothing.
+    fn assert_verifies_only(password: &str, hash: &str) {
+        assert!(verifies(password, hash), "{hash}");
+        assert!(!verifies("correct horsE", hash), "{hash}");
+        assert!(!verifies("", hash), "{hash}");
+    }
+
     fn verifies(password: &str, hash: &str) -> bool {
         verify(password.as_bytes(), hash).unwrap_or_else(|err| panic!("{hash}: {err}"))
     }
@@ -388,9 +393,7 @@ mod tests {
             (ODD, ODD_PBKDF2),
             (ODD, ODD_SCRYPT),
         ] {
-            assert!(verifies(password, hash), "{hash}");
-            assert!(!verifies("correct horsE", hash), "{hash}");
-            assert!(!verifies("", hash), "{hash}");
+            assert_verifies_only(password, hash);
         }
         // The non-ASCII letter counts: "é" is not "e", and is hashed as UTF-8.
         assert!(!verifies("\\\"'{<e", ODD_PBKDF2));
