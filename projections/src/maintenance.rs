@@ -1,7 +1,7 @@
 //! Blue/green maintenance of projection versions, for the admin tool (and the tests): the
-//! first versions a fresh database needs, what versions exist and how far behind they are, building a new version beside the active one,
-//! activating it, comparing a fresh rebuild with the active version, and dropping retired
-//! versions.
+//! first versions a fresh database needs, what versions exist and how far behind they are,
+//! building a new version beside the active one, activating it, comparing a fresh rebuild
+//! with the active version, and dropping retired versions.
 //!
 //! A rebuild never touches the active version: the new one is built from position zero in
 //! committed batches (so no long transaction holds back the horizon), and the switch is one

@@ -42,14 +42,15 @@
 //! kept; the identity sequence is moved past the highest position, so new events follow.
 //!
 //! **Import** refuses a store that holds any event, and takes exports without the first line
-//! too (from builds before it), leaving `latest` as it is. It reads the input once (a file, or stdin)
-//! into a temporary table, checking every line — an object with exactly the exported fields,
-//! of the right types, in log order — and then that no position or stream version repeats;
-//! a bad input is refused with the number of its first bad line, before anything is written
-//! to the store. A line longer than [`MAX_LINE_BYTES`] is refused as soon as that many bytes
-//! of it are read, so a file with no line breaks cannot fill the memory. Only then are the batches written, each in its own transaction. A failure
-//! after that (a lost connection; a server appending meanwhile, which is detected) leaves the
-//! batches before it: recreate the database and import again.
+//! too (from builds before it), leaving `latest` as it is. It reads the input once (a file, or
+//! stdin) into a temporary table, checking every line — an object with exactly the exported
+//! fields, of the right types, in log order — and then that no position or stream version
+//! repeats; a bad input is refused with the number of its first bad line, before anything is
+//! written to the store. A line longer than [`MAX_LINE_BYTES`] is refused as soon as that many
+//! bytes of it are read, so a file with no line breaks cannot fill the memory. Only then are
+//! the batches written, each in its own transaction. A failure after that (a lost connection;
+//! a server appending meanwhile, which is detected) leaves the batches before it: recreate the
+//! database and import again.
 
 use std::fmt;
 use std::fs::{File, OpenOptions, Permissions};

@@ -127,8 +127,7 @@ impl<'a> Hash<'a> {
 
     fn matches(&self, password: &[u8]) -> Result<bool, HashFormatError> {
         let salt = self.salt.as_bytes();
-        let mut computed = vec![0u8; self.digest.len()];
-        match self.kdf {
+        let computed = match self.kdf {
             Kdf::Pbkdf2 { hmac, iterations } => {
                 let derive = match hmac {
                     Hmac::Md5 => pbkdf2::pbkdf2_hmac::<md5::Md5>,
@@ -136,15 +135,21 @@ impl<'a> Hash<'a> {
                     Hmac::Sha256 => pbkdf2::pbkdf2_hmac::<Sha256>,
                     Hmac::Sha512 => pbkdf2::pbkdf2_hmac::<Sha512>,
                 };
-                derive(password, salt, iterations, &mut computed);
+                let mut key = vec![0u8; self.digest.len()];
+                derive(password, salt, iterations, &mut key);
+                key
             }
-            Kdf::Scrypt(ref params) => scrypt::scrypt(password, salt, params, &mut computed)
-                // Unreachable: the length was checked to be 64 in `parse`.
-                .map_err(|_| malformed(SCRYPT, "digest has the wrong length"))?,
-            Kdf::Salted(hash) if salt.is_empty() => computed = hash.digest(password),
-            Kdf::Salted(hash) => computed = hash.mac(salt, password),
-            Kdf::Plain => computed = password.to_vec(),
-        }
+            Kdf::Scrypt(ref params) => {
+                let mut key = vec![0u8; self.digest.len()];
+                scrypt::scrypt(password, salt, params, &mut key)
+                    // Unreachable: the length was checked to be 64 in `parse`.
+                    .map_err(|_| malformed(SCRYPT, "digest has the wrong length"))?;
+                key
+            }
+            Kdf::Salted(hash) if salt.is_empty() => hash.digest(password),
+            Kdf::Salted(hash) => hash.mac(salt, password),
+            Kdf::Plain => password.to_vec(),
+        };
         // Constant time, so that timing shows nothing of how much of a guess's digest is right.
         Ok(computed.ct_eq(&self.digest).into())
     }
