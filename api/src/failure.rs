@@ -11,6 +11,8 @@
 //! Whether a failure is an outage (503, the client's to wait out) or a bug (500, which
 //! retrying will not cure) is decided by [`is_unreachable`].
 
+use commands::accounts::AccountChangeError;
+use commands::forgetting::ForgetError;
 use commands::CommandError;
 use domain::{ConversationError, DirectoryError, MessageError, UserError};
 
@@ -126,6 +128,30 @@ impl From<ConversationError> for Failure {
                 Self::Internal(anyhow::anyhow!(refusal))
             }
             ConversationError::Contacts(cause) => cause.into(),
+        }
+    }
+}
+
+impl From<ForgetError> for Failure {
+    fn from(err: ForgetError) -> Self {
+        match err {
+            ForgetError::UnknownUser(name) => Self::Missing(Missing::User(Some(name))),
+            ForgetError::User(err) => err.into(),
+            ForgetError::Message(err) => err.into(),
+            ForgetError::Conversation(err) => err.into(),
+            failed @ ForgetError::Failed { .. } => Self::classify(failed.into()),
+        }
+    }
+}
+
+impl From<AccountChangeError> for Failure {
+    fn from(err: AccountChangeError) -> Self {
+        match err {
+            refusal @ AccountChangeError::WrongPassword => Self::Forbidden(refusal.to_string()),
+            AccountChangeError::Invalid(refusal) => Self::Invalid(refusal.to_string()),
+            AccountChangeError::Command(err) => err.into(),
+            AccountChangeError::Forgetting(err) => err.into(),
+            AccountChangeError::Failed(cause) => Self::classify(cause),
         }
     }
 }

@@ -17,6 +17,7 @@ use commands::directory::EventStoreDirectory;
 use commands::passwords::PasswordHasher;
 use commands::{CommandBus, CommandSettings};
 use database::embedded_postgres::EmbeddedPostgres;
+use database::keyring::{self, Keyring};
 use database::outage::DatabaseGate;
 use database::{Database, Purpose};
 use projections::{
@@ -68,12 +69,52 @@ pub struct Application {
     sessions_ended: broadcast::Sender<Arc<str>>,
     /// Fires when shutdown begins; live streams end on it, so the listeners can drain.
     stopping: CancellationToken,
+    forgetting: Forgetting,
     embedded: Option<EmbeddedPostgres>,
+}
+
+/// How many forgettings announced by other replicas may wait to be handled.
+const FORGOTTEN_BUFFER: usize = 256;
+
+/// What this process remembers of users that another replica may forget: the directory's
+/// "registered" answers and the unwrapped keys. Each forgetting is announced on
+/// [`keyring::FORGOTTEN_CHANNEL`], and both are dropped here.
+#[derive(Clone)]
+struct Forgetting {
+    directory: EventStoreDirectory,
+    announced: broadcast::Sender<Arc<str>>,
+}
+
+impl Forgetting {
+    /// Drops what this process remembers of each user announced forgotten, until `cancel`.
+    async fn evict(self, keys: Keyring, cancel: CancellationToken) {
+        let mut announced = self.announced.subscribe();
+        loop {
+            let username = tokio::select! {
+                () = cancel.cancelled() => return,
+                received = announced.recv() => received,
+            };
+            match username {
+                Ok(username) => {
+                    self.directory.forget(&username);
+                    keys.evict(&username);
+                }
+                // Missed announcements cannot be named: memory is what they concerned, and
+                // an entry kept too long is harmless (see `database::keyring`).
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "missed announcements of forgotten users");
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
 }
 
 /// The query side as this process runs it: the projectors, where each view has got, and the
 /// feeds of live changes.
 struct Views {
+    /// The data keys that open personal fields, for the projectors and the chat feed.
+    keys: Keyring,
     progress: Progress,
     supervisor: Arc<Supervisor>,
     reads: ReadModels,
@@ -99,8 +140,13 @@ impl Application {
         let mut database = database::connect(&config.database, Purpose::Serve).await?;
         create_missing_views(database.setup_pool()).await?;
         database.finish_setup().await;
-        let Database { pool, embedded, .. } = database;
-        let views = Views::prepare(&pool, &config).await?;
+        let Database {
+            pool,
+            keys,
+            embedded,
+            ..
+        } = database;
+        let views = Views::prepare(&pool, keys, &config).await?;
         let command_side = CommandSide::new(&pool, &views, &config);
         let metrics = Metrics::install();
         let gate = DatabaseGate::new(pool.clone());
@@ -117,6 +163,10 @@ impl Application {
         let stopping = CancellationToken::new();
         let sessions = web::session::store(pool.clone());
         let (sessions_ended, _) = broadcast::channel(web::session::SESSIONS_ENDED_BUFFER);
+        let forgetting = Forgetting {
+            directory: command_side.directory.clone(),
+            announced: broadcast::channel(FORGOTTEN_BUFFER).0,
+        };
         let web_state = WebState {
             accounts: command_side.accounts,
             commands: command_side.commands,
@@ -151,6 +201,7 @@ impl Application {
             budgets,
             sessions_ended,
             stopping,
+            forgetting,
             embedded,
         })
     }
@@ -232,11 +283,17 @@ impl Application {
         tasks.spawn("progress listener", {
             let progress = progress.clone();
             let sessions_ended = self.sessions_ended.clone();
+            let forgotten = self.forgetting.announced.clone();
             move |cancel| {
                 ProgressListener::new(progress.clone())
                     .forwarding(web::session::SESSIONS_ENDED_CHANNEL, sessions_ended.clone())
+                    .forwarding(keyring::FORGOTTEN_CHANNEL, forgotten.clone())
                     .run(cancel)
             }
+        });
+        tasks.spawn("forgotten users", {
+            let (forgetting, keys) = (self.forgetting.clone(), self.views.keys.clone());
+            move |cancel| forgetting.clone().evict(keys.clone(), cancel)
         });
         tasks.spawn("live timeline feed", {
             let (live, pool, progress) = (live.clone(), pool.clone(), progress.clone());
@@ -244,7 +301,11 @@ impl Application {
         });
         tasks.spawn("live chat feed", {
             let (chat, pool, progress) = (chat.clone(), pool.clone(), progress.clone());
-            move |cancel| chat.clone().run(pool.clone(), progress.clone(), cancel)
+            let keys = self.views.keys.clone();
+            move |cancel| {
+                chat.clone()
+                    .run(pool.clone(), keys.clone(), progress.clone(), cancel)
+            }
         });
         tasks.spawn("metrics collector", {
             let metrics = self.metrics.clone();
@@ -286,17 +347,19 @@ async fn create_missing_views(setup: &PgPool) -> anyhow::Result<()> {
 
 impl Views {
     /// Reads where each projection's active version has got.
-    async fn prepare(pool: &PgPool, config: &Config) -> anyhow::Result<Self> {
+    async fn prepare(pool: &PgPool, keys: Keyring, config: &Config) -> anyhow::Result<Self> {
         let projections = projections::all();
         let progress = Progress::new(pool.clone(), &projections);
         let settings = ProjectorSettings {
             batch_size: config.projector_batch_size,
             poll_interval: Duration::from_millis(config.projector_poll_ms),
+            keys: keys.clone(),
             ..ProjectorSettings::default()
         };
         let supervisor = Supervisor::new(pool.clone(), progress.clone(), settings, projections);
         supervisor.prepare().await?;
         Ok(Self {
+            keys,
             reads: ReadModels::new(pool.clone(), progress.clone()),
             progress,
             supervisor: Arc::new(supervisor),
@@ -311,6 +374,7 @@ impl CommandSide {
     fn new(pool: &PgPool, views: &Views, config: &Config) -> Self {
         let commands = Arc::new(CommandBus::new(
             pool.clone(),
+            views.keys.clone(),
             views.progress.clone(),
             CommandSettings {
                 retries: config.command_retries,

@@ -58,6 +58,9 @@
     return last ? Number(last.getAttribute("data-number")) : 0;
   }
 
+  // What the pages show in place of a text whose sender was forgotten.
+  var REMOVED = "message removed";
+
   // `YYYY-MM-DD @ HH:MM` in UTC, as the pages show dates.
   function shownDate(iso) {
     return iso.slice(0, 10) + " @ " + iso.slice(11, 16);
@@ -70,7 +73,12 @@
     item.setAttribute("data-number", String(message.number));
     item.className = (message.sender === me ? "mine" : "theirs") + " arrived";
     var text = document.createElement("p");
-    text.textContent = message.content;
+    if (message.removed) {
+      text.className = "removed";
+      text.textContent = REMOVED;
+    } else {
+      text.textContent = message.content;
+    }
     var small = document.createElement("small");
     var time = document.createElement("time");
     time.setAttribute("datetime", message.sent_at);
@@ -140,6 +148,8 @@
   document.addEventListener("visibilitychange", markRead);
 
   var form = document.querySelector("form.chatbox");
+  // A conversation with someone who deleted their account has nowhere to write.
+  if (!form) return;
   var box = form.querySelector("textarea");
   var error = form.querySelector(".chat-error");
   form.addEventListener("submit", function (event) {

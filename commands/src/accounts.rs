@@ -1,5 +1,6 @@
-//! What both front doors — the simulator's API and the browser pages — do with user
-//! accounts: registering and signing in. One place, so the two cannot drift apart.
+//! What the front doors — the simulator's API and the browser pages — do with user accounts:
+//! registering and signing in, and (the browser's settings) changing the password or email
+//! and deleting the account. One place, so the doors cannot drift apart.
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use projections::ReadModels;
 use crate::bus::{CommandBus, CommandError};
 use crate::context::CommandContext;
 use crate::directory::EventStoreDirectory;
+use crate::forgetting::{self, ForgetError, Forgetting};
 use crate::passwords::{PasswordHasher, Verification};
 
 /// A registration as a front door received it.
@@ -30,6 +32,23 @@ pub enum SignInError {
     UnknownUser,
     #[error("Invalid password")]
     WrongPassword,
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
+/// Why a change to an account was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountChangeError {
+    /// The password given to confirm the change is not the account's.
+    #[error("Your current password is not correct")]
+    WrongPassword,
+    /// The new value breaks a rule (the texts are the registration form's).
+    #[error(transparent)]
+    Invalid(#[from] RegistrationError),
+    #[error(transparent)]
+    Command(#[from] CommandError<UserError>),
+    #[error(transparent)]
+    Forgetting(#[from] ForgetError),
     #[error(transparent)]
     Failed(#[from] anyhow::Error),
 }
@@ -128,6 +147,71 @@ impl Accounts {
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// Replaces `username`'s password with `new_password` (typed twice), once `current`
+    /// proves it is them. Ending their other sessions is the caller's (the browser's) part.
+    pub async fn change_password(
+        &self,
+        username: &str,
+        current: String,
+        new_password: String,
+        repeated: &str,
+        context: &CommandContext,
+    ) -> Result<(), AccountChangeError> {
+        self.confirm(username, current).await?;
+        registration::validate_new_password(&new_password)?;
+        if new_password != repeated {
+            return Err(RegistrationError::PasswordsDiffer.into());
+        }
+        let password_hash = self.hasher.hash(new_password).await?;
+        let command = UserCommand::ChangePassword {
+            password_hash,
+            changed_at: context.received_at,
+        };
+        Ok(self.commands.user(username, command, context).await?)
+    }
+
+    /// Replaces `username`'s email address.
+    pub async fn change_email(
+        &self,
+        username: &str,
+        email: String,
+        context: &CommandContext,
+    ) -> Result<(), AccountChangeError> {
+        registration::validate_new_email(&email)?;
+        let command = UserCommand::ChangeEmail {
+            email,
+            changed_at: context.received_at,
+        };
+        Ok(self.commands.user(username, command, context).await?)
+    }
+
+    /// Deletes `username`'s account, once `password` proves it is them: they are forgotten
+    /// (see [`crate::forgetting`]).
+    pub async fn delete(
+        &self,
+        username: &str,
+        password: String,
+        context: &CommandContext,
+    ) -> Result<Forgetting, AccountChangeError> {
+        self.confirm(username, password).await?;
+        Ok(forgetting::forget(&self.commands, username, context).await?)
+    }
+
+    /// Checks that `password` is `username`'s.
+    async fn confirm(&self, username: &str, password: String) -> Result<(), AccountChangeError> {
+        let account = self
+            .reads
+            .account(username)
+            .await
+            .map_err(anyhow::Error::from)?
+            .ok_or(AccountChangeError::WrongPassword)?;
+        let stored = PasswordHash::new(account.password_hash);
+        match self.hasher.verify(password, stored).await? {
+            Verification::Match { .. } => Ok(()),
+            Verification::Mismatch => Err(AccountChangeError::WrongPassword),
         }
     }
 

@@ -16,10 +16,11 @@ use std::time::Duration;
 
 use cqrs_es::{Aggregate, AggregateError, CqrsFramework};
 use database::event_log::{self, LogPosition, StoredEvent};
+use database::keyring::Keyring;
 use database::outage;
 use domain::{
     ChatPolicy, ChatServices, Conversation, ConversationCommand, ConversationError, Directory,
-    Message, MessageCommand, MessageError, User, UserCommand, UserError,
+    Message, MessageCommand, MessageError, PersonalData, User, UserCommand, UserError,
 };
 use projections::Progress;
 use rand::Rng;
@@ -75,16 +76,18 @@ pub struct CommandBus {
     message_store: AggregateStore<Message>,
     conversations: Cqrs<Conversation>,
     directory: EventStoreDirectory,
+    keys: Keyring,
     pool: PgPool,
     progress: Progress,
     settings: CommandSettings,
 }
 
 impl CommandBus {
-    /// A bus writing through `pool` and waiting on `progress`.
-    pub fn new(pool: PgPool, progress: Progress, settings: CommandSettings) -> Self {
-        let users = AggregateStore::new(pool.clone(), settings.cached_events);
-        let message_store = AggregateStore::new(pool.clone(), settings.cached_events);
+    /// A bus writing through `pool`, sealing personal data with `keys`, and waiting on
+    /// `progress`.
+    pub fn new(pool: PgPool, keys: Keyring, progress: Progress, settings: CommandSettings) -> Self {
+        let users = AggregateStore::new(pool.clone(), keys.clone(), settings.cached_events);
+        let message_store = AggregateStore::new(pool.clone(), keys.clone(), settings.cached_events);
         let contacts = EventStoreDirectory::new(pool.clone(), users.clone());
         let directory: Directory = Arc::new(contacts.clone());
         let chat = ChatServices {
@@ -97,9 +100,10 @@ impl CommandBus {
             messages: framework(message_store.clone(), directory),
             message_store,
             conversations: framework(
-                AggregateStore::new(pool.clone(), settings.cached_events),
+                AggregateStore::new(pool.clone(), keys.clone(), settings.cached_events),
                 chat,
             ),
+            keys,
             pool,
             progress,
             settings,
@@ -109,6 +113,16 @@ impl CommandBus {
     /// The directory the commands check names and standings with, sharing their caches.
     pub fn directory(&self) -> &EventStoreDirectory {
         &self.directory
+    }
+
+    /// The data keys the commands seal personal data with.
+    pub fn keys(&self) -> &Keyring {
+        &self.keys
+    }
+
+    /// The pool the commands write through.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
     /// Executes `command` on the user `username`.
@@ -200,6 +214,7 @@ impl CommandBus {
         let user = match &command {
             ConversationCommand::Send { sender, .. } => sender,
             ConversationCommand::MarkRead { reader, .. } => reader,
+            ConversationCommand::ForgetParticipant { participant, .. } => participant,
         };
         if !domain::registration::is_storable(user) || !domain::registration::is_storable(partner) {
             // No stream can have this id, and loading one would make the database fail.
@@ -230,6 +245,7 @@ impl CommandBus {
     where
         A: Aggregate + Clone,
         A::Command: Clone,
+        A::Event: PersonalData,
     {
         let result = self.commit(cqrs, aggregate_id, command, context).await;
         let outcome = match &result {
@@ -258,6 +274,7 @@ impl CommandBus {
     where
         A: Aggregate + Clone,
         A::Command: Clone,
+        A::Event: PersonalData,
     {
         let latest = context.latest.as_ref();
         let mut attempt = 0;
@@ -376,7 +393,11 @@ fn read_your_writes_failed(err: &anyhow::Error) {
     );
 }
 
-fn framework<A: Aggregate + Clone>(store: AggregateStore<A>, services: A::Services) -> Cqrs<A> {
+fn framework<A>(store: AggregateStore<A>, services: A::Services) -> Cqrs<A>
+where
+    A: Aggregate + Clone,
+    A::Event: PersonalData,
+{
     CqrsFramework::new(store, vec![Box::new(EventCounter)], services)
 }
 

@@ -2,9 +2,11 @@
 //! itself — always current, unlike a projected view that may lag.
 //!
 //! A registration is the first event of a `user` stream, so a primary-key lookup in `events`
-//! says whether a username exists. A name once registered stays registered (nothing in the
-//! domain ends a user stream), so the yes answers are remembered and only a no asks the
-//! store again — another replica may have registered the name since. How two users stand to
+//! says whether a username exists, and a forgetting ends the stream: a forgotten user is as
+//! unknown as one who never registered. The yes answers are remembered, and a no asks the
+//! store again — another replica may have registered the name since. A remembered yes is
+//! dropped when the user is forgotten ([`EventStoreDirectory::forget`]), here or, by the
+//! forgetting's notification, on another replica. How two users stand to
 //! each other (follows, blocks) is their two streams folded into their aggregates' states,
 //! the very states their own commands are decided on, read through the same cache.
 
@@ -39,6 +41,11 @@ impl EventStoreDirectory {
         }
     }
 
+    /// Stops remembering that `username` is registered: they were forgotten.
+    pub fn forget(&self, username: &str) {
+        self.registered.remove(username);
+    }
+
     /// How `username`'s user stands: `None` if not registered, else what `read` says of it.
     async fn user<T>(
         &self,
@@ -71,7 +78,7 @@ impl UserDirectory for EventStoreDirectory {
         if self.registered.get(username).is_some() {
             return Ok(true);
         }
-        let registered = event_log::stream_started(&self.pool, User::TYPE, username)
+        let registered = event_log::stream_open(&self.pool, User::TYPE, username, "UserForgotten")
             .await
             .map_err(|err| {
                 if outage::is_unreachable_sqlx(&err) {
@@ -90,13 +97,16 @@ impl UserDirectory for EventStoreDirectory {
 #[async_trait]
 impl ContactBook for EventStoreDirectory {
     async fn standing(&self, sender: &str, recipient: &str) -> Result<Standing, DirectoryError> {
+        // A forgotten user stands as one who never registered.
         let (sender_state, recipient_state) = tokio::try_join!(
-            self.user(sender, |state| state.follows(recipient)),
-            self.user(recipient, |state| (
-                state.follows(sender),
-                state.blocks(sender)
-            )),
+            self.user(sender, |state| state
+                .is_active()
+                .then(|| state.follows(recipient))),
+            self.user(recipient, |state| state
+                .is_active()
+                .then(|| (state.follows(sender), state.blocks(sender)))),
         )?;
+        let (sender_state, recipient_state) = (sender_state.flatten(), recipient_state.flatten());
         Ok(Standing {
             sender_registered: sender_state.is_some(),
             recipient_registered: recipient_state.is_some(),

@@ -9,7 +9,8 @@
 //!   into its events' metadata; it knows nothing of the transport that brought it.
 //! - [`directory`] — the domain's user-directory and contact-book ports, answered from the
 //!   event store.
-//! - [`accounts`] — registering and signing in, shared by every front door;
+//! - [`accounts`] — registering, signing in and changing an account, shared by every front
+//!   door; [`forgetting`] — forgetting a person, for a deleted account and the admin tool;
 //!   [`passwords`] — argon2id hashing and verification (also of werkzeug's legacy hashes) off
 //!   the runtime, with bounded concurrency, and upgrades of outdated hashes.
 //!
@@ -23,6 +24,7 @@ pub mod accounts;
 pub mod bus;
 pub mod context;
 pub mod directory;
+pub mod forgetting;
 pub mod passwords;
 pub mod store;
 

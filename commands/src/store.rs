@@ -16,6 +16,11 @@
 //! moved in between (another replica wrote) is an [`AggregateError::AggregateConflict`], and
 //! the bus decides again on the new state.
 //!
+//! **Personal data.** Each event's personal fields (the domain says which, and whose: see
+//! [`domain::personal_data`]) are sealed with their owner's data key before the append, bound
+//! to the event's place in its stream. The write model decides nothing on personal data, so
+//! streams are read back with those fields blank, unopened: loading an aggregate needs no key.
+//!
 //! **Reporting.** cqrs-es's `execute` returns nothing, but the bus needs to know where the
 //! stream stood after the command (to wait for the views) and whether anything was written
 //! (the simulator's `latest` rides along with a write). [`report_commit`] runs a command
@@ -30,6 +35,9 @@ use cqrs_es::{
     Aggregate, AggregateContext, AggregateError, DomainEvent, EventEnvelope, EventStore,
 };
 use database::event_log::{self, LogPosition, NewEvent, StoredEvent, StreamEvent};
+use database::keyring::{KeyError, Keyring};
+use database::sealing::{self, EventIdentity};
+use domain::PersonalData;
 use quick_cache::sync::Cache;
 use quick_cache::Weighter;
 use sqlx::PgPool;
@@ -126,6 +134,7 @@ pub struct AggregateStore<A: Aggregate> {
 
 struct Inner<A: Aggregate> {
     pool: PgPool,
+    keys: Keyring,
     cache: Cache<String, CachedStream<A>, ByEvents>,
     upcasters: Vec<Box<dyn EventUpcaster>>,
 }
@@ -138,14 +147,19 @@ impl<A: Aggregate> Clone for AggregateStore<A> {
     }
 }
 
-impl<A: Aggregate + Clone> AggregateStore<A> {
-    /// A store on `pool` keeping states of up to `cached_events` events in all.
-    pub fn new(pool: PgPool, cached_events: u64) -> Self {
+impl<A: Aggregate + Clone> AggregateStore<A>
+where
+    A::Event: PersonalData,
+{
+    /// A store on `pool`, sealing with `keys`, keeping states of up to `cached_events` events
+    /// in all.
+    pub fn new(pool: PgPool, keys: Keyring, cached_events: u64) -> Self {
         // The estimate only sizes the first allocation; streams average a few events.
         let estimated_streams = usize::try_from(cached_events / 4).unwrap_or(usize::MAX);
         Self {
             inner: Arc::new(Inner {
                 pool,
+                keys,
                 cache: Cache::with_weighter(
                     estimated_streams.max(16),
                     cached_events.max(1),
@@ -249,7 +263,10 @@ impl<A: Aggregate + Clone> AggregateStore<A> {
     }
 }
 
-impl<A: Aggregate + Clone> EventStore<A> for AggregateStore<A> {
+impl<A: Aggregate + Clone> EventStore<A> for AggregateStore<A>
+where
+    A::Event: PersonalData,
+{
     type AC = StreamContext<A>;
 
     async fn load_events(
@@ -291,18 +308,19 @@ impl<A: Aggregate + Clone> EventStore<A> for AggregateStore<A> {
         }
         let stored_metadata = serde_json::to_value(&metadata)
             .map_err(|err| AggregateError::UnexpectedError(err.into()))?;
-        let new_events = events
-            .iter()
-            .map(|event| {
-                Ok(NewEvent {
-                    event_type: event.event_type(),
-                    event_version: event.event_version(),
-                    payload: serde_json::to_value(event)?,
-                    metadata: stored_metadata.clone(),
-                })
-            })
-            .collect::<Result<Vec<_>, serde_json::Error>>()
-            .map_err(|err| AggregateError::UnexpectedError(err.into()))?;
+        let mut new_events = Vec::with_capacity(events.len());
+        for (event, sequence) in events.iter().zip(stream.sequence + 1..) {
+            let mut payload = serde_json::to_value(event)
+                .map_err(|err| AggregateError::UnexpectedError(err.into()))?;
+            self.seal(&mut payload, event, &aggregate_id, sequence)
+                .await?;
+            new_events.push(NewEvent {
+                event_type: event.event_type(),
+                event_version: event.event_version(),
+                payload,
+                metadata: stored_metadata.clone(),
+            });
+        }
         let appended = event_log::append(
             &self.inner.pool,
             A::TYPE,
@@ -340,18 +358,57 @@ impl<A: Aggregate + Clone> EventStore<A> for AggregateStore<A> {
     }
 }
 
+impl<A: Aggregate + Clone> AggregateStore<A>
+where
+    A::Event: PersonalData,
+{
+    /// Seals `event`'s personal fields in its serialised `payload`, as the `sequence`th
+    /// event of `aggregate_id`'s stream.
+    async fn seal(
+        &self,
+        payload: &mut serde_json::Value,
+        event: &A::Event,
+        aggregate_id: &str,
+        sequence: i64,
+    ) -> Result<(), AggregateError<A::Error>> {
+        let fields = event.personal_fields();
+        if fields.is_empty() {
+            return Ok(());
+        }
+        let subject = event.data_subject(aggregate_id);
+        let key = self
+            .inner
+            .keys
+            .key_for_sealing(subject)
+            .await
+            .map_err(|err| match err {
+                KeyError::Database(err) => database_error(err),
+                other => AggregateError::UnexpectedError(other.into()),
+            })?;
+        let identity = EventIdentity {
+            aggregate_type: A::TYPE,
+            aggregate_id,
+            sequence,
+        };
+        sealing::seal_fields(payload, identity, fields, subject, &key);
+        Ok(())
+    }
+}
+
 /// A failed statement, as cqrs-es reports it: the driver's error boxed, so that the bus can
 /// tell an unreachable database from other failures.
 fn database_error<E: std::error::Error>(err: sqlx::Error) -> AggregateError<E> {
     AggregateError::DatabaseConnectionError(Box::new(err))
 }
 
-/// An event of `aggregate_id`'s stream as `A`'s, upcast to its current version.
+/// An event of `aggregate_id`'s stream as `A`'s, upcast to its current version, with its
+/// sealed fields blank.
 fn decode<A: Aggregate>(
     aggregate_id: &str,
-    event: StreamEvent,
+    mut event: StreamEvent,
     upcasters: &[Box<dyn EventUpcaster>],
 ) -> anyhow::Result<EventEnvelope<A>> {
+    sealing::blank_fields(&mut event.payload);
     let serialized = SerializedEvent::new(
         aggregate_id.to_owned(),
         usize::try_from(event.sequence)?,

@@ -1,6 +1,10 @@
 //! Reaching PostgreSQL: a configured URL, or the embedded private cluster (as the server role
-//! or the owner, see [`Purpose`]); then the migrations.
+//! or the owner, see [`Purpose`]); then the migrations, and the data keys' check against the
+//! master key.
 
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -9,10 +13,15 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection as _, PgPool};
 
 use crate::embedded_postgres::{EmbeddedPostgres, EmbeddedPostgresOptions};
+use crate::keyring::Keyring;
 use crate::outage;
 use crate::roles::{self, SERVER_ROLE};
+use crate::sealing::MasterKey;
+use crate::settings::read_secret_file;
 use crate::settings::DatabaseConfig;
 
+/// The embedded default's master key file, in the data directory.
+const EMBEDDED_MASTER_KEY_FILE: &str = "master.key";
 /// The database name used on the embedded cluster.
 const EMBEDDED_DATABASE: &str = "minitwit";
 /// How long start-up waits for the database to accept connections.
@@ -30,10 +39,13 @@ pub enum Purpose {
     Administer,
 }
 
-/// An open pool, and the embedded cluster behind it if there is one.
+/// An open pool, the data keys, and the embedded cluster behind it if there is one.
 pub struct Database {
     /// The pool the process works on.
     pub pool: PgPool,
+    /// The data keys, on `pool`, checked against the master key (without one: an admin tool
+    /// run that was given none, which fails if it meets personal data).
+    pub keys: Keyring,
     /// The owner's pool, where it differs from `pool` (a server on the embedded cluster): for
     /// setting the schema up, then closed by [`Database::finish_setup`].
     owner: Option<PgPool>,
@@ -65,8 +77,10 @@ pub async fn connect(config: &DatabaseConfig, purpose: Purpose) -> anyhow::Resul
             let options: PgConnectOptions = url.parse().context("parsing DATABASE_URL")?;
             let pool = open_pool(config, options).await?;
             migrate(&pool).await?;
+            let keys = open_keyring(&pool, config.master_key()?, purpose).await?;
             Database {
                 pool,
+                keys,
                 owner: None,
                 embedded: None,
             }
@@ -91,8 +105,14 @@ pub async fn connect(config: &DatabaseConfig, purpose: Purpose) -> anyhow::Resul
                     (open_pool(config, options).await?, Some(owner))
                 }
             };
+            let master_key = match config.master_key()? {
+                Some(key) => key,
+                None => embedded_master_key(&config.data_dir)?,
+            };
+            let keys = open_keyring(&pool, Some(master_key), purpose).await?;
             Database {
                 pool,
+                keys,
                 owner,
                 embedded: Some(embedded),
             }
@@ -105,6 +125,49 @@ pub async fn connect(config: &DatabaseConfig, purpose: Purpose) -> anyhow::Resul
         );
     }
     Ok(database)
+}
+
+/// The keyring on `pool` with `master_key`, checked; without a master key, a server refuses
+/// to start and the admin tool goes on without one.
+async fn open_keyring(
+    pool: &PgPool,
+    master_key: Option<String>,
+    purpose: Purpose,
+) -> anyhow::Result<Keyring> {
+    let Some(master_key) = master_key else {
+        return match purpose {
+            Purpose::Serve => Err(anyhow::anyhow!(
+                "no master key: a server with a database URL needs MINITWIT_MASTER_KEY_FILE \
+                 (32 random bytes in base64: `head -c 32 /dev/urandom | base64`), the same for \
+                 every replica"
+            )),
+            Purpose::Administer => Ok(Keyring::without_master_key(pool.clone())),
+        };
+    };
+    let master_key = MasterKey::from_base64(&master_key).context("reading the master key")?;
+    Ok(Keyring::open(pool.clone(), master_key).await?)
+}
+
+/// The embedded default's master key: a file in the data directory, made on first use,
+/// readable by its owner alone. (A deployment keeps its key apart from its database.)
+fn embedded_master_key(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join(EMBEDDED_MASTER_KEY_FILE);
+    match read_secret_file(&path) {
+        Ok(key) => return Ok(key),
+        Err(_) if !path.exists() => {}
+        Err(err) => return Err(err),
+    }
+    let key = MasterKey::generate_base64();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("creating the master key file {}", path.display()))?;
+    writeln!(file, "{key}")?;
+    file.sync_all()?;
+    tracing::info!(file = %path.display(), "made a master key for the embedded database");
+    Ok(key)
 }
 
 /// A pool on `options`, once the database accepts a connection.

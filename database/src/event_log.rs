@@ -9,7 +9,10 @@
 //!   (or what a cached one has missed), where a write stands in the log;
 //! - the log as a whole — its head, count and size — for the metrics and the admin tool;
 //! - the admin tool's export of the log and import into an empty one, and the legacy
-//!   import's questions about streams.
+//!   import's questions about streams;
+//! - a person's streams and events (forgetting them, their data download, the admin tool's
+//!   audit), the log as it stood at a point (`as-of`), and the owner's one rewrite: sealing
+//!   personal fields an older build stored in plain text.
 //!
 //! - the command side's appends: one statement per command (see [`append`]).
 //!
@@ -35,7 +38,7 @@
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
-use futures_util::stream::BoxStream;
+use futures_util::stream::{BoxStream, StreamExt as _};
 use serde_json::Value;
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::{Arguments as _, PgConnection, PgExecutor, Row};
@@ -508,21 +511,195 @@ pub async fn lag(
     })
 }
 
-/// Whether the stream `aggregate_type`/`aggregate_id` has begun: a primary-key probe for its
-/// first event (a user stream begins with the registration).
-pub async fn stream_started(
+/// Whether the stream `aggregate_type`/`aggregate_id` has begun and not ended with
+/// `ending_type`: a primary-key probe for its first event (a user stream begins with the
+/// registration), and a scan of the stream's keys for its end (a user's with their
+/// forgetting).
+pub async fn stream_open(
     executor: impl PgExecutor<'_>,
     aggregate_type: &str,
     aggregate_id: &str,
+    ending_type: &str,
 ) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM events \
-         WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = 1)",
+                        WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = 1) \
+            AND NOT EXISTS (SELECT 1 FROM events \
+                            WHERE aggregate_type = $1 AND aggregate_id = $2 \
+                              AND event_type = $3)",
     )
     .bind(aggregate_type)
     .bind(aggregate_id)
+    .bind(ending_type)
     .fetch_one(executor)
     .await
+}
+
+/// The ids of the `aggregate_type` streams that begin with an event whose `role` field (in
+/// its payload, as `first_type`) is `person`: the messages a user posted (`message`,
+/// `MessagePosted`, `author`), or the conversations they took part in (`conversation`,
+/// `PrivateMessageSent`, `sender` and `recipient`). Reads every stream's first event of the
+/// type: for forgetting someone, which is rare, and must not depend on views that may lag.
+pub async fn streams_begun_by(
+    executor: impl PgExecutor<'_>,
+    aggregate_type: &str,
+    first_type: &str,
+    roles: &[&str],
+    person: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT aggregate_id FROM events \
+         WHERE aggregate_type = $1 AND sequence = 1 AND event_type = $2 \
+           AND EXISTS (SELECT 1 FROM unnest($3::text[]) AS role \
+                       WHERE payload -> $2 ->> role = $4) \
+         ORDER BY global_position",
+    )
+    .bind(aggregate_type)
+    .bind(first_type)
+    .bind(roles)
+    .bind(person)
+    .fetch_all(executor)
+    .await
+}
+
+/// Every event of the streams that are `person`'s or that they took part in from the start,
+/// in log order: their user stream, the streams of the messages they posted, and the
+/// conversations they are in (both sides). What their data download and the admin tool's
+/// audit read; like [`streams_begun_by`], it reads every stream's first event of the two
+/// other types.
+pub async fn events_of_person(
+    executor: impl PgExecutor<'_>,
+    person: &str,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    let rows = sqlx::query(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events \
+         WHERE (aggregate_type = 'user' AND aggregate_id = $1) \
+            OR (aggregate_type = 'message' AND aggregate_id IN ( \
+                   SELECT aggregate_id FROM events \
+                   WHERE aggregate_type = 'message' AND sequence = 1 \
+                     AND event_type = 'MessagePosted' \
+                     AND payload -> 'MessagePosted' ->> 'author' = $1)) \
+            OR (aggregate_type = 'conversation' AND aggregate_id IN ( \
+                   SELECT aggregate_id FROM events \
+                   WHERE aggregate_type = 'conversation' AND sequence = 1 \
+                     AND event_type = 'PrivateMessageSent' \
+                     AND $1 IN (payload -> 'PrivateMessageSent' ->> 'sender', \
+                                payload -> 'PrivateMessageSent' ->> 'recipient'))) \
+         ORDER BY events.transaction_id, global_position"
+    ))
+    .bind(person)
+    .fetch_all(executor)
+    .await?;
+    rows.iter().map(StoredEvent::from_row).collect()
+}
+
+/// Every event of the stream `aggregate_type`/`aggregate_id`, in stream order, as the log
+/// holds it.
+pub async fn events_of_stream(
+    executor: impl PgExecutor<'_>,
+    aggregate_type: &str,
+    aggregate_id: &str,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    let rows = sqlx::query(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events \
+         WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence"
+    ))
+    .bind(aggregate_type)
+    .bind(aggregate_id)
+    .fetch_all(executor)
+    .await?;
+    rows.iter().map(StoredEvent::from_row).collect()
+}
+
+/// Where a reading of the log as it stood at some point stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// Through the event at this global position, in log order.
+    Position(i64),
+    /// Through the events recorded at or before this time.
+    Time(DateTime<Utc>),
+}
+
+/// The events of `aggregate_types` in log order, through `until`, as a stream (the whole
+/// log may be read).
+pub fn events_until<'a>(
+    conn: &'a mut PgConnection,
+    aggregate_types: &'a [&'a str],
+    until: Until,
+) -> BoxStream<'a, Result<StoredEvent, sqlx::Error>> {
+    let (position, time) = match until {
+        Until::Position(position) => (Some(position), None),
+        Until::Time(time) => (None, Some(time)),
+    };
+    sqlx::query(EVENTS_UNTIL.as_str())
+        .bind(aggregate_types)
+        .bind(position)
+        .bind(time)
+        .fetch(conn)
+        .map(|row| row.and_then(|row| StoredEvent::from_row(&row)))
+        .boxed()
+}
+
+/// The statement of [`events_until`].
+static EVENTS_UNTIL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {EVENT_COLUMNS} FROM events \
+         WHERE aggregate_type = ANY($1) \
+           AND ($2::bigint IS NULL OR (events.transaction_id, global_position) <= \
+                (SELECT e.transaction_id, e.global_position FROM events e \
+                 WHERE e.global_position = $2)) \
+           AND ($3::timestamptz IS NULL OR recorded_at <= $3) \
+         ORDER BY events.transaction_id, global_position"
+    )
+});
+
+/// Up to `limit` events after `after` (a global position) that hold a personal field in
+/// plain text: of a type in `personal` (event type, field) whose field is a JSON string
+/// rather than a sealed value. Written before sealing existed, or by an older build since;
+/// `person`, if given, narrows them to those streams [`events_of_person`] reads.
+pub async fn plaintext_personal_events(
+    executor: impl PgExecutor<'_>,
+    personal: &[(&str, &str)],
+    person: Option<&str>,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    let (types, fields): (Vec<&str>, Vec<&str>) = personal.iter().copied().unzip();
+    let rows = sqlx::query(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events \
+         WHERE global_position > $3 \
+           AND EXISTS (SELECT 1 FROM unnest($1::text[], $2::text[]) AS p(event_type, field) \
+                       WHERE p.event_type = events.event_type \
+                         AND json_typeof(payload -> p.event_type -> p.field) = 'string') \
+           AND ($5::text IS NULL \
+                OR (aggregate_type = 'user' AND aggregate_id = $5) \
+                OR payload -> 'MessagePosted' ->> 'author' = $5 \
+                OR payload -> 'PrivateMessageSent' ->> 'sender' = $5) \
+         ORDER BY global_position LIMIT $4"
+    ))
+    .bind(types)
+    .bind(fields)
+    .bind(after)
+    .bind(limit)
+    .bind(person)
+    .fetch_all(executor)
+    .await?;
+    rows.iter().map(StoredEvent::from_row).collect()
+}
+
+/// Replaces the payload of the event at `global_position`: only for sealing personal fields
+/// an older build stored in plain text, by the owner (the servers' role may not).
+pub async fn reseal_payload(
+    executor: impl PgExecutor<'_>,
+    global_position: i64,
+    payload: &Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE events SET payload = $2::json WHERE global_position = $1")
+        .bind(global_position)
+        .bind(payload)
+        .execute(executor)
+        .await?;
+    Ok(())
 }
 
 /// An event of a stream, as an aggregate is rebuilt from it: the stream's type and id are

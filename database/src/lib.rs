@@ -11,8 +11,11 @@
 //! - [`embedded_postgres`] — the private cluster run from the machine's PostgreSQL binaries.
 //! - [`event_log`] — every statement on the `events` table, and the positions and rows they
 //!   return: the one place that knows how the log is read (and why in that order).
+//! - [`sealing`] and [`keyring`] — crypto-shredding: personal fields of events sealed with
+//!   their owner's data key, the keys wrapped with the master key and kept in their own table.
 //! - [`outage`] — whether an error means the database cannot be reached, and the breaker
 //!   that remembers that it cannot.
+//! - [`web_sessions`] — whose browser sessions are whose, to end a user's sessions.
 //! - [`telemetry`] and [`shutdown`] — the process plumbing every binary over the database
 //!   shares: logging set-up and the graceful-stop signal.
 //!
@@ -23,11 +26,15 @@
 pub mod connect;
 pub mod embedded_postgres;
 pub mod event_log;
+pub mod keyring;
 pub mod outage;
 pub mod roles;
+pub mod sealing;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
+pub mod web_sessions;
 
 pub use connect::{connect, Database, Purpose};
+pub use keyring::Keyring;
 pub use settings::DatabaseConfig;

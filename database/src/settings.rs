@@ -24,6 +24,17 @@ pub struct DatabaseConfig {
     #[arg(long, env = "MINITWIT_DATA_DIR", default_value = ".minitwit")]
     pub data_dir: PathBuf,
 
+    /// The master key that wraps every person's data key (32 random bytes in base64, as
+    /// `head -c 32 /dev/urandom | base64` makes). Required by a server with a database URL;
+    /// the embedded default keeps one in the data directory. Losing it loses everyone's
+    /// personal data: keep it apart from the database and its backups.
+    #[arg(long, env = "MINITWIT_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+
+    /// A file holding the master key.
+    #[arg(long, env = "MINITWIT_MASTER_KEY_FILE", conflicts_with = "master_key")]
+    pub master_key_file: Option<PathBuf>,
+
     /// Connections in the database pool.
     #[arg(long, env = "MINITWIT_DB_POOL_SIZE", default_value_t = 20)]
     pub db_pool_size: u32,
@@ -40,6 +51,14 @@ impl DatabaseConfig {
     /// The pool's acquire deadline.
     pub fn db_acquire_timeout(&self) -> Duration {
         Duration::from_millis(self.db_acquire_timeout_ms)
+    }
+
+    /// The master key, if one was configured directly or through its file.
+    pub fn master_key(&self) -> anyhow::Result<Option<String>> {
+        match &self.master_key_file {
+            Some(path) => read_secret_file(path).map(Some),
+            None => Ok(self.master_key.clone()),
+        }
     }
 
     /// The database URL, if one was configured directly or through its file.

@@ -10,7 +10,7 @@
 //! All chat input is new (there is no history to import), so the length limit is a rule of
 //! the aggregate itself, unlike the public messages' (see [`crate::limits`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
@@ -59,6 +59,12 @@ pub enum ConversationCommand {
         up_to: u64,
         read_at: DateTime<Utc>,
     },
+    /// `participant` was forgotten: their messages here are removed for the other side too.
+    /// Forgetting a participant already forgotten changes nothing.
+    ForgetParticipant {
+        participant: String,
+        forgotten_at: DateTime<Utc>,
+    },
 }
 
 impl ConversationCommand {
@@ -67,6 +73,7 @@ impl ConversationCommand {
         match self {
             Self::Send { .. } => "send_private_message",
             Self::MarkRead { .. } => "mark_conversation_read",
+            Self::ForgetParticipant { .. } => "forget_participant",
         }
     }
 }
@@ -88,6 +95,12 @@ pub enum ConversationEvent {
         up_to: u64,
         read_at: DateTime<Utc>,
     },
+    /// `participant`'s messages in this conversation are removed: their texts were sealed
+    /// with the participant's deleted key, and the views drop the copies they hold.
+    ParticipantForgotten {
+        participant: String,
+        forgotten_at: DateTime<Utc>,
+    },
 }
 
 impl ConversationEvent {
@@ -100,6 +113,7 @@ impl DomainEvent for ConversationEvent {
         match self {
             Self::PrivateMessageSent { .. } => "PrivateMessageSent",
             Self::ConversationRead { .. } => "ConversationRead",
+            Self::ParticipantForgotten { .. } => "ParticipantForgotten",
         }
         .to_owned()
     }
@@ -158,6 +172,9 @@ pub struct Conversation {
     messages: u64,
     /// Each participant's read mark; absent means nothing read.
     read_up_to: BTreeMap<String, u64>,
+    /// Participants who were forgotten. Absent from snapshots taken before forgetting existed.
+    #[serde(default)]
+    forgotten: BTreeSet<String>,
 }
 
 impl Conversation {
@@ -255,6 +272,21 @@ impl Aggregate for Conversation {
                     read_at,
                 }
             }
+            ConversationCommand::ForgetParticipant {
+                participant,
+                forgotten_at,
+            } => {
+                if !self.is_participant(&participant) {
+                    return Err(ConversationError::NotAParticipant);
+                }
+                if self.forgotten.contains(&participant) {
+                    return Ok(());
+                }
+                ConversationEvent::ParticipantForgotten {
+                    participant,
+                    forgotten_at,
+                }
+            }
         };
         sink.write(event, self).await;
         Ok(())
@@ -277,6 +309,9 @@ impl Aggregate for Conversation {
             }
             ConversationEvent::ConversationRead { reader, up_to, .. } => {
                 self.read_up_to.insert(reader, up_to);
+            }
+            ConversationEvent::ParticipantForgotten { participant, .. } => {
+                self.forgotten.insert(participant);
             }
         }
     }

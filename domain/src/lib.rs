@@ -15,6 +15,7 @@
 //! - [`limits`] — the length limits on new input.
 //! - [`directory`] — the port through which aggregates ask whether a username is registered.
 //! - [`upcasting`] — how stored events of older versions are read as the current version.
+//! - [`personal_data`] — which fields of the events are personal, and whose key seals them.
 //!
 //! Depends on no other crate of the workspace and on no I/O crate (no database driver, HTTP
 //! or logging back end; `.ci/run` checks this): everything else stands on it.
@@ -26,6 +27,7 @@ pub mod conversation;
 pub mod directory;
 pub mod limits;
 pub mod message;
+pub mod personal_data;
 pub mod registration;
 #[cfg(test)]
 mod testing;
@@ -39,5 +41,6 @@ pub use conversation::{
 };
 pub use directory::{Directory, DirectoryError, UserDirectory};
 pub use message::{Message, MessageCommand, MessageError, MessageEvent, Moderation};
+pub use personal_data::PersonalData;
 pub use registration::{PasswordHash, RegistrationError};
 pub use user::{User, UserCommand, UserError, UserEvent};

@@ -34,6 +34,9 @@ pub enum MessageCommand {
         unflagged_at: DateTime<Utc>,
         moderation: Moderation,
     },
+    /// Take the message down for good because its author was forgotten. Removing a removed
+    /// message changes nothing.
+    Remove { removed_at: DateTime<Utc> },
 }
 
 impl MessageCommand {
@@ -43,6 +46,7 @@ impl MessageCommand {
             Self::Post { .. } => "post",
             Self::Flag { .. } => "flag",
             Self::Unflag { .. } => "unflag",
+            Self::Remove { .. } => "remove",
         }
     }
 }
@@ -76,6 +80,10 @@ pub enum MessageEvent {
         unflagged_at: DateTime<Utc>,
         moderation: Moderation,
     },
+    /// The author was forgotten: the views drop the message. Its content, sealed with the
+    /// author's deleted key, can no longer be read anyway; this tells the views to let go of
+    /// the copy they made while it could.
+    MessageRemoved { removed_at: DateTime<Utc> },
 }
 
 impl MessageEvent {
@@ -83,6 +91,8 @@ impl MessageEvent {
     pub const POSTED_VERSION: &'static str = "1.0";
     /// The current payload version of `MessageFlagged` and `MessageUnflagged`.
     pub const MODERATION_VERSION: &'static str = "2.0";
+    /// The current payload version of `MessageRemoved`.
+    pub const REMOVED_VERSION: &'static str = "1.0";
 }
 
 impl DomainEvent for MessageEvent {
@@ -91,6 +101,7 @@ impl DomainEvent for MessageEvent {
             Self::MessagePosted { .. } => "MessagePosted",
             Self::MessageFlagged { .. } => "MessageFlagged",
             Self::MessageUnflagged { .. } => "MessageUnflagged",
+            Self::MessageRemoved { .. } => "MessageRemoved",
         }
         .to_owned()
     }
@@ -99,6 +110,7 @@ impl DomainEvent for MessageEvent {
         match self {
             Self::MessagePosted { .. } => Self::POSTED_VERSION,
             Self::MessageFlagged { .. } | Self::MessageUnflagged { .. } => Self::MODERATION_VERSION,
+            Self::MessageRemoved { .. } => Self::REMOVED_VERSION,
         }
         .to_owned()
     }
@@ -132,6 +144,9 @@ pub enum MessageError {
 pub struct Message {
     posted: bool,
     flagged: bool,
+    /// Absent from snapshots taken before removal existed.
+    #[serde(default)]
+    removed: bool,
 }
 
 impl Aggregate for Message {
@@ -172,7 +187,7 @@ impl Aggregate for Message {
                 flagged_at,
                 moderation,
             } => {
-                if !self.posted {
+                if !self.posted || self.removed {
                     return Err(MessageError::UnknownMessage);
                 }
                 if self.flagged {
@@ -187,7 +202,7 @@ impl Aggregate for Message {
                 unflagged_at,
                 moderation,
             } => {
-                if !self.posted {
+                if !self.posted || self.removed {
                     return Err(MessageError::UnknownMessage);
                 }
                 if !self.flagged {
@@ -197,6 +212,15 @@ impl Aggregate for Message {
                     unflagged_at,
                     moderation: storable(moderation)?,
                 }
+            }
+            MessageCommand::Remove { removed_at } => {
+                if !self.posted {
+                    return Err(MessageError::UnknownMessage);
+                }
+                if self.removed {
+                    return Ok(());
+                }
+                MessageEvent::MessageRemoved { removed_at }
             }
         };
         sink.write(event, self).await;
@@ -208,6 +232,7 @@ impl Aggregate for Message {
             MessageEvent::MessagePosted { .. } => self.posted = true,
             MessageEvent::MessageFlagged { .. } => self.flagged = true,
             MessageEvent::MessageUnflagged { .. } => self.flagged = false,
+            MessageEvent::MessageRemoved { .. } => self.removed = true,
         }
     }
 }

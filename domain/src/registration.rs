@@ -92,10 +92,21 @@ pub fn validate(username: &str, email: &str, password: &str) -> Result<(), Regis
     if limits::exceeds(username, MAX_USERNAME_CHARS) {
         return Err(RegistrationError::UsernameTooLong);
     }
+    validate_new_email(email)?;
+    validate_new_password(password)
+}
+
+/// The rules for an email address someone gives now, at registration or as a change.
+pub fn validate_new_email(email: &str) -> Result<(), RegistrationError> {
     validate_email(email)?;
     if limits::exceeds(email, MAX_EMAIL_CHARS) {
         return Err(RegistrationError::EmailTooLong);
     }
+    Ok(())
+}
+
+/// The rules for a password someone chooses now, at registration or as a change.
+pub fn validate_new_password(password: &str) -> Result<(), RegistrationError> {
     if password.is_empty() {
         return Err(RegistrationError::MissingPassword);
     }

@@ -55,6 +55,21 @@ pub enum UserCommand {
         password_hash: PasswordHash,
         upgraded_at: DateTime<Utc>,
     },
+    /// Set a new password the user chose (already hashed).
+    ChangePassword {
+        password_hash: PasswordHash,
+        changed_at: DateTime<Utc>,
+    },
+    /// Replace the email address. The state holds no personal data (see
+    /// [`crate::personal_data`]), so a change to the same address is recorded like any other.
+    ChangeEmail {
+        email: String,
+        changed_at: DateTime<Utc>,
+    },
+    /// Forget the user: the account ends for good and its name stays reserved. What erases
+    /// their personal data is the deletion of their data key, outside the log; this records
+    /// that it happened. Forgetting a forgotten user changes nothing.
+    Forget { forgotten_at: DateTime<Utc> },
 }
 
 impl UserCommand {
@@ -67,6 +82,9 @@ impl UserCommand {
             Self::Block { .. } => "block",
             Self::Unblock { .. } => "unblock",
             Self::UpgradePasswordHash { .. } => "upgrade_password_hash",
+            Self::ChangePassword { .. } => "change_password",
+            Self::ChangeEmail { .. } => "change_email",
+            Self::Forget { .. } => "forget_user",
         }
     }
 }
@@ -101,6 +119,16 @@ pub enum UserEvent {
         unblocked: String,
         unblocked_at: DateTime<Utc>,
     },
+    PasswordChanged {
+        password_hash: PasswordHash,
+        changed_at: DateTime<Utc>,
+    },
+    EmailChanged {
+        email: String,
+        changed_at: DateTime<Utc>,
+    },
+    /// Holds no personal data: only that the user was forgotten, and when.
+    UserForgotten { forgotten_at: DateTime<Utc> },
 }
 
 impl UserEvent {
@@ -117,6 +145,9 @@ impl DomainEvent for UserEvent {
             Self::PasswordHashUpgraded { .. } => "PasswordHashUpgraded",
             Self::UserBlocked { .. } => "UserBlocked",
             Self::UserUnblocked { .. } => "UserUnblocked",
+            Self::PasswordChanged { .. } => "PasswordChanged",
+            Self::EmailChanged { .. } => "EmailChanged",
+            Self::UserForgotten { .. } => "UserForgotten",
         }
         .to_owned()
     }
@@ -148,6 +179,9 @@ pub enum UserError {
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct User {
     username: Option<String>,
+    /// Whether the user was forgotten: the stream then takes no more commands.
+    #[serde(default)]
+    forgotten: bool,
     following: BTreeSet<String>,
     /// Absent from snapshots taken before blocking existed.
     #[serde(default)]
@@ -165,10 +199,23 @@ impl User {
         self.blocked.contains(other)
     }
 
+    /// Whether the user registered and has not been forgotten: who may act and be acted on.
+    pub fn is_active(&self) -> bool {
+        self.username.is_some() && !self.forgotten
+    }
+
+    /// Whether the user was forgotten.
+    pub fn is_forgotten(&self) -> bool {
+        self.forgotten
+    }
+
+    /// A forgotten user is as unknown as one who never registered, except that the name
+    /// stays taken.
     fn require_registered(&self) -> Result<(), UserError> {
-        match self.username {
-            Some(_) => Ok(()),
-            None => Err(UserError::NotRegistered),
+        if self.is_active() {
+            Ok(())
+        } else {
+            Err(UserError::NotRegistered)
         }
     }
 }
@@ -293,6 +340,33 @@ impl Aggregate for User {
                 };
                 sink.write(event, self).await;
             }
+            UserCommand::ChangePassword {
+                password_hash,
+                changed_at,
+            } => {
+                self.require_registered()?;
+                let event = UserEvent::PasswordChanged {
+                    password_hash,
+                    changed_at,
+                };
+                sink.write(event, self).await;
+            }
+            UserCommand::ChangeEmail { email, changed_at } => {
+                self.require_registered()?;
+                registration::validate_email(&email)?;
+                let event = UserEvent::EmailChanged { email, changed_at };
+                sink.write(event, self).await;
+            }
+            UserCommand::Forget { forgotten_at } => {
+                if self.username.is_none() {
+                    return Err(UserError::NotRegistered);
+                }
+                if self.forgotten {
+                    return Ok(());
+                }
+                sink.write(UserEvent::UserForgotten { forgotten_at }, self)
+                    .await;
+            }
         }
         Ok(())
     }
@@ -300,6 +374,11 @@ impl Aggregate for User {
     fn apply(&mut self, event: UserEvent) {
         match event {
             UserEvent::UserRegistered { username, .. } => self.username = Some(username),
+            UserEvent::UserForgotten { .. } => {
+                self.forgotten = true;
+                self.following.clear();
+                self.blocked.clear();
+            }
             UserEvent::UserFollowed { followee, .. } => {
                 self.following.insert(followee);
             }
@@ -313,7 +392,9 @@ impl Aggregate for User {
                 self.blocked.remove(&unblocked);
             }
             // The hash is not needed to decide any command; the accounts view keeps it.
-            UserEvent::PasswordHashUpgraded { .. } => {}
+            UserEvent::PasswordHashUpgraded { .. }
+            | UserEvent::PasswordChanged { .. }
+            | UserEvent::EmailChanged { .. } => {}
         }
     }
 }

@@ -2,14 +2,16 @@
 //!
 //! Tables (in schema `accounts_v<version>`):
 //! - `users`: one row per registered user, with what login needs (the newest password
-//!   hash: a `PasswordHashUpgraded` replaces the registered one).
+//!   hash: a `PasswordHashUpgraded` or `PasswordChanged` replaces the registered one) and the
+//!   newest email. A forgotten user keeps the row, which reserves the name, with `forgotten`
+//!   set and the email and hash emptied.
 //! - `follows`: one row per current follow; `position` is the log position of the follow,
 //!   which orders a user's follows oldest first.
 //!
 //! A batch is reduced in memory to what it leaves behind per user and per followed pair
 //! (see `PairChange`), then written with one set-based statement per kind of change.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::{DateTime, Utc};
 use cqrs_es::persist::EventUpcaster;
@@ -27,8 +29,9 @@ impl Projection for Accounts {
         "accounts"
     }
 
+    /// 2: `users.forgotten`, email changes, and forgetting.
     fn version(&self) -> i32 {
-        1
+        2
     }
 
     fn aggregate_type(&self) -> &'static str {
@@ -42,7 +45,8 @@ impl Projection for Accounts {
                  email         text        NOT NULL,
                  password_hash text        NOT NULL,
                  registered_at timestamptz NOT NULL,
-                 position      bigint      NOT NULL
+                 position      bigint      NOT NULL,
+                 forgotten     boolean     NOT NULL DEFAULT false
              );
              CREATE TABLE IF NOT EXISTS {schema}.follows (
                  follower    text        NOT NULL,
@@ -91,22 +95,27 @@ impl Projection for Accounts {
                 .bind(&registered.positions),
             );
         }
-        if !changes.password_hashes.is_empty() {
-            // After the insert: an upgrade comes after its user's registration in the log
-            // (same stream, later sequence), so it may be about a user of this very batch.
-            let (usernames, hashes): (Vec<&str>, Vec<&str>) = changes
-                .password_hashes
+        // After the insert: a change comes after its user's registration in the log (same
+        // stream, later sequence), so it may be about a user of this very batch.
+        for (column, newest) in [
+            ("password_hash", &changes.password_hashes),
+            ("email", &changes.emails),
+        ] {
+            if newest.is_empty() {
+                continue;
+            }
+            let (usernames, values): (Vec<&str>, Vec<&str>) = newest
                 .iter()
-                .map(|(username, hash)| (username.as_str(), hash.as_str()))
+                .map(|(username, value)| (username.as_str(), value.as_str()))
                 .unzip();
             plan.push(
                 ViewChange::new(format!(
-                    "UPDATE {schema}.users AS u SET password_hash = n.password_hash \
-                     FROM UNNEST($1::text[], $2::text[]) AS n(username, password_hash) \
+                    "UPDATE {schema}.users AS u SET {column} = n.value \
+                     FROM UNNEST($1::text[], $2::text[]) AS n(username, value) \
                      WHERE u.username = n.username AND {CLAIM_HELD}"
                 ))
                 .bind(usernames)
-                .bind(hashes),
+                .bind(values),
             );
         }
         let (followers, followees, unfollows) = changes.follows.columns(|change| change.unfollow);
@@ -144,6 +153,25 @@ impl Projection for Accounts {
                 .bind(positions),
             );
         }
+        if !changes.forgotten.is_empty() {
+            // Last: a forgotten user's stream ends with the forgetting, and nobody may follow
+            // them after it, so every follow of theirs this batch made is gone too.
+            let forgotten: Vec<&str> = changes.forgotten.iter().map(String::as_str).collect();
+            plan.push(
+                ViewChange::new(format!(
+                    "UPDATE {schema}.users SET email = '', password_hash = '', forgotten = true \
+                     WHERE username = ANY($1) AND {CLAIM_HELD}"
+                ))
+                .bind(forgotten.clone()),
+            );
+            plan.push(
+                ViewChange::new(format!(
+                    "DELETE FROM {schema}.follows \
+                     WHERE (follower = ANY($1) OR followee = ANY($1)) AND {CLAIM_HELD}"
+                ))
+                .bind(forgotten),
+            );
+        }
         Ok(plan)
     }
 }
@@ -155,7 +183,11 @@ struct AccountChanges {
     /// Each upgraded user's newest hash: the last upgrade in the batch, the only one
     /// sequential application would leave standing.
     password_hashes: BTreeMap<String, String>,
+    /// Each user's newest email, as for the hashes.
+    emails: BTreeMap<String, String>,
     follows: FollowChanges,
+    /// The users the batch forgets.
+    forgotten: BTreeSet<String>,
 }
 
 /// New users, column by column (the arrays the insert unnests), each username once: the
@@ -209,10 +241,17 @@ impl AccountChanges {
                 UserEvent::UserUnfollowed { followee, .. } => {
                     changes.follows.unfollowed(user, followee, position);
                 }
-                UserEvent::PasswordHashUpgraded { password_hash, .. } => {
+                UserEvent::PasswordHashUpgraded { password_hash, .. }
+                | UserEvent::PasswordChanged { password_hash, .. } => {
                     changes
                         .password_hashes
                         .insert(user, password_hash.as_str().to_owned());
+                }
+                UserEvent::EmailChanged { email, .. } => {
+                    changes.emails.insert(user, email);
+                }
+                UserEvent::UserForgotten { .. } => {
+                    changes.forgotten.insert(user);
                 }
                 // Blocks have a view of their own (`crate::blocks`).
                 UserEvent::UserBlocked { .. } | UserEvent::UserUnblocked { .. } => {}

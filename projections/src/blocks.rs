@@ -53,6 +53,7 @@ impl Projection for Blocks {
         upcasters: &[Box<dyn EventUpcaster>],
     ) -> anyhow::Result<Vec<ViewChange>> {
         let mut last_word = BTreeMap::new();
+        let mut forgotten = Vec::new();
         for event in events {
             let envelope = event.decode::<User>(upcasters)?;
             let blocker = envelope.aggregate_id;
@@ -63,6 +64,7 @@ impl Projection for Blocks {
                 UserEvent::UserUnblocked { unblocked, .. } => {
                     last_word.insert((blocker, unblocked), false);
                 }
+                UserEvent::UserForgotten { .. } => forgotten.push(blocker),
                 _ => {}
             }
         }
@@ -93,6 +95,16 @@ impl Projection for Blocks {
                 ))
                 .bind(imposed.0)
                 .bind(imposed.1),
+            );
+        }
+        if !forgotten.is_empty() {
+            // Last: nobody blocks or is blocked by a forgotten user after the forgetting.
+            plan.push(
+                ViewChange::new(format!(
+                    "DELETE FROM {schema}.blocks \
+                     WHERE (blocker = ANY($1) OR blocked = ANY($1)) AND {CLAIM_HELD}"
+                ))
+                .bind(forgotten),
             );
         }
         Ok(plan)

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use database::event_log::LogPosition;
+use database::keyring::Keyring;
 use domain::{Conversation, ConversationEvent};
 use sqlx::PgPool;
 use tokio::sync::broadcast;
@@ -74,9 +75,15 @@ impl ChatFeed {
 
     /// Follows the conversations' checkpoint until `cancel` fires, broadcasting what each
     /// move of it brought; skipped unread while nobody is subscribed.
-    pub async fn run(self, pool: PgPool, progress: Progress, cancel: CancellationToken) {
+    pub async fn run(
+        self,
+        pool: PgPool,
+        keys: Keyring,
+        progress: Progress,
+        cancel: CancellationToken,
+    ) {
         let upcasters = domain::upcasting::upcasters();
-        let announce = |from, to| self.announce(&pool, &upcasters, from, to);
+        let announce = |from, to| self.announce(&pool, &keys, &upcasters, from, to);
         let nobody_listens = || self.sender.receiver_count() == 0;
         follow_checkpoint(&progress, &Conversations, &cancel, nobody_listens, announce).await;
     }
@@ -84,11 +91,14 @@ impl ChatFeed {
     async fn announce(
         &self,
         pool: &PgPool,
+        keys: &Keyring,
         upcasters: &[Box<dyn cqrs_es::persist::EventUpcaster>],
         from: LogPosition,
         to: LogPosition,
     ) -> anyhow::Result<()> {
-        for event in read_stretch(pool, &Conversations, from, to).await? {
+        let mut events = read_stretch(pool, &Conversations, from, to).await?;
+        keys.open_events(&mut events).await?;
+        for event in events {
             let envelope = event.decode::<Conversation>(upcasters)?;
             let update = match envelope.payload {
                 ConversationEvent::PrivateMessageSent {
@@ -103,6 +113,7 @@ impl ChatFeed {
                     recipient,
                     content,
                     sent_at,
+                    removed: false,
                 }),
                 ConversationEvent::ConversationRead { reader, up_to, .. } => ChatUpdate::Read {
                     partner: domain::partner_in(&envelope.aggregate_id, &reader).ok_or_else(
@@ -111,6 +122,8 @@ impl ChatFeed {
                     reader,
                     up_to: i64::try_from(up_to)?,
                 },
+                // The removal shows when the pages are next loaded.
+                ConversationEvent::ParticipantForgotten { .. } => continue,
             };
             // An error only means nobody is subscribed any more.
             let _ = self.sender.send(Arc::new(update));
@@ -133,6 +146,7 @@ mod tests {
             recipient: "bob".into(),
             content: "hi".into(),
             sent_at: Utc::now(),
+            removed: false,
         });
         assert!(sent.concerns("alice") && sent.concerns("bob"));
         assert!(!sent.concerns("carol") && !sent.concerns("Alice"));

@@ -44,8 +44,11 @@ pub struct PrivateMessage {
     pub number: i64,
     pub sender: String,
     pub recipient: String,
+    /// Empty if removed.
     pub content: String,
     pub sent_at: DateTime<Utc>,
+    /// Whether the sender was forgotten, and the text with them.
+    pub removed: bool,
 }
 
 impl ReadModels {
@@ -60,7 +63,8 @@ impl ReadModels {
                     i.last_number AS number, i.last_sender AS sender, \
                     CASE WHEN i.last_sender = i.owner THEN i.partner ELSE i.owner END \
                         AS recipient, \
-                    i.last_content AS content, i.last_sent_at AS sent_at \
+                    i.last_content AS content, i.last_removed AS removed, \
+                    i.last_sent_at AS sent_at \
              FROM {chat}.inbox i LEFT JOIN {accounts}.users u ON u.username = i.partner \
              WHERE i.owner = $1 ORDER BY i.last_position DESC LIMIT $2",
             chat = self.schema_of(&Conversations),
@@ -111,7 +115,7 @@ impl ReadModels {
             });
         }
         let messages = sqlx::query(&format!(
-            "SELECT number, sender, recipient, content, sent_at \
+            "SELECT number, sender, recipient, content, removed, sent_at \
              FROM {}.private_messages \
              WHERE conversation_id = $1 AND number < $2 \
              ORDER BY number DESC LIMIT $3",
@@ -145,5 +149,6 @@ fn message_from_row(row: &PgRow) -> Result<PrivateMessage, sqlx::Error> {
         recipient: row.try_get("recipient")?,
         content: row.try_get("content")?,
         sent_at: row.try_get("sent_at")?,
+        removed: row.try_get("removed")?,
     })
 }

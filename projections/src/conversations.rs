@@ -8,7 +8,12 @@
 //! - `inbox`: one row per user and conversation partner — the newest message and how many of
 //!   the partner's messages the user has not read — which the inbox lists newest first.
 //!
-//! A batch inserts its messages, raises its read marks, and then recomputes the inbox rows
+//! - `forgotten_participants`: who was forgotten in which conversation. Their messages there
+//!   are kept as `removed` rows with no text (so the other side sees that something was
+//!   said, and where), and they have no inbox any more.
+//!
+//! A batch inserts its messages, raises its read marks, removes forgotten participants'
+//! texts, and then recomputes the inbox rows
 //! of the conversations it touched from those two tables. Recomputing from the tables,
 //! rather than adding to counters, is what makes a batch idempotent and equal to its events
 //! applied one by one.
@@ -31,8 +36,9 @@ impl Projection for Conversations {
         "conversations"
     }
 
+    /// 2: removed messages, and forgotten participants.
     fn version(&self) -> i32 {
-        1
+        2
     }
 
     fn aggregate_type(&self) -> &'static str {
@@ -49,7 +55,13 @@ impl Projection for Conversations {
                  content         text        NOT NULL,
                  sent_at         timestamptz NOT NULL,
                  position        bigint      NOT NULL,
+                 removed         boolean     NOT NULL DEFAULT false,
                  PRIMARY KEY (conversation_id, number)
+             );
+             CREATE TABLE IF NOT EXISTS {schema}.forgotten_participants (
+                 conversation_id text NOT NULL,
+                 participant     text NOT NULL,
+                 PRIMARY KEY (conversation_id, participant)
              );
              CREATE TABLE IF NOT EXISTS {schema}.read_marks (
                  conversation_id text   NOT NULL,
@@ -64,6 +76,7 @@ impl Projection for Conversations {
                  last_number     bigint      NOT NULL,
                  last_sender     text        NOT NULL,
                  last_content    text        NOT NULL,
+                 last_removed    boolean     NOT NULL,
                  last_sent_at    timestamptz NOT NULL,
                  last_position   bigint      NOT NULL,
                  read_up_to      bigint      NOT NULL,
@@ -131,11 +144,50 @@ impl Projection for Conversations {
                 .bind(marks),
             );
         }
+        if !changes.forgotten.is_empty() {
+            // Before the inbox: its rows copy the newest message's text.
+            let (conversation_ids, participants): (Vec<&str>, Vec<&str>) = changes
+                .forgotten
+                .iter()
+                .map(|(conversation_id, participant)| {
+                    (conversation_id.as_str(), participant.as_str())
+                })
+                .unzip();
+            plan.push(
+                ViewChange::new(format!(
+                    "INSERT INTO {schema}.forgotten_participants (conversation_id, participant) \
+                     SELECT * FROM UNNEST($1::text[], $2::text[]) WHERE {CLAIM_HELD} \
+                     ON CONFLICT DO NOTHING"
+                ))
+                .bind(conversation_ids.clone())
+                .bind(participants.clone()),
+            );
+            plan.push(
+                ViewChange::new(format!(
+                    "UPDATE {schema}.private_messages AS m SET content = '', removed = true \
+                     FROM UNNEST($1::text[], $2::text[]) AS f(conversation_id, participant) \
+                     WHERE m.conversation_id = f.conversation_id AND m.sender = f.participant \
+                       AND {CLAIM_HELD}"
+                ))
+                .bind(conversation_ids.clone())
+                .bind(participants.clone()),
+            );
+            plan.push(
+                ViewChange::new(format!(
+                    "DELETE FROM {schema}.inbox AS i \
+                     USING UNNEST($1::text[], $2::text[]) AS f(conversation_id, participant) \
+                     WHERE i.conversation_id = f.conversation_id AND i.owner = f.participant \
+                       AND {CLAIM_HELD}"
+                ))
+                .bind(conversation_ids)
+                .bind(participants),
+            );
+        }
         if !changes.touched.is_empty() {
             let touched: Vec<&str> = changes.touched.iter().map(String::as_str).collect();
             // Each touched conversation's newest message names both participants; each of
-            // them gets a row with the other as partner. Unread: the partner's messages
-            // beyond the owner's read mark.
+            // them not forgotten gets a row with the other as partner. Unread: the partner's
+            // messages beyond the owner's read mark.
             plan.push(
                 ViewChange::new(format!(
                     "WITH newest AS (
@@ -150,9 +202,9 @@ impl Projection for Conversations {
                      )
                      INSERT INTO {schema}.inbox AS i
                          (owner, partner, conversation_id, last_number, last_sender, last_content,
-                          last_sent_at, last_position, read_up_to, unread)
+                          last_removed, last_sent_at, last_position, read_up_to, unread)
                      SELECT s.owner, s.partner, s.conversation_id, n.number, n.sender, n.content,
-                            n.sent_at, n.position, COALESCE(r.up_to, 0),
+                            n.removed, n.sent_at, n.position, COALESCE(r.up_to, 0),
                             (SELECT count(*) FROM {schema}.private_messages u
                              WHERE u.conversation_id = s.conversation_id AND u.sender = s.partner
                                AND u.number > COALESCE(r.up_to, 0))
@@ -161,11 +213,15 @@ impl Projection for Conversations {
                      LEFT JOIN {schema}.read_marks r
                          ON r.conversation_id = s.conversation_id AND r.reader = s.owner
                      WHERE {CLAIM_HELD}
+                       AND NOT EXISTS (SELECT 1 FROM {schema}.forgotten_participants f
+                                       WHERE f.conversation_id = s.conversation_id
+                                         AND f.participant = s.owner)
                      ON CONFLICT (owner, partner) DO UPDATE SET
                          conversation_id = EXCLUDED.conversation_id,
                          last_number = EXCLUDED.last_number,
                          last_sender = EXCLUDED.last_sender,
                          last_content = EXCLUDED.last_content,
+                         last_removed = EXCLUDED.last_removed,
                          last_sent_at = EXCLUDED.last_sent_at,
                          last_position = EXCLUDED.last_position,
                          read_up_to = EXCLUDED.read_up_to,
@@ -187,6 +243,8 @@ struct ConversationChanges {
     read_marks: BTreeMap<(String, String), i64>,
     /// The conversations whose inbox rows need recomputing.
     touched: BTreeSet<String>,
+    /// Each conversation's participants forgotten in the batch.
+    forgotten: BTreeSet<(String, String)>,
 }
 
 /// New messages, column by column (the arrays the insert unnests), each once.
@@ -235,6 +293,11 @@ impl ConversationChanges {
                         .entry((conversation_id.clone(), reader))
                         .or_insert(up_to);
                     *mark = (*mark).max(up_to);
+                }
+                ConversationEvent::ParticipantForgotten { participant, .. } => {
+                    changes
+                        .forgotten
+                        .insert((conversation_id.clone(), participant));
                 }
             }
             changes.touched.insert(conversation_id);

@@ -24,6 +24,8 @@
 //!   [`chat_queries`] — those of private messages; [`timeline_cache`] — the newest pages of
 //!   timelines kept per replica, keyed by the checkpoints of the views they read, which
 //!   [`view_marks`] probes once for all the reads waiting at that moment.
+//! - [`person`] — one person's own data, from the log: their download and the admin tool's
+//!   audit.
 //! - [`live`] — the timeline changes each checkpoint move brings, broadcast to live pages;
 //!   [`chat_live`] — the same for private messages.
 //!
@@ -40,6 +42,7 @@ pub mod conversations;
 pub mod live;
 pub mod log;
 pub mod maintenance;
+pub mod person;
 pub mod progress;
 pub mod projection;
 pub mod projector;

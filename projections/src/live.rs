@@ -92,7 +92,7 @@ impl LiveFeed {
                     posted.push(message_id.clone());
                     changes.push((message_id, true));
                 }
-                "MessageFlagged" => changes.push((message_id, false)),
+                "MessageFlagged" | "MessageRemoved" => changes.push((message_id, false)),
                 // An unflagged message returns to its old place, deep in the timelines; a
                 // reload shows it there, which a live insertion at the top would not.
                 _ => {}

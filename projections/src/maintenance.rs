@@ -353,7 +353,7 @@ pub async fn verify(
     .fetch_optional(pool)
     .await?
     .with_context(|| format!("{name} has no active version to compare with"))?;
-    let scratch = new_version(pool, projection, settings, VersionState::Scratch).await?;
+    let scratch = new_version(pool, projection, settings.clone(), VersionState::Scratch).await?;
     let compared = compare_with_active(pool, &scratch, active, settings).await;
     drop_version(pool, name, scratch.version()).await?;
     compared
@@ -371,7 +371,7 @@ async fn compare_with_active(
     let now = checkpoint(&mut conn, name, active).await?;
     drop(conn);
     let bounded = |until| {
-        Projector::new(pool.clone(), scratch.projection().clone(), settings)
+        Projector::new(pool.clone(), scratch.projection().clone(), settings.clone())
             .at_version(scratch.version())
             .up_to(until)
     };

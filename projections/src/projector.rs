@@ -33,6 +33,7 @@ use database::event_log::{
     self, BatchScope, CheckpointMove, CheckpointMoved, Claim, ClaimedApply, ClaimedBatch,
     LogPosition, StoredEvent,
 };
+use database::keyring::Keyring;
 use sqlx::pool::PoolConnection;
 use sqlx::{Connection as _, PgConnection, PgPool, Postgres};
 use tokio::sync::{watch, Notify};
@@ -42,7 +43,7 @@ use crate::progress::Progress;
 use crate::projection::{lock_name, schema_name, Projection, VersionState, ViewChange, CLAIM_HELD};
 
 /// How a projector paces itself.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ProjectorSettings {
     /// Events per batch (and so per transaction).
     pub batch_size: i64,
@@ -56,6 +57,9 @@ pub struct ProjectorSettings {
     /// [`Progress::watch_commits`]), and a held-back projector looks again at once on those;
     /// this bound is for a transaction of someone else's holding the horizon back.
     pub blocked_recheck: Duration,
+    /// The data keys that open the events' sealed personal fields. By default none: a
+    /// projector that meets a sealed field then fails, rather than project it unopened.
+    pub keys: Keyring,
 }
 
 impl Default for ProjectorSettings {
@@ -65,6 +69,7 @@ impl Default for ProjectorSettings {
             poll_interval: Duration::from_millis(500),
             retry_delay: Duration::from_secs(1),
             blocked_recheck: Duration::from_millis(20),
+            keys: Keyring::unavailable(),
         }
     }
 }
@@ -334,7 +339,8 @@ impl Projector {
         conn: &mut PgConnection,
         started: std::time::Instant,
     ) -> anyhow::Result<BatchOutcome> {
-        if let Some(handed_over) = self.handed_over() {
+        if let Some(mut handed_over) = self.handed_over() {
+            self.open(&mut handed_over).await?;
             let outcome = self.commit(conn, &handed_over, started).await?;
             if matches!(outcome, BatchOutcome::Applied { .. }) {
                 return Ok(outcome);
@@ -498,13 +504,26 @@ impl Projector {
         Ok(match claim {
             Claim::Busy => Err(BatchOutcome::Busy),
             Claim::Empty { waiting } => Err(BatchOutcome::Idle { waiting }),
-            Claim::Batch { from, events, more } => Ok(ClaimedEvents {
-                from,
-                events,
-                more,
-                handed_over: false,
-            }),
+            Claim::Batch { from, events, more } => {
+                let mut claimed = ClaimedEvents {
+                    from,
+                    events,
+                    more,
+                    handed_over: false,
+                };
+                self.open(&mut claimed).await?;
+                Ok(claimed)
+            }
         })
+    }
+
+    /// Opens the sealed personal fields of `claimed`'s events, for the projection to see.
+    async fn open(&self, claimed: &mut ClaimedEvents) -> anyhow::Result<()> {
+        self.settings
+            .keys
+            .open_events(&mut claimed.events)
+            .await
+            .with_context(|| format!("opening the personal data of {}", self.describe(claimed)))
     }
 
     /// The statements that apply `claimed` to this version's tables.

@@ -37,6 +37,8 @@ pub struct ProfileRelation {
     pub following: bool,
     /// The viewer blocks their private messages.
     pub blocked: bool,
+    /// They were forgotten: the page shows that the account was deleted, and nothing else.
+    pub forgotten: bool,
 }
 
 /// What login needs to know about a user.
@@ -87,13 +89,13 @@ impl ReadModels {
         self.progress.schema(Timeline.name())
     }
 
-    /// Whether `username` is a registered user.
+    /// Whether `username` is a registered user, and not forgotten.
     pub async fn user_exists(&self, username: &str) -> Result<bool, sqlx::Error> {
         if !is_storable(username) {
             return Ok(false);
         }
         sqlx::query_scalar(&format!(
-            "SELECT EXISTS (SELECT 1 FROM {}.users WHERE username = $1)",
+            "SELECT EXISTS (SELECT 1 FROM {}.users WHERE username = $1 AND NOT forgotten)",
             self.accounts_schema()
         ))
         .bind(username)
@@ -101,13 +103,14 @@ impl ReadModels {
         .await
     }
 
-    /// The account of `username`, if registered.
+    /// The account of `username`, if registered and not forgotten.
     pub async fn account(&self, username: &str) -> Result<Option<Account>, sqlx::Error> {
         if !is_storable(username) {
             return Ok(None);
         }
         let row = sqlx::query(&format!(
-            "SELECT username, email, password_hash FROM {}.users WHERE username = $1",
+            "SELECT username, email, password_hash FROM {}.users \
+             WHERE username = $1 AND NOT forgotten",
             self.accounts_schema()
         ))
         .bind(username)
@@ -124,8 +127,8 @@ impl ReadModels {
     }
 
     /// How `viewer` (when signed in) stands to the user `profile`, as their page shows it;
-    /// `None` when `profile` is not a registered user. One statement, where a page would
-    /// otherwise ask three times.
+    /// `None` when `profile` is not a registered user (a forgotten one is, and says so). One
+    /// statement, where a page would otherwise ask three times.
     pub async fn profile_seen_by(
         &self,
         profile: &str,
@@ -138,7 +141,8 @@ impl ReadModels {
             "SELECT EXISTS (SELECT 1 FROM {accounts}.follows \
                             WHERE follower = $2 AND followee = $1) AS following, \
                     EXISTS (SELECT 1 FROM {blocks}.blocks \
-                            WHERE blocker = $2 AND blocked = $1) AS blocked \
+                            WHERE blocker = $2 AND blocked = $1) AS blocked, \
+                    forgotten \
              FROM {accounts}.users WHERE username = $1",
             accounts = self.accounts_schema(),
             blocks = self.schema_of(&Blocks),
@@ -151,6 +155,7 @@ impl ReadModels {
             Ok(ProfileRelation {
                 following: row.try_get("following")?,
                 blocked: row.try_get("blocked")?,
+                forgotten: row.try_get("forgotten")?,
             })
         })
         .transpose()

@@ -69,7 +69,7 @@ impl Supervisor {
     }
 
     fn projector(&self, projection: &Arc<dyn Projection>, version: i32) -> Projector {
-        Projector::new(self.pool.clone(), projection.clone(), self.settings)
+        Projector::new(self.pool.clone(), projection.clone(), self.settings.clone())
             .at_version(version)
             .reporting_to(&self.progress)
     }

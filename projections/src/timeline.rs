@@ -5,8 +5,12 @@
 //! written first. Flagged messages stay in the table but out of the partial indexes every
 //! timeline reads, so unflagging brings them back without a rebuild.
 //!
-//! A batch is reduced in memory to its new messages and each moderated message's final
-//! flag, then written with one insert and one update (each only where the batch has any).
+//! A message whose author was forgotten is removed (`MessageRemoved`): its row is deleted,
+//! and with it the view's copy of the text.
+//!
+//! A batch is reduced in memory to its new messages, each moderated message's final flag
+//! and the removed messages, then written with one insert, one update and one delete (each
+//! only where the batch has any).
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -104,6 +108,16 @@ impl Projection for Timeline {
                 .bind(flagged),
             );
         }
+        if !changes.removed.is_empty() {
+            // Last: a removal ends its message's stream, so it may follow a post or a flag
+            // of this very batch.
+            plan.push(
+                ViewChange::new(format!(
+                    "DELETE FROM {schema}.messages WHERE message_id = ANY($1) AND {CLAIM_HELD}"
+                ))
+                .bind(changes.removed),
+            );
+        }
         Ok(plan)
     }
 }
@@ -115,6 +129,8 @@ struct MessageChanges {
     /// Whether each moderated message ends up flagged: its last decision in the batch, the
     /// only one sequential application would leave standing.
     flags: BTreeMap<String, bool>,
+    /// The messages removed.
+    removed: Vec<String>,
 }
 
 /// New messages, column by column (the arrays the insert unnests), each message once: the
@@ -158,6 +174,7 @@ impl MessageChanges {
                 MessageEvent::MessageUnflagged { .. } => {
                     changes.flags.insert(message_id, false);
                 }
+                MessageEvent::MessageRemoved { .. } => changes.removed.push(message_id),
             }
         }
         Ok(changes)

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use commands::{CommandBus, CommandSettings};
 use database::embedded_postgres::EmbeddedPostgres;
+use database::keyring::Keyring;
 use database::DatabaseConfig;
 use database::{Database, Purpose};
 use projections::{Progress, ReadModels};
@@ -15,15 +16,26 @@ use sqlx::PgPool;
 /// An open connection to the servers' database.
 pub struct Admin {
     pub pool: PgPool,
+    /// The data keys (without a master key if none was configured: then whatever meets
+    /// personal data fails, saying so).
+    pub keys: Keyring,
     embedded: Option<EmbeddedPostgres>,
 }
 
 impl Admin {
     /// Connects as configured (bringing the schema up to date, as a server would).
     pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<Self> {
-        let Database { pool, embedded, .. } =
-            database::connect(config, Purpose::Administer).await?;
-        Ok(Self { pool, embedded })
+        let Database {
+            pool,
+            keys,
+            embedded,
+            ..
+        } = database::connect(config, Purpose::Administer).await?;
+        Ok(Self {
+            pool,
+            keys,
+            embedded,
+        })
     }
 
     /// Closes the pool, and stops the embedded cluster if this process started it.
@@ -58,6 +70,7 @@ impl Admin {
         };
         Ok(Arc::new(CommandBus::new(
             self.pool.clone(),
+            self.keys.clone(),
             progress,
             settings,
         )))

@@ -3,6 +3,11 @@
 //! servers export the newest one's time as a metric, which an alert watches). Once, or every
 //! so often until stopped: compose's `backup` service runs it that way.
 //!
+//! Each backup is two files: the export of the log, and beside it the data keys (see
+//! [`crate::keys`]: wrapped, with the tombstones of everyone forgotten). Every run also scrubs
+//! the keys files it keeps of people forgotten since they were written, so a forgotten
+//! person's key is gone from the backups one interval after the forgetting.
+//!
 //! Why exports rather than PostgreSQL base backups with WAL archiving: the log is the whole
 //! truth and everything else is derived from it, so an export restores everything a service
 //! needs (with `latest`), into any PostgreSQL version, checked line by line on the way in;
@@ -10,6 +15,7 @@
 //! point-in-time recovery: a restore goes back to the last backup, so the interval is the
 //! most that can be lost.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,12 +25,17 @@ use chrono::Utc;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+use database::keyring;
+
 use crate::export::{export_to, ExportSummary};
+use crate::keys::{export_keys, scrub, KeysSummary};
 
 /// What every backup file's name starts and ends with; the time of the backup goes between,
 /// so that names sort by time. Only files named so are ever pruned.
 const PREFIX: &str = "minitwit-";
 const SUFFIX: &str = ".jsonl";
+/// What a keys file's name ends with instead, beside its export's.
+const KEYS_SUFFIX: &str = ".keys.jsonl";
 
 /// Where backups go and how many are kept.
 #[derive(Debug, Clone)]
@@ -38,12 +49,22 @@ pub struct BackupPlan {
 #[derive(Debug)]
 pub struct BackupReport {
     pub export: ExportSummary,
+    pub keys: KeysSummary,
+    /// Older keys files from which forgotten people's keys were removed.
+    pub scrubbed: Vec<PathBuf>,
     pub pruned: Vec<PathBuf>,
 }
 
 impl fmt::Display for BackupReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "backup: {}", self.export)?;
+        write!(f, "backup: {}; the keys: {}", self.export, self.keys)?;
+        for file in &self.scrubbed {
+            write!(
+                f,
+                "\nbackup: removed forgotten people's keys from {}",
+                file.display()
+            )?;
+        }
         for file in &self.pruned {
             write!(f, "\nbackup: deleted the older {}", file.display())?;
         }
@@ -57,12 +78,17 @@ pub async fn backup_once(pool: &PgPool, plan: &BackupPlan) -> anyhow::Result<Bac
     std::fs::create_dir_all(&plan.folder)
         .with_context(|| format!("creating {}", plan.folder.display()))?;
     // Milliseconds: two backups in one second must not overwrite each other.
-    let name = format!(
-        "{PREFIX}{}{SUFFIX}",
-        Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
-    );
+    let time = Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+    let name = format!("{PREFIX}{time}{SUFFIX}");
     let path = plan.folder.join(&name);
     let export = export_to(pool, &path).await?;
+    // The keys after the log: a key made in between seals nothing the export holds, and a
+    // person forgotten in between is a tombstone here.
+    let keys = export_keys(
+        pool,
+        &plan.folder.join(format!("{PREFIX}{time}{KEYS_SUFFIX}")),
+    )
+    .await?;
     // The rename that completed the file reaches the disk before the file counts as a backup.
     std::fs::File::open(&plan.folder)
         .and_then(|folder| folder.sync_all())
@@ -74,8 +100,38 @@ pub async fn backup_once(pool: &PgPool, plan: &BackupPlan) -> anyhow::Result<Bac
         .execute(pool)
         .await
         .context("recording the backup")?;
+    let scrubbed = scrub_forgotten(pool, &plan.folder).await?;
     let pruned = prune(pool, plan).await?;
-    Ok(BackupReport { export, pruned })
+    Ok(BackupReport {
+        export,
+        keys,
+        scrubbed,
+        pruned,
+    })
+}
+
+/// Removes the keys of everyone forgotten from every keys file in `folder`; the files changed.
+async fn scrub_forgotten(pool: &PgPool, folder: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let forgotten: HashSet<String> = keyring::forgotten_subjects(pool)
+        .await?
+        .into_iter()
+        .collect();
+    let mut scrubbed = Vec::new();
+    if forgotten.is_empty() {
+        return Ok(scrubbed);
+    }
+    for name in backup_names(folder)? {
+        let keys = folder.join(keys_name(&name));
+        if keys.exists() && scrub(&keys, &forgotten)? {
+            scrubbed.push(keys);
+        }
+    }
+    Ok(scrubbed)
+}
+
+/// The name of the keys file beside the export `name`.
+fn keys_name(name: &str) -> String {
+    format!("{}{KEYS_SUFFIX}", name.trim_end_matches(SUFFIX))
 }
 
 /// Deletes the backup files past the newest `plan.keep`, and their rows.
@@ -84,6 +140,10 @@ async fn prune(pool: &PgPool, plan: &BackupPlan) -> anyhow::Result<Vec<PathBuf>>
     names.sort_unstable_by(|a, b| b.cmp(a));
     let mut pruned = Vec::new();
     for name in names.into_iter().skip(plan.keep) {
+        let keys = plan.folder.join(keys_name(&name));
+        if keys.exists() {
+            std::fs::remove_file(&keys).with_context(|| format!("deleting {}", keys.display()))?;
+        }
         let path = plan.folder.join(&name);
         std::fs::remove_file(&path).with_context(|| format!("deleting {}", path.display()))?;
         sqlx::query("DELETE FROM backups WHERE file = $1")
@@ -145,6 +205,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_keys_file_is_named_after_its_export() {
+        assert_eq!(
+            keys_name("minitwit-20261204T150102.123Z.jsonl"),
+            "minitwit-20261204T150102.123Z.keys.jsonl"
+        );
+    }
+
+    #[test]
     fn only_backup_files_count_as_backups() {
         assert!(is_backup_name("minitwit-20261204T150102.123Z.jsonl"));
         for other in [
@@ -152,6 +220,7 @@ mod tests {
             "minitwit-latest.jsonl",
             "notes.jsonl",
             "minitwit-20261204T150102.123Z.json",
+            "minitwit-20261204T150102.123Z.keys.jsonl",
         ] {
             assert!(!is_backup_name(other), "{other}");
         }

@@ -16,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::Admin;
 use crate::backup::{backup_every, backup_once, BackupPlan};
 use crate::moderation::{Decision, Listing, Outcome};
+use crate::people::Forgot;
 use crate::rebuild::Rebuilt;
+use crate::terminal::printable;
 use crate::verify::VerifyReport;
 
 /// Events per committed batch of a rebuild or a verify, unless told otherwise. A batch costs
@@ -97,8 +99,10 @@ enum Command {
     /// Writes the whole event log to FILE (`-`: stdout) as JSON lines, in log order. The
     /// file is readable by its owner only: it holds password hashes and private messages.
     Export { file: PathBuf },
-    /// Exports the log into FOLDER as `minitwit-<time>.jsonl` (readable by its owner only),
-    /// records it for the servers' metrics, and deletes the backups past the newest KEEP.
+    /// Exports the log into FOLDER as `minitwit-<time>.jsonl` and the data keys beside it as
+    /// `minitwit-<time>.keys.jsonl` (readable by their owner only), records the backup for
+    /// the servers' metrics, removes forgotten people's keys from the older keys files, and
+    /// deletes the backups past the newest KEEP.
     /// With `--every`, again at each interval until stopped (a failure is reported, and the
     /// next one tried at its time).
     Backup {
@@ -111,8 +115,15 @@ enum Command {
         every: Option<u64>,
     },
     /// Restores an exported log from FILE (`-`: stdin) into an empty event store. A line
-    /// over 1 MiB is refused.
+    /// over 1 MiB is refused. The personal fields stay unreadable until the keys are
+    /// restored too (`import-keys`).
     Import { file: PathBuf },
+    /// Writes the data keys to FILE (readable by its owner only): wrapped by the master key,
+    /// with the tombstones of everyone forgotten. Exports hold no keys.
+    ExportKeys { file: PathBuf },
+    /// Restores the data keys of FILE (a backup's keys file, or `export-keys`'s). Never
+    /// brings back anyone forgotten, in the file or in the database.
+    ImportKeys { file: PathBuf },
     /// Turns an original ITU-MiniTwit SQLite database into events (idempotent).
     ImportLegacy { path: PathBuf },
     /// Lists messages, newest first, flagged ones included.
@@ -128,6 +139,34 @@ enum Command {
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Forgets a user for good: their data key is deleted, so their email, password hashes,
+    /// messages and private messages become unreadable everywhere (in the log, in exports,
+    /// on every replica); the views drop them, the account ends and the name stays taken.
+    /// Asks for the username again on a terminal; elsewhere needs --yes. Forgetting someone
+    /// forgotten finishes anything an interrupted forgetting left, and exits 0.
+    Forget {
+        username: String,
+        /// Do not ask.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Every event of a user, in log order, with its time, request id and type: their own
+    /// stream, their messages', and their part of their conversations. Personal fields are
+    /// shown only with --reveal (which needs the master key).
+    Audit {
+        username: String,
+        #[arg(long)]
+        reveal: bool,
+    },
+    /// A timeline as it stood at a point in the log, built from the log alone: AT is a log
+    /// position or an RFC 3339 time; TIMELINE is `public`, `user:NAME` or `own:NAME`.
+    AsOf {
+        at: crate::as_of::Point,
+        timeline: crate::as_of::Timeline,
+        /// Messages shown, the newest.
+        #[arg(long, default_value_t = 30)]
+        limit: usize,
     },
     /// Flags messages by id: they vanish from every timeline and the API.
     Flag(DecisionArgs),
@@ -190,6 +229,19 @@ async fn execute(admin: &Admin, command: Command) -> anyhow::Result<ExitCode> {
                     println!("the role {role} has its password");
                 }
             }
+            match crate::people::seal_plaintext(admin, None).await {
+                Ok(sealed) if sealed.sealed > 0 || sealed.erased > 0 => println!(
+                    "personal fields in plain text: {} events sealed, {} fields of forgotten \
+                     people erased",
+                    sealed.sealed, sealed.erased
+                ),
+                Ok(_) => {}
+                Err(err) if is_missing_master_key(&err) => eprintln!(
+                    "warning: some events hold personal fields in plain text; run migrate \
+                     with the master key (MINITWIT_MASTER_KEY_FILE) to seal them"
+                ),
+                Err(err) => return Err(err),
+            }
             println!("the schema is up to date and every view exists");
         }
         Command::Status { json } => {
@@ -212,7 +264,7 @@ async fn execute(admin: &Admin, command: Command) -> anyhow::Result<ExitCode> {
             // database then uses together.
             let rebuilds = chosen
                 .iter()
-                .map(|projection| crate::rebuild::rebuild(pool, projection, batch_size, &cancel));
+                .map(|projection| crate::rebuild::rebuild(admin, projection, batch_size, &cancel));
             let mut interrupted = false;
             for rebuilt in futures_util::future::join_all(rebuilds).await {
                 interrupted |= matches!(rebuilt?, Rebuilt::Interrupted { .. });
@@ -234,6 +286,7 @@ async fn execute(admin: &Admin, command: Command) -> anyhow::Result<ExitCode> {
                     &projection,
                     ProjectorSettings {
                         batch_size: REBUILD_BATCH_SIZE,
+                        keys: admin.keys.clone(),
                         ..ProjectorSettings::default()
                     },
                 )
@@ -279,6 +332,12 @@ async fn execute(admin: &Admin, command: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Import { file } => println!("{}", crate::export::import_from(pool, &file).await?),
+        Command::ExportKeys { file } => {
+            println!("exported {}", crate::keys::export_keys(pool, &file).await?);
+        }
+        Command::ImportKeys { file } => {
+            println!("imported {}", crate::keys::import_keys(pool, &file).await?);
+        }
         Command::ImportLegacy { path } => {
             println!("{}", crate::legacy::import_legacy(admin, &path).await?)
         }
@@ -295,6 +354,28 @@ async fn execute(admin: &Admin, command: Command) -> anyhow::Result<ExitCode> {
             } else {
                 println!("{}", Listing(&messages));
             }
+        }
+        Command::Forget { username, yes } => {
+            if !yes && !crate::people::confirm_forgetting(&username)? {
+                eprintln!("not confirmed; nothing was done");
+                return Ok(ExitCode::FAILURE);
+            }
+            let forgot = crate::people::forget(admin, &username).await?;
+            println!("{}: {forgot}", printable(&username));
+            if matches!(forgot, Forgot::Unknown) {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Audit { username, reveal } => {
+            print!("{}", crate::people::audit(admin, &username, reveal).await?);
+        }
+        Command::AsOf {
+            at,
+            timeline,
+            limit,
+        } => {
+            let entries = crate::as_of::timeline(admin, at, &timeline, limit).await?;
+            print!("{}", crate::as_of::Listing(&entries));
         }
         Command::Flag(args) => return decide(admin, Decision::Flag, args).await,
         Command::Unflag(args) => return decide(admin, Decision::Unflag, args).await,
@@ -318,6 +399,14 @@ async fn decide(admin: &Admin, decision: Decision, args: DecisionArgs) -> anyhow
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Whether `err` is the keyring's refusal to seal without a master key.
+fn is_missing_master_key(err: &anyhow::Error) -> bool {
+    matches!(
+        err.downcast_ref::<database::keyring::KeyError>(),
+        Some(database::keyring::KeyError::NoMasterKey)
+    )
 }
 
 /// The projections named (every one with `all`), or an error naming the known ones.

@@ -251,7 +251,7 @@ impl fmt::Display for Destination {
 
 /// Creates (or empties) `path` for the owner alone to read and write, whatever the umask;
 /// a file left over from an earlier run gets those permissions too.
-fn owner_only_file(path: &Path) -> io::Result<File> {
+pub(crate) fn owner_only_file(path: &Path) -> io::Result<File> {
     use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
     let file = OpenOptions::new()
         .write(true)

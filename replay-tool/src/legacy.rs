@@ -618,7 +618,7 @@ impl Import {
                 }
                 Err(CommandError::Rejected(UserError::Registration(
                     RegistrationError::UsernameTaken,
-                ))) => match previous_import(&self.pool, user)
+                ))) => match previous_import(&self.commands, user)
                     .await
                     .with_context(|| format!("importing {row}"))?
                 {
@@ -774,10 +774,11 @@ fn legacy_message_id(message: &LegacyMessage, author: &str) -> String {
 /// account has the name. Events are read as every reader of the log reads them: upcast to
 /// their current versions.
 async fn previous_import(
-    pool: &PgPool,
+    commands: &CommandBus,
     user: &LegacyUser,
 ) -> anyhow::Result<Option<HashSet<String>>> {
-    let events = event_log::registration_and_follows(pool, &user.username).await?;
+    let mut events = event_log::registration_and_follows(commands.pool(), &user.username).await?;
+    commands.keys().open_events(&mut events).await?;
     let upcasters = domain::upcasting::upcasters();
     let mut this_row = false;
     let mut followed = HashSet::new();
@@ -793,6 +794,9 @@ async fn previous_import(
             }
             UserEvent::UserUnfollowed { .. }
             | UserEvent::PasswordHashUpgraded { .. }
+            | UserEvent::PasswordChanged { .. }
+            | UserEvent::EmailChanged { .. }
+            | UserEvent::UserForgotten { .. }
             | UserEvent::UserBlocked { .. }
             | UserEvent::UserUnblocked { .. } => {}
         }

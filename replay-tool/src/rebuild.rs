@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::admin::Admin;
 use projections::maintenance::{self, Switched};
 use projections::projector::BatchOutcome;
 use projections::{LogPosition, Projection, ProjectorSettings};
@@ -31,13 +32,15 @@ pub enum Rebuilt {
 /// Rebuilds `projection` in batches of `batch_size` events, reporting progress; stops early
 /// when `cancel` fires.
 pub async fn rebuild(
-    pool: &PgPool,
+    admin: &Admin,
     projection: &Arc<dyn Projection>,
     batch_size: i64,
     cancel: &CancellationToken,
 ) -> anyhow::Result<Rebuilt> {
+    let pool = &admin.pool;
     let settings = ProjectorSettings {
         batch_size,
+        keys: admin.keys.clone(),
         ..ProjectorSettings::default()
     };
     let (building, resumed) = maintenance::building_version(pool, projection, settings).await?;

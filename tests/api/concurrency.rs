@@ -85,14 +85,9 @@ async fn concurrent_clients_on_overlapping_users_lose_and_duplicate_nothing() {
     println!("409s retried by clients: {conflicts}");
 
     // Each acknowledged tweet is in the log exactly once.
-    let contents: Vec<String> = sqlx::query_scalar(
-        "SELECT payload->'MessagePosted'->>'content' FROM events WHERE event_type = 'MessagePosted'",
-    )
-    .fetch_all(&app.db.pool)
-    .await
-    .unwrap();
     let mut counted: BTreeMap<String, usize> = BTreeMap::new();
-    for content in contents {
+    for posted in test_support::log::opened_events(&app.db.pool, "MessagePosted").await {
+        let content = posted.fields["content"].as_str().unwrap().to_owned();
         *counted.entry(content).or_default() += 1;
     }
     assert_eq!(counted.len(), CLIENTS * ROUNDS);

@@ -2,12 +2,15 @@
 //! postgres-es's format: events appended through it read back through postgres-es's
 //! repository as they were written, and a stream postgres-es wrote loads through it. The
 //! `events` table stays a cqrs-es/postgres-es event store that the crates' own tools can
-//! read, although our appends take one statement instead of a transaction per event.
+//! read, although our appends take one statement instead of a transaction per event. Sealed
+//! personal fields travel as stored: postgres-es reads them sealed, and the keyring opens
+//! them.
 
 use chrono::{TimeZone, Utc};
 use commands::store::AggregateStore;
 use cqrs_es::persist::{PersistedEventRepository, SerializedEvent};
 use cqrs_es::{Aggregate, AggregateContext, EventEnvelope, EventStore};
+use database::sealing::EventIdentity;
 use domain::{PasswordHash, User, UserEvent};
 use postgres_es::PostgresEventRepository;
 use std::collections::HashMap;
@@ -32,7 +35,8 @@ fn followed(followee: &str) -> UserEvent {
 #[tokio::test]
 async fn our_appends_read_back_through_postgres_es_and_its_writes_load_through_ours() {
     let db = TestDatabase::create().await;
-    let store = AggregateStore::<User>::new(db.pool.clone(), 1_000);
+    let keys = db.keys().await;
+    let store = AggregateStore::<User>::new(db.pool.clone(), keys.clone(), 1_000);
     let metadata = HashMap::from([("request_id".to_owned(), "r-1".to_owned())]);
 
     // Two events in one append, as one command would write them.
@@ -52,10 +56,22 @@ async fn our_appends_read_back_through_postgres_es_and_its_writes_load_through_o
 
     let repository = PostgresEventRepository::new(db.pool.clone());
     let read: Vec<SerializedEvent> = repository.get_events::<User>("alice").await.unwrap();
-    let read: Vec<EventEnvelope<User>> = read
-        .into_iter()
-        .map(|event| EventEnvelope::try_from(event).unwrap())
-        .collect();
+    let sealed = &read[0].payload["UserRegistered"];
+    assert!(sealed["email"].get("sealed").is_some(), "{sealed}");
+    assert!(sealed["password_hash"].get("sealed").is_some(), "{sealed}");
+    let mut opened = Vec::new();
+    for mut event in read {
+        let identity = EventIdentity {
+            aggregate_type: &event.aggregate_type,
+            aggregate_id: &event.aggregate_id,
+            sequence: i64::try_from(event.sequence).unwrap(),
+        };
+        keys.open_payload(identity, &mut event.payload)
+            .await
+            .unwrap();
+        opened.push(EventEnvelope::<User>::try_from(event).unwrap());
+    }
+    let read = opened;
     assert_eq!(
         read.iter().map(|e| e.payload.clone()).collect::<Vec<_>>(),
         events

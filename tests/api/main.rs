@@ -16,6 +16,7 @@ mod event_store;
 mod hand_over;
 mod least_privilege;
 mod limits;
+mod master_key;
 mod openapi;
 mod openapi_fuzz;
 mod projection_ordering;

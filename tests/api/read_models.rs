@@ -21,14 +21,19 @@ async fn contents(reads: &ReadModels, scope: TimelineScope<'_>, limit: i64) -> V
 async fn moderate(pool: &sqlx::PgPool, content: &str, event: domain::MessageEvent) {
     let payload = serde_json::to_value(&event).unwrap();
     use cqrs_es::DomainEvent as _;
+    let message_id = test_support::log::opened_events(pool, "MessagePosted")
+        .await
+        .into_iter()
+        .find(|posted| posted.fields["content"] == content)
+        .expect("the message is in the log")
+        .aggregate_id;
     sqlx::query(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
-         SELECT 'message', aggregate_id, \
-                (SELECT max(sequence) + 1 FROM events e WHERE e.aggregate_type = 'message' AND e.aggregate_id = m.aggregate_id), \
-                $2, $4, $3, '{}' \
-         FROM events m WHERE event_type = 'MessagePosted' AND payload->'MessagePosted'->>'content' = $1",
+         SELECT 'message', $1, \
+                (SELECT max(sequence) + 1 FROM events e WHERE e.aggregate_type = 'message' AND e.aggregate_id = $1), \
+                $2, $4, $3, '{}'",
     )
-    .bind(content)
+    .bind(message_id)
     .bind(event.event_type())
     .bind(payload)
     .bind(event.event_version())

@@ -107,7 +107,7 @@ async fn json_logs_have_a_line_per_request_with_its_id_and_no_secrets() {
             .unwrap();
     assert_eq!(metadata["request_id"], "trace-me-42");
 
-    let hash: String = sqlx::query_scalar("SELECT password_hash FROM accounts_v1.users")
+    let hash: String = sqlx::query_scalar("SELECT password_hash FROM accounts_v2.users")
         .fetch_one(&db.pool)
         .await
         .unwrap();

@@ -2,6 +2,7 @@
 //! 0.3 s as a bucket edge, commands by outcome, events by type, and the figures read from the
 //! database — from a server process of its own, so the numbers are exactly its traffic.
 
+use projections::Projection as _;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -313,17 +314,19 @@ async fn requests_commands_events_and_database_figures_are_exposed() {
         );
     }
     // Each projection stands at the last event of its own kind: the follow, the second post.
+    let accounts_version = projections::accounts::Accounts.version().to_string();
     assert_eq!(
         figure(
             "minitwit_projection_position",
-            &[("projection", "accounts"), ("version", "1")]
+            &[("projection", "accounts"), ("version", &accounts_version)]
         ),
         5.0
     );
+    let timeline_version = projections::timeline::Timeline.version().to_string();
     assert_eq!(
         figure(
             "minitwit_projection_position",
-            &[("projection", "timeline"), ("version", "1")]
+            &[("projection", "timeline"), ("version", &timeline_version)]
         ),
         4.0
     );

@@ -16,11 +16,24 @@ use crate::tool::{command, run_ok, scratch_path};
 /// Writing clients during the backup.
 const WRITERS: usize = 4;
 
-/// The backup files in `folder`, by name.
+/// The files in `folder` but the backups' keys files, by name.
 fn backup_files(folder: &Path) -> Vec<String> {
+    files(folder, |name| !name.ends_with(KEYS_SUFFIX))
+}
+
+/// The backups' keys files in `folder`, by name.
+fn keys_files(folder: &Path) -> Vec<String> {
+    files(folder, |name| name.ends_with(KEYS_SUFFIX))
+}
+
+/// What a keys file's name ends with, beside its export's `.jsonl`.
+const KEYS_SUFFIX: &str = ".keys.jsonl";
+
+fn files(folder: &Path, wanted: impl Fn(&str) -> bool) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(folder)
         .unwrap()
         .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .filter(|name| wanted(name))
         .collect();
     names.sort();
     names
@@ -49,6 +62,11 @@ async fn a_backup_taken_under_writes_restores_every_acknowledged_write_and_lates
     let backup = folder.join(&files[0]);
     let imported = run_ok(&target.url, &["import", backup.to_str().unwrap()]).await;
     assert!(imported.contains("imported"), "{imported}");
+    let keys = keys_files(&folder);
+    assert_eq!(keys, [files[0].replace(".jsonl", KEYS_SUFFIX)]);
+    let keys = folder.join(&keys[0]);
+    let imported = run_ok(&target.url, &["import-keys", keys.to_str().unwrap()]).await;
+    assert!(imported.contains("keys"), "{imported}");
     run_ok(&target.url, &["migrate"]).await;
     let restored = spawn_app_on(target).await;
     await_projections_at_head(&restored.db.pool, Duration::from_secs(60)).await;
@@ -100,7 +118,16 @@ async fn backups_keep_the_newest_and_the_servers_export_the_time_of_the_last() {
         .await
         .unwrap();
     assert_eq!(recorded, &files[..2], "a row for each kept backup, no more");
-    for file in &files[..2] {
+    let keys = keys_files(&folder);
+    assert_eq!(
+        keys,
+        files[..2]
+            .iter()
+            .map(|file| file.replace(".jsonl", KEYS_SUFFIX))
+            .collect::<Vec<_>>(),
+        "each kept backup's keys beside it, and no others"
+    );
+    for file in files[..2].iter().chain(&keys) {
         use std::os::unix::fs::PermissionsExt as _;
         let mode = std::fs::metadata(folder.join(file))
             .unwrap()

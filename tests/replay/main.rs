@@ -4,6 +4,7 @@
 mod backup;
 mod batching;
 mod export_import;
+mod forget;
 mod legacy;
 mod migrate;
 mod moderation;

@@ -14,13 +14,12 @@ use crate::tool::{run, run_ok};
 
 /// The id of the message whose content is `content`.
 async fn message_id(pool: &sqlx::PgPool, content: &str) -> String {
-    sqlx::query_scalar(
-        "SELECT aggregate_id FROM events WHERE payload->'MessagePosted'->>'content' = $1",
-    )
-    .bind(content)
-    .fetch_one(pool)
-    .await
-    .unwrap()
+    test_support::log::opened_events(pool, "MessagePosted")
+        .await
+        .into_iter()
+        .find(|posted| posted.fields["content"] == content)
+        .expect("the message is in the log")
+        .aggregate_id
 }
 
 #[tokio::test]

@@ -10,6 +10,10 @@ pub fn command(database_url: &str) -> tokio::process::Command {
         .env_remove("DATABASE_URL_FILE")
         .env("DATABASE_URL", database_url)
         .env(
+            "MINITWIT_MASTER_KEY",
+            test_support::database::TEST_MASTER_KEY,
+        )
+        .env(
             "RUST_LOG",
             std::env::var("TEST_LOG").map_or("error".into(), |_| "info".to_owned()),
         )

@@ -127,7 +127,7 @@ async fn two_people_in_two_browsers_see_each_others_messages_arrive_live() {
     let deadline = std::time::Instant::now() + SHOWN_WITHIN;
     loop {
         let read_up_to: Option<i64> = sqlx::query_scalar(
-            "SELECT up_to FROM conversations_v1.read_marks WHERE reader = 'ada'",
+            "SELECT up_to FROM conversations_v2.read_marks WHERE reader = 'ada'",
         )
         .fetch_optional(&app.db.pool)
         .await

@@ -216,12 +216,12 @@ async fn a_stream_catches_up_from_the_page_or_its_last_event_and_hides_flagged_m
     resumed.expect_silence().await;
 
     // A moderator flags a message: open pages drop it.
-    let message_id: String = sqlx::query_scalar(
-        "SELECT aggregate_id FROM events WHERE payload->'MessagePosted'->>'content' = 'posted in between'",
-    )
-    .fetch_one(&app.db.pool)
-    .await
-    .unwrap();
+    let message_id = test_support::log::opened_events(&app.db.pool, "MessagePosted")
+        .await
+        .into_iter()
+        .find(|posted| posted.fields["content"] == "posted in between")
+        .expect("the message is in the log")
+        .aggregate_id;
     let flag = serde_json::json!({"MessageFlagged": {"flagged_at": chrono::Utc::now()}});
     sqlx::query(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \

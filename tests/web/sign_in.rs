@@ -49,7 +49,7 @@ async fn stored_hash(pool: &PgPool, username: &str) -> Option<String> {
     let mut hash = None;
     for _ in 0..100 {
         hash =
-            sqlx::query_scalar("SELECT password_hash FROM accounts_v1.users WHERE username = $1")
+            sqlx::query_scalar("SELECT password_hash FROM accounts_v2.users WHERE username = $1")
                 .bind(username)
                 .fetch_optional(pool)
                 .await
@@ -83,16 +83,14 @@ async fn werkzeug_hashes_sign_in_and_are_upgraded_to_argon2id_by_an_event() {
             .await
             .assert_contains("You were logged in");
         // The upgrade is an event in the user's stream, and the view follows it.
-        let upgrades: Vec<serde_json::Value> = sqlx::query_scalar(
-            "SELECT payload::jsonb FROM events WHERE aggregate_type = 'user' AND aggregate_id = $1 \
-             AND event_type = 'PasswordHashUpgraded'",
-        )
-        .bind(username)
-        .fetch_all(&app.db.pool)
-        .await
-        .unwrap();
+        let upgrades: Vec<_> =
+            test_support::log::opened_events(&app.db.pool, "PasswordHashUpgraded")
+                .await
+                .into_iter()
+                .filter(|upgrade| upgrade.aggregate_id == username)
+                .collect();
         assert_eq!(upgrades.len(), 1, "{username}");
-        let new_hash = upgrades[0]["PasswordHashUpgraded"]["password_hash"]
+        let new_hash = upgrades[0].fields["password_hash"]
             .as_str()
             .unwrap()
             .to_owned();

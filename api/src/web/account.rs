@@ -191,7 +191,7 @@ pub async fn login(
     match outcome {
         Ok(()) => {
             metrics::counter!("minitwit_logins_total", "outcome" => "ok").increment(1);
-            session.sign_in(&username).await?;
+            session.sign_in(state.commands.pool(), &username).await?;
             session.flash(SIGNED_IN).await?;
             Ok(redirect("/"))
         }

@@ -55,9 +55,12 @@ pub struct MessageJson {
     pub number: i64,
     pub sender: String,
     pub recipient: String,
+    /// Empty where `removed`.
     pub content: String,
     /// RFC 3339, UTC.
     pub sent_at: String,
+    /// The sender deleted their account, and their text with it.
+    pub removed: bool,
 }
 
 impl From<PrivateMessage> for MessageJson {
@@ -70,6 +73,7 @@ impl From<PrivateMessage> for MessageJson {
             sent_at: message
                 .sent_at
                 .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            removed: message.removed,
         }
     }
 }

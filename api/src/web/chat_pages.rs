@@ -53,9 +53,11 @@ pub(super) async fn conversation(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, WebError> {
     let me = session.require_user()?.to_owned();
-    if !state.reads.user_exists(&partner).await? {
+    // A forgotten partner's conversation stays readable to the other side, with their
+    // messages removed and nowhere to write.
+    let Some(standing) = state.reads.profile_seen_by(&partner, Some(&me)).await? else {
         return Err(WebError::unknown_user());
-    }
+    };
     let before = match query.get("before") {
         Some(number) => Some(number.parse::<i64>().map_err(|_| {
             WebError::BadRequest("Unreadable page link: not a message number.".to_owned())
@@ -92,6 +94,7 @@ pub(super) async fn conversation(
         me,
         partner_href: user_href(&partner),
         send_href: conversation_href(&partner),
+        partner_deleted: standing.forgotten,
         partner,
         older_href,
     };

@@ -4,7 +4,8 @@
 //! Layout:
 //! - [`timelines`] — `/`, `/public`, `/{username}`, paged by keyset ([`paging`]); their live
 //!   streams in [`live`].
-//! - [`account`] — sign up, sign in (rate-limited by [`rate_limit`]), sign out.
+//! - [`account`] — sign up, sign in (rate-limited by [`rate_limit`]), sign out;
+//!   [`settings`] — a user's own account: password, email, their data, deleting it.
 //! - [`actions`] — posting, following, unfollowing, blocking and unblocking: commands
 //!   through the shared bus.
 //! - [`chat`] — private messages as JSON and live, for the chat pages' script, with their own
@@ -34,6 +35,7 @@ pub mod paging;
 pub mod proxy;
 pub mod rate_limit;
 pub mod session;
+pub mod settings;
 pub mod static_files;
 pub mod stream_limits;
 pub mod timelines;
@@ -126,6 +128,11 @@ pub fn router(state: WebState, store: PostgresStore, key: Key, gate: &DatabaseGa
             "/register",
             get(account::register_form).post(account::register),
         )
+        .route("/settings", get(settings::page))
+        .route("/settings/password", post(settings::change_password))
+        .route("/settings/email", post(settings::change_email))
+        .route("/settings/data", get(settings::download))
+        .route("/settings/delete", post(settings::delete))
         .route("/add_message", post(actions::add_message))
         .route("/messages", get(chat_pages::inbox))
         .route(

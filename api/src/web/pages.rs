@@ -90,6 +90,7 @@ impl Title {
     }
 
     pub const INBOX: Self = Self::fixed("Messages");
+    pub const SETTINGS: Self = Self::fixed("Settings");
 
     pub fn conversation(partner: &str) -> Self {
         Self {
@@ -177,6 +178,9 @@ pub struct TimelinePage {
     /// The signed-in user, on their own timeline: the box to post from.
     pub twitbox: Option<String>,
     pub chat: Option<ChatStatus>,
+    /// The timeline's owner deleted their account: the page says so, in place of any
+    /// messages.
+    pub deleted: bool,
     pub messages: Vec<MessageView>,
     /// On the newest page, the cursor after which live updates are wanted.
     pub live_after: Option<String>,
@@ -215,7 +219,7 @@ impl InboxItemView {
             avatar_url,
             avatar_fallback,
             last_is_mine: entry.last.sender == owner,
-            last_text: entry.last.content,
+            last_text: shown_text(&entry.last),
             unread: entry.unread,
             partner: entry.partner,
             date,
@@ -235,15 +239,31 @@ pub struct ConversationPage {
     pub partner_href: String,
     /// Where the box sends to (the page's own path).
     pub send_href: String,
+    /// The partner deleted their account: no box to write in.
+    pub partner_deleted: bool,
     pub messages: Vec<ChatMessageView>,
     pub older_href: Option<String>,
+}
+
+/// What a private message whose sender was forgotten shows instead of its text.
+pub const REMOVED_TEXT: &str = "message removed";
+
+/// A private message's text as the pages show it.
+fn shown_text(message: &PrivateMessage) -> String {
+    if message.removed {
+        REMOVED_TEXT.to_owned()
+    } else {
+        message.content.clone()
+    }
 }
 
 /// One private message, ready to render.
 pub struct ChatMessageView {
     pub number: i64,
     pub mine: bool,
+    /// [`REMOVED_TEXT`] where the sender was forgotten.
     pub text: String,
+    pub removed: bool,
     pub date: String,
     pub datetime: String,
 }
@@ -254,7 +274,8 @@ impl ChatMessageView {
         Self {
             number: message.number,
             mine: message.sender == viewer,
-            text: message.content,
+            text: shown_text(&message),
+            removed: message.removed,
             date,
             datetime,
         }
@@ -280,6 +301,16 @@ pub struct LoginPage {
     pub title: Title,
     pub error: Option<String>,
     pub username: String,
+}
+
+#[derive(Template)]
+#[template(path = "settings.html")]
+pub struct SettingsPage {
+    pub chrome: Chrome,
+    pub title: Title,
+    pub error: Option<String>,
+    /// The address the email form shows: the current one, or what was just refused.
+    pub email: String,
 }
 
 #[derive(Template)]

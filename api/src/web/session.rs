@@ -185,12 +185,23 @@ impl BrowserSession {
     }
 
     /// Signs `username` in, under a new session id (so an id fixed by an attacker before
-    /// sign-in does not carry over).
-    pub async fn sign_in(&mut self, username: &str) -> Result<(), WebError> {
+    /// sign-in does not carry over), recorded as theirs (see [`database::web_sessions`]).
+    /// The session is saved at once: its id exists only once it is stored.
+    pub async fn sign_in(&mut self, pool: &PgPool, username: &str) -> Result<(), WebError> {
         self.session.cycle_id().await?;
         self.session.insert(USER_KEY, username).await?;
+        self.session.save().await?;
+        let id = self
+            .id()
+            .ok_or_else(|| WebError::Internal(anyhow::anyhow!("a saved session has no id")))?;
+        database::web_sessions::record_owner(pool, &id, username).await?;
         self.username = Some(username.to_owned());
         Ok(())
+    }
+
+    /// The session's id, once it is stored.
+    pub fn id(&self) -> Option<String> {
+        self.session.id().map(|id| id.to_string())
     }
 
     /// Ends the session entirely: its row is deleted and its id is worthless from now on.

@@ -52,6 +52,7 @@ pub async fn mine(
         follow: None,
         chat: None,
         twitbox: Some(username.clone()),
+        deleted: false,
     };
     timeline_page(&state, &session, scope, &page, frame).await
 }
@@ -72,6 +73,7 @@ pub async fn public(
         follow: None,
         chat: None,
         twitbox: None,
+        deleted: false,
     };
     timeline_page(&state, &session, TimelineScope::Public, &page, frame).await
 }
@@ -95,6 +97,8 @@ pub async fn user(
     if wants_stream(&headers) {
         return live::stream(&state, &session, scope, &page, &headers).await;
     }
+    // A forgotten user's page says so, and offers nothing to do with them.
+    let me = me.filter(|_| !relation.forgotten);
     let follow = me.map(|me| match (me == profile, relation.following) {
         (true, _) => FollowStatus::Yourself,
         (false, true) => FollowStatus::Following,
@@ -110,6 +114,7 @@ pub async fn user(
         follow,
         chat,
         twitbox: None,
+        deleted: relation.forgotten,
     };
     timeline_page(&state, &session, scope, &page, frame).await
 }
@@ -122,6 +127,8 @@ struct PageFrame {
     follow: Option<FollowStatus>,
     chat: Option<ChatStatus>,
     twitbox: Option<String>,
+    /// The owner was forgotten (see [`TimelinePage::deleted`]).
+    deleted: bool,
 }
 
 /// One page of a timeline: the messages `page` asks for, within `frame`.
@@ -152,6 +159,7 @@ async fn timeline_page(
         follow,
         chat,
         twitbox,
+        deleted,
     } = frame;
     let page = TimelinePage {
         chrome: chrome(state, session).await?,
@@ -159,6 +167,7 @@ async fn timeline_page(
         follow,
         chat,
         twitbox,
+        deleted,
         messages: entries
             .into_iter()
             .map(|entry| MessageView::new(entry, state.avatars))

@@ -1,4 +1,5 @@
-//! Property tests of the `Message` aggregate: random histories of posts, flags and unflags —
+//! Property tests of the `Message` aggregate: random histories of posts, flags, unflags and
+//! removals —
 //! reposts, flags of unposted messages, hostile content and moderation notes, authors who
 //! do not exist, while the directory is sometimes down — checked step by step against a
 //! reference model (see [`crate::testing`] for what each step must satisfy).
@@ -14,13 +15,14 @@ use crate::testing::{self, check_history, FakeDirectory, ReferenceModel, REGISTE
 struct MessageModel {
     posted: bool,
     flagged: bool,
+    removed: bool,
 }
 
 impl MessageModel {
     /// Whether flagging (`flag`) or unflagging the message changes anything; refused when
     /// the aggregate must refuse it.
     fn moderate(&mut self, flag: bool, moderation: &Moderation) -> Result<bool, MessageError> {
-        if !self.posted {
+        if !self.posted || self.removed {
             return Err(MessageError::UnknownMessage);
         }
         if self.flagged == flag {
@@ -88,6 +90,15 @@ impl ReferenceModel for MessageModel {
                     moderation,
                 }
             }
+            MessageCommand::Remove { removed_at } => {
+                if !self.posted {
+                    return Err(MessageError::UnknownMessage);
+                }
+                if std::mem::replace(&mut self.removed, true) {
+                    return Ok(vec![]);
+                }
+                MessageEvent::MessageRemoved { removed_at }
+            }
         };
         Ok(vec![event])
     }
@@ -96,6 +107,7 @@ impl ReferenceModel for MessageModel {
         Message {
             posted: self.posted,
             flagged: self.flagged,
+            removed: self.removed,
         }
     }
 }
@@ -116,6 +128,7 @@ fn message_command() -> impl Strategy<Value = MessageCommand> {
         2 => (testing::instant(), moderation()).prop_map(|(unflagged_at, moderation)| {
             MessageCommand::Unflag { unflagged_at, moderation }
         }),
+        1 => testing::instant().prop_map(|removed_at| MessageCommand::Remove { removed_at }),
     ]
 }
 

@@ -1,5 +1,5 @@
 //! Property tests of the `User` aggregate: random histories of registrations, follows,
-//! unfollows, blocks, unblocks and hash upgrades — of oneself, of others, of nobody, with hostile names and
+//! unfollows, blocks, unblocks, hash upgrades, password and email changes and forgetting — of oneself, of others, of nobody, with hostile names and
 //! addresses, while the directory is sometimes down — checked step by step against a
 //! reference model (see [`crate::testing`] for what each step must satisfy).
 
@@ -17,13 +17,14 @@ struct UserModel {
     username: Option<String>,
     following: BTreeSet<String>,
     blocked: BTreeSet<String>,
+    forgotten: bool,
 }
 
 impl UserModel {
     fn require_registered(&self) -> Result<(), UserError> {
         match self.username {
-            Some(_) => Ok(()),
-            None => Err(UserError::NotRegistered),
+            Some(_) if !self.forgotten => Ok(()),
+            _ => Err(UserError::NotRegistered),
         }
     }
 }
@@ -144,6 +145,34 @@ impl ReferenceModel for UserModel {
                     upgraded_at,
                 }
             }
+            UserCommand::ChangePassword {
+                password_hash,
+                changed_at,
+            } => {
+                self.require_registered()?;
+                UserEvent::PasswordChanged {
+                    password_hash,
+                    changed_at,
+                }
+            }
+            UserCommand::ChangeEmail { email, changed_at } => {
+                self.require_registered()?;
+                if !email.contains('@') || email.contains('\0') {
+                    return Err(RegistrationError::InvalidEmail.into());
+                }
+                UserEvent::EmailChanged { email, changed_at }
+            }
+            UserCommand::Forget { forgotten_at } => {
+                if self.username.is_none() {
+                    return Err(UserError::NotRegistered);
+                }
+                if std::mem::replace(&mut self.forgotten, true) {
+                    return Ok(vec![]);
+                }
+                self.following.clear();
+                self.blocked.clear();
+                UserEvent::UserForgotten { forgotten_at }
+            }
         };
         Ok(vec![event])
     }
@@ -153,6 +182,7 @@ impl ReferenceModel for UserModel {
             username: self.username.clone(),
             following: self.following.clone(),
             blocked: self.blocked.clone(),
+            forgotten: self.forgotten,
         }
     }
 }
@@ -197,6 +227,13 @@ fn user_command() -> impl Strategy<Value = UserCommand> {
         1 => (password_hash(), testing::instant()).prop_map(|(password_hash, upgraded_at)| {
             UserCommand::UpgradePasswordHash { password_hash, upgraded_at }
         }),
+        1 => (password_hash(), testing::instant()).prop_map(|(password_hash, changed_at)| {
+            UserCommand::ChangePassword { password_hash, changed_at }
+        }),
+        1 => (email(), testing::instant()).prop_map(|(email, changed_at)| {
+            UserCommand::ChangeEmail { email, changed_at }
+        }),
+        1 => testing::instant().prop_map(|forgotten_at| UserCommand::Forget { forgotten_at }),
     ]
 }
 

@@ -5,7 +5,7 @@ use api::{Application, Config};
 use clap::Parser;
 use tokio::sync::oneshot;
 
-use crate::database::TestDatabase;
+use crate::database::{TestDatabase, TEST_MASTER_KEY};
 use crate::sim_client::SimClient;
 
 /// The configuration tests run the server with: a random port, quick polling, and a
@@ -25,6 +25,8 @@ pub fn test_config(database_url: &str) -> Config {
         "100",
         "--db-pool-size",
         "10",
+        "--master-key",
+        TEST_MASTER_KEY,
     ])
     .expect("test configuration")
 }
@@ -47,21 +49,38 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the server on a fresh database, with `configure` applied to the test settings.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
-    let db = TestDatabase::create().await;
+    spawn_app_on_configured(TestDatabase::create().await, configure).await
+}
+
+/// Starts the server on `db`.
+pub async fn spawn_app_on(db: TestDatabase) -> TestApp {
+    spawn_app_on_configured(db, |_| {}).await
+}
+
+/// Starts the server on `db`, configured by `configure` over the test configuration.
+pub async fn spawn_app_on_configured(
+    db: TestDatabase,
+    configure: impl FnOnce(&mut Config),
+) -> TestApp {
     let mut config = test_config(&db.server_url);
     configure(&mut config);
     start_app(db, config).await
 }
 
-/// Starts the server on `db`.
-pub async fn spawn_app_on(db: TestDatabase) -> TestApp {
-    let config = test_config(&db.server_url);
-    start_app(db, config).await
-}
-
 /// Why the server refuses to start on `database_url` (it must refuse), with every cause.
 pub async fn refusal_to_start(database_url: &str) -> String {
-    let refused = Application::build(test_config(database_url))
+    refusal_to_start_with(database_url, |_| {}).await
+}
+
+/// Why the server, configured by `configure` over the test configuration, refuses to start on
+/// `database_url` (it must refuse), with every cause.
+pub async fn refusal_to_start_with(
+    database_url: &str,
+    configure: impl FnOnce(&mut Config),
+) -> String {
+    let mut config = test_config(database_url);
+    configure(&mut config);
+    let refused = Application::build(config)
         .await
         .err()
         .expect("the server refuses to start");

@@ -7,11 +7,17 @@
 use std::sync::Once;
 
 use database::embedded_postgres::{EmbeddedPostgres, EmbeddedPostgresOptions};
+use database::keyring::Keyring;
+use database::sealing::MasterKey;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use tokio::sync::OnceCell;
 
 use crate::sim_client::percent_encode;
+
+/// The master key every test server and admin tool run is given (see `database::sealing`):
+/// fixed, so that any test's processes open each other's data keys.
+pub const TEST_MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 static CLUSTER: OnceCell<EmbeddedPostgres> = OnceCell::const_new();
 static TRACING: Once = Once::new();
@@ -86,6 +92,31 @@ impl TestDatabase {
             .await
             .expect("creating the views");
         db
+    }
+
+    /// The whole database as `pg_dump` writes it (plain SQL, every table's rows): what a
+    /// copy of the database would hand anyone who got hold of it.
+    pub async fn dump(&self) -> String {
+        let output = tokio::process::Command::new(cluster().await.bin_dir().join("pg_dump"))
+            .arg("--dbname")
+            .arg(&self.url)
+            .output()
+            .await
+            .expect("running pg_dump");
+        assert!(
+            output.status.success(),
+            "pg_dump failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("pg_dump writes UTF-8")
+    }
+
+    /// The data keys, as the test's servers hold them ([`TEST_MASTER_KEY`]).
+    pub async fn keys(&self) -> Keyring {
+        let master = MasterKey::from_base64(TEST_MASTER_KEY).expect("the test master key");
+        Keyring::open(self.pool.clone(), master)
+            .await
+            .expect("opening the data keys")
     }
 
     /// Creates the database and nothing in it, as a deployment's is before its owner has set

@@ -8,7 +8,8 @@
 //!
 //! # Layout
 //!
-//! - [`database`]: the throwaway PostgreSQL cluster (one per run) and a fresh database per test.
+//! - [`database`]: the throwaway PostgreSQL cluster (one per run) and a fresh database per test;
+//!   [`log`]: the event log read with its personal fields opened, as the servers see it.
 //! - [`app`]: the real server running in the test's process, on random ports.
 //! - [`server_process`]: the real `minitwit` binary in a child process, for tests that kill,
 //!   restart or multiply it.
@@ -30,6 +31,7 @@ use std::path::PathBuf;
 pub mod app;
 pub mod browser;
 pub mod database;
+pub mod log;
 pub mod server_process;
 pub mod sim_client;
 pub mod views;

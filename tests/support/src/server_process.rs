@@ -52,6 +52,7 @@ impl ServerProcess {
             .env("MINITWIT_READ_YOUR_WRITES_TIMEOUT_MS", "10000")
             .env("MINITWIT_PROJECTOR_POLL_MS", "100")
             .env("MINITWIT_DB_POOL_SIZE", "10")
+            .env("MINITWIT_MASTER_KEY", crate::database::TEST_MASTER_KEY)
             .env(
                 "RUST_LOG",
                 std::env::var("TEST_LOG").map_or("error".into(), |_| "info".to_owned()),

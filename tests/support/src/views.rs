@@ -5,7 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::database::TEST_MASTER_KEY;
 use cqrs_es::persist::EventUpcaster;
+use database::keyring::Keyring;
+use database::sealing::MasterKey;
 use projections::{Projection, ProjectorSettings, StoredEvent, ViewChange};
 use sqlx::PgPool;
 
@@ -82,11 +85,18 @@ pub async fn await_projections_at_head(pool: &PgPool, timeout: Duration) {
 /// equals the active version at the same log position, row for row — the admin tool's
 /// `verify`, whose own tests show it catches a differing view.
 pub async fn assert_views_equal_a_rebuild(pool: &PgPool) {
+    let master = MasterKey::from_base64(TEST_MASTER_KEY).expect("the test master key");
+    let keys = Keyring::open(pool.clone(), master)
+        .await
+        .expect("opening the data keys");
     for projection in projections::all() {
-        let comparison =
-            projections::maintenance::verify(pool, &projection, ProjectorSettings::default())
-                .await
-                .expect("rebuilding and comparing the views");
+        let settings = ProjectorSettings {
+            keys: keys.clone(),
+            ..ProjectorSettings::default()
+        };
+        let comparison = projections::maintenance::verify(pool, &projection, settings)
+            .await
+            .expect("rebuilding and comparing the views");
         assert!(
             comparison.is_equal(),
             "{} differs from a rebuild: {:#?}",
