@@ -385,6 +385,30 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_participant_is_forgotten_once_and_only_a_participant() {
+        let forget = |participant: &str| ConversationCommand::ForgetParticipant {
+            participant: participant.into(),
+            forgotten_at: at(),
+        };
+        let forgotten = ConversationEvent::ParticipantForgotten {
+            participant: "alice".into(),
+            forgotten_at: at(),
+        };
+        framework()
+            .given(vec![sent("alice", "bob", 1, "hi")])
+            .when(forget("alice"))
+            .then_expect_events(vec![forgotten.clone()]);
+        framework()
+            .given(vec![sent("alice", "bob", 1, "hi"), forgotten])
+            .when(forget("alice"))
+            .then_expect_events(vec![]);
+        framework()
+            .given(vec![sent("alice", "bob", 1, "hi")])
+            .when(forget("carol"))
+            .then_expect_error(ConversationError::NotAParticipant);
+    }
+
     fn mark_read(reader: &str, up_to: u64) -> ConversationCommand {
         ConversationCommand::MarkRead {
             reader: reader.into(),

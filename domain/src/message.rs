@@ -358,6 +358,28 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_removed_message_is_removed_once_and_takes_no_more_moderation() {
+        let removed = MessageEvent::MessageRemoved { removed_at: at() };
+        let remove = MessageCommand::Remove { removed_at: at() };
+        framework()
+            .given(vec![posted()])
+            .when(remove.clone())
+            .then_expect_events(vec![removed.clone()]);
+        framework()
+            .given(vec![posted(), removed.clone()])
+            .when(remove.clone())
+            .then_expect_events(vec![]);
+        framework()
+            .given(vec![posted(), removed])
+            .when(flag())
+            .then_expect_error(MessageError::UnknownMessage);
+        framework()
+            .given_no_previous_events()
+            .when(remove)
+            .then_expect_error(MessageError::UnknownMessage);
+    }
+
     fn flagged() -> MessageEvent {
         MessageEvent::MessageFlagged {
             flagged_at: at(),

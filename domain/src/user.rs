@@ -481,6 +481,71 @@ mod tests {
             .then_expect_error(RegistrationError::InvalidEmail.into());
     }
 
+    fn forget() -> UserCommand {
+        UserCommand::Forget { forgotten_at: at() }
+    }
+
+    fn forgotten() -> UserEvent {
+        UserEvent::UserForgotten { forgotten_at: at() }
+    }
+
+    #[test]
+    fn forgetting_is_recorded_once_and_ends_the_account_but_not_the_name() {
+        framework()
+            .given(vec![registered("a")])
+            .when(forget())
+            .then_expect_events(vec![forgotten()]);
+        framework()
+            .given(vec![registered("a"), forgotten()])
+            .when(forget())
+            .then_expect_events(vec![]);
+        framework()
+            .given(vec![registered("a"), forgotten()])
+            .when(follow("b"))
+            .then_expect_error(UserError::NotRegistered);
+        framework()
+            .given(vec![registered("a"), forgotten()])
+            .when(register("a", "a@example.org"))
+            .then_expect_error(RegistrationError::UsernameTaken.into());
+        framework()
+            .given_no_previous_events()
+            .when(forget())
+            .then_expect_error(UserError::NotRegistered);
+    }
+
+    #[test]
+    fn a_new_email_must_be_an_address_and_a_new_password_is_recorded() {
+        let changed_at = at();
+        framework()
+            .given(vec![registered("a")])
+            .when(UserCommand::ChangeEmail {
+                email: "new@example.org".into(),
+                changed_at,
+            })
+            .then_expect_events(vec![UserEvent::EmailChanged {
+                email: "new@example.org".into(),
+                changed_at,
+            }]);
+        framework()
+            .given(vec![registered("a")])
+            .when(UserCommand::ChangeEmail {
+                email: "no address".into(),
+                changed_at,
+            })
+            .then_expect_error(RegistrationError::InvalidEmail.into());
+        let password_hash = PasswordHash::new("$argon2id$new".into());
+        framework()
+            .given(vec![registered("a")])
+            .when(UserCommand::ChangePassword {
+                password_hash: password_hash.clone(),
+                changed_at,
+            })
+            .then_expect_events(vec![UserEvent::PasswordChanged {
+                password_hash,
+                changed_at,
+            }]);
+    }
+
     fn block(other: &str) -> UserCommand {
         UserCommand::Block {
             blocked: other.into(),

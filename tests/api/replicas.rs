@@ -265,3 +265,37 @@ async fn a_write_on_one_replica_shows_at_once_in_the_other_replicas_cached_timel
     writer.terminate().await;
     reader.terminate().await;
 }
+
+/// A user forgotten through one replica is unknown to the other at once: the other had
+/// remembered the name as registered, and the forgetting's notification makes it let go.
+#[tokio::test]
+async fn a_user_forgotten_on_one_replica_is_unknown_on_the_other() {
+    let db = TestDatabase::create().await;
+    let first = ServerProcess::start(MINITWIT, &db.server_url).await;
+    let second = ServerProcess::start(MINITWIT, &db.server_url).await;
+    let (one, two) = (first.client(), second.client());
+    for name in ["alice", "carol"] {
+        let registered = one.register(name, "x@x", "pw", None).await.unwrap();
+        assert_eq!(registered.status, StatusCode::NO_CONTENT);
+    }
+    // The second replica looks alice up, and remembers that she is registered.
+    for change in ["follow", "unfollow"] {
+        let reply = if change == "follow" {
+            two.follow("carol", "alice", None).await
+        } else {
+            two.unfollow("carol", "alice", None).await
+        };
+        assert_eq!(reply.unwrap().status, StatusCode::NO_CONTENT, "{change}");
+    }
+
+    let alice = test_support::web_client::WebClient::new(&first.web_url);
+    alice.login("alice", "pw").await;
+    alice
+        .post("/settings/delete", &[("password", "pw")])
+        .await
+        .assert_contains("Your account was deleted");
+    // The notification travels between the replicas through PostgreSQL: moments.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let follow = two.follow("carol", "alice", None).await.unwrap();
+    assert_eq!(follow.status, StatusCode::NOT_FOUND, "{:?}", follow.body);
+}

@@ -1,13 +1,13 @@
 //! Set-based projection: the views built one event per batch, in small batches, in one batch
 //! of the whole log, and with every batch applied twice are the same tables — over a random
 //! log of registrations, posts, flags and unflags, follows (of users already followed, too),
-//! unfollows, re-follows, password upgrades, private messages both ways, read marks, blocks
-//! and unblocks.
+//! unfollows, re-follows, password upgrades and changes, email changes, private messages both
+//! ways, read marks, blocks and unblocks, and people forgotten with their messages removed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chrono::{TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use cqrs_es::persist::EventUpcaster;
 use domain::{ConversationEvent, MessageEvent, Moderation, PasswordHash, UserEvent};
 use projections::maintenance;
@@ -45,8 +45,13 @@ async fn write_random_log(pool: &PgPool, seed: u64) {
 /// users act only once registered, flags are about posted messages.
 #[derive(Default)]
 struct RandomLog {
+    /// The users who may act: registered and not forgotten.
     users: Vec<String>,
+    /// How many have registered, forgotten ones included (names are never reused).
+    registered: usize,
     messages: Vec<String>,
+    /// Who posted each message.
+    authors: HashMap<String, String>,
     /// Private messages sent so far in each conversation.
     conversation_lengths: HashMap<String, u64>,
     /// How far each reader has read each conversation.
@@ -61,7 +66,8 @@ impl RandomLog {
             + chrono::Duration::seconds(rng.random_range(0..3_000));
         let choice = rng.random_range(0..100);
         if self.users.len() < 2 || (choice < 5 && self.users.len() < USERS) {
-            let username = format!("user {}", self.users.len());
+            let username = format!("user {}", self.registered);
+            self.registered += 1;
             self.users.push(username.clone());
             let registered = UserEvent::UserRegistered {
                 username: username.clone(),
@@ -77,8 +83,9 @@ impl RandomLog {
         let (user, other) = (self.users[user].clone(), self.users[other].clone());
         match choice {
             5..30 => {
-                let message_id = format!("message {}", self.messages.len());
+                let message_id = format!("message {}", self.authors.len());
                 self.messages.push(message_id.clone());
+                self.authors.insert(message_id.clone(), user.clone());
                 let posted = MessageEvent::MessagePosted {
                     author: user,
                     content: format!("text {}", rng.random::<u16>()),
@@ -168,13 +175,65 @@ impl RandomLog {
                 };
                 self.append_user(conn, &user, &unblocked).await;
             }
-            _ => {
+            97 => {
                 let upgraded = UserEvent::PasswordHashUpgraded {
                     password_hash: PasswordHash::new(format!("$argon2id${}", rng.random::<u32>())),
                     upgraded_at: at,
                 };
                 self.append_user(conn, &user, &upgraded).await;
             }
+            98 => {
+                let changed = if rng.random_bool(0.5) {
+                    UserEvent::EmailChanged {
+                        email: format!("{user}.{}@example.org", rng.random::<u16>()),
+                        changed_at: at,
+                    }
+                } else {
+                    UserEvent::PasswordChanged {
+                        password_hash: PasswordHash::new(format!(
+                            "$argon2id${}",
+                            rng.random::<u32>()
+                        )),
+                        changed_at: at,
+                    }
+                };
+                self.append_user(conn, &user, &changed).await;
+            }
+            _ => self.forget(conn, user, at).await,
+        }
+    }
+
+    /// `user` forgotten as the command side does it: the forgetting, then a removal for each
+    /// of their messages and a forgetting in each of their conversations; they act no more.
+    async fn forget(&mut self, conn: &mut PgConnection, user: String, at: DateTime<Utc>) {
+        self.append_user(conn, &user, &UserEvent::UserForgotten { forgotten_at: at })
+            .await;
+        self.users.retain(|active| *active != user);
+        let theirs: Vec<String> = self
+            .messages
+            .iter()
+            .filter(|message| self.authors[*message] == user)
+            .cloned()
+            .collect();
+        self.messages
+            .retain(|message| self.authors[message] != user);
+        for message_id in theirs {
+            let removed = MessageEvent::MessageRemoved { removed_at: at };
+            self.append_message(conn, &message_id, &removed).await;
+        }
+        let conversations: Vec<String> = self
+            .conversation_lengths
+            .keys()
+            .filter(|conversation| domain::partner_in(conversation, &user).is_some())
+            .cloned()
+            .collect();
+        for conversation in conversations {
+            let forgotten = ConversationEvent::ParticipantForgotten {
+                participant: user.clone(),
+                forgotten_at: at,
+            };
+            self.append_conversation(conn, &conversation, &forgotten)
+                .await;
         }
     }
 
@@ -192,6 +251,7 @@ impl RandomLog {
     ) {
         let version = match event {
             MessageEvent::MessagePosted { .. } => MessageEvent::POSTED_VERSION,
+            MessageEvent::MessageRemoved { .. } => MessageEvent::REMOVED_VERSION,
             _ => MessageEvent::MODERATION_VERSION,
         };
         let payload = serde_json::to_value(event).unwrap();
