@@ -17,6 +17,10 @@ pub struct Server {
     pub web_url: String,
 }
 
+/// The master key the benchmark's servers and admin tool runs share (see
+/// `database::sealing`): any will do, as long as it is the same for every process on a store.
+pub const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
 impl Server {
     /// Starts `binary` against `database_url` on two free ports, logging to `log`, and waits
     /// until it answers.
@@ -26,6 +30,7 @@ impl Server {
         let log_file = std::fs::File::create(log)?;
         let child = Command::new(binary)
             .env("DATABASE_URL", database_url)
+            .env("MINITWIT_MASTER_KEY", MASTER_KEY)
             .env("MINITWIT_API_ADDR", &api_addr)
             .env("MINITWIT_WEB_ADDR", &web_addr)
             // A busy benchmark is not a brute-force attack: the one sign-in it makes must pass.

@@ -771,6 +771,7 @@ pub async fn rebuild(cluster: &Cluster, replay_tool: &Path) -> anyhow::Result<Ro
     let status = tokio::process::Command::new(replay_tool)
         .args(["rebuild", "--all"])
         .env("DATABASE_URL", &cluster.url)
+        .env("MINITWIT_MASTER_KEY", crate::server::MASTER_KEY)
         .stderr(std::process::Stdio::null())
         .status()
         .await?;
