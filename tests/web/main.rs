@@ -1,5 +1,6 @@
 //! The browser pages' integration suite: the real server against a real PostgreSQL, driven
-//! over HTTP like a browser (and, in `end_to_end`, by a real headless Chromium).
+//! over HTTP like a browser (and, in `end_to_end`, `chat_live` and `settings`, by a real
+//! headless Chromium).
 
 /// The server binary, for [`test_support::server_process::ServerProcess`]: Cargo names it only
 /// to this package's integration tests.
@@ -16,4 +17,5 @@ mod original_suite;
 mod pages;
 mod paging;
 mod sessions;
+mod settings;
 mod sign_in;

@@ -72,33 +72,24 @@ pub async fn change_password(
     FormData(form): FormData<PasswordForm>,
 ) -> Result<Response, WebError> {
     let username = session.require_user()?.to_owned();
-    if let Some(refused) = confirmation_budget(&state, &session, address, &username).await? {
-        return Ok(refused);
+    let change = state.accounts.change_password(
+        &username,
+        form.current,
+        form.password,
+        &form.password2,
+        &context,
+    );
+    if let Err(page) = confirmed(&state, &session, address, &username, change).await? {
+        return Ok(page);
     }
-    let outcome = state
-        .accounts
-        .change_password(
-            &username,
-            form.current,
-            form.password,
-            &form.password2,
-            &context,
-        )
-        .await;
-    record_confirmation(&state, address, &username, &outcome).await?;
-    match outcome {
-        Ok(()) => {
-            database::web_sessions::end_sessions_of(
-                state.commands.pool(),
-                &username,
-                session.id().as_deref(),
-            )
-            .await?;
-            session.flash(PASSWORD_CHANGED).await?;
-            Ok(redirect("/settings"))
-        }
-        Err(err) => refused_change(&state, &session, err).await,
-    }
+    database::web_sessions::end_sessions_of(
+        state.commands.pool(),
+        &username,
+        session.id().as_deref(),
+    )
+    .await?;
+    session.flash(PASSWORD_CHANGED).await?;
+    Ok(redirect("/settings"))
 }
 
 /// `POST /settings/email`.
@@ -168,21 +159,56 @@ pub async fn delete(
     FormData(form): FormData<DeleteForm>,
 ) -> Result<Response, WebError> {
     let username = session.require_user()?.to_owned();
-    if let Some(refused) = confirmation_budget(&state, &session, address, &username).await? {
-        return Ok(refused);
+    let deletion = state.accounts.delete(&username, form.password, &context);
+    if let Err(page) = confirmed(&state, &session, address, &username, deletion).await? {
+        return Ok(page);
     }
-    let outcome = state
-        .accounts
-        .delete(&username, form.password, &context)
-        .await;
-    record_confirmation(&state, address, &username, &outcome).await?;
+    session.sign_out().await?;
+    session.flash(ACCOUNT_DELETED).await?;
+    Ok(redirect("/public"))
+}
+
+/// Runs `change`, a change the user's password confirms, within the sign-in budget, and
+/// counts its outcome against it; a change over budget or refused is the page to answer
+/// with, saying why.
+async fn confirmed<T>(
+    state: &WebState,
+    session: &BrowserSession,
+    address: std::net::IpAddr,
+    username: &str,
+    change: impl std::future::Future<Output = Result<T, AccountChangeError>>,
+) -> Result<Result<T, Response>, WebError> {
+    if let Err(wait) = state.budgets.sign_in_attempt(address, username).await? {
+        let message = format!(
+            "Too many password attempts; please try again in {} seconds",
+            wait.as_secs()
+        );
+        let email = current_email(state, username).await?;
+        let page = settings_page(
+            state,
+            session,
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(message),
+            email,
+        )
+        .await?;
+        return Ok(Err(with_retry_after(page, wait)));
+    }
+    let outcome = change.await;
+    let confirmed = match &outcome {
+        Err(AccountChangeError::WrongPassword) => Some(false),
+        Ok(_) | Err(AccountChangeError::Invalid(_)) => Some(true),
+        Err(_) => None,
+    };
+    if let Some(confirmed) = confirmed {
+        state
+            .budgets
+            .sign_in_outcome(address, username, confirmed)
+            .await?;
+    }
     match outcome {
-        Ok(_) => {
-            session.sign_out().await?;
-            session.flash(ACCOUNT_DELETED).await?;
-            Ok(redirect("/public"))
-        }
-        Err(err) => refused_change(&state, &session, err).await,
+        Ok(done) => Ok(Ok(done)),
+        Err(err) => refused_change(state, session, err).await.map(Err),
     }
 }
 
@@ -195,66 +221,21 @@ async fn refused_change(
 ) -> Result<Response, WebError> {
     match err {
         AccountChangeError::WrongPassword | AccountChangeError::Invalid(_) => {
-            let username = session.require_user()?;
-            let email = state
-                .reads
-                .account(username)
-                .await?
-                .map(|account| account.email)
-                .unwrap_or_default();
+            let email = current_email(state, session.require_user()?).await?;
             settings_page(state, session, StatusCode::OK, Some(err.to_string()), email).await
         }
         other => Err(other.into()),
     }
 }
 
-/// The page answering a confirmation over budget, if this one is.
-async fn confirmation_budget(
-    state: &WebState,
-    session: &BrowserSession,
-    address: std::net::IpAddr,
-    username: &str,
-) -> Result<Option<Response>, WebError> {
-    let Err(wait) = state.budgets.sign_in_attempt(address, username).await? else {
-        return Ok(None);
-    };
-    let message = format!(
-        "Too many password attempts; please try again in {} seconds",
-        wait.as_secs()
-    );
-    let email = state
+/// The email the user's settings page shows now.
+async fn current_email(state: &WebState, username: &str) -> Result<String, WebError> {
+    Ok(state
         .reads
         .account(username)
         .await?
         .map(|account| account.email)
-        .unwrap_or_default();
-    let page = settings_page(
-        state,
-        session,
-        StatusCode::TOO_MANY_REQUESTS,
-        Some(message),
-        email,
-    )
-    .await?;
-    Ok(Some(with_retry_after(page, wait)))
-}
-
-/// Counts a password confirmation's outcome against the sign-in budget, as a sign-in's.
-async fn record_confirmation<T>(
-    state: &WebState,
-    address: std::net::IpAddr,
-    username: &str,
-    outcome: &Result<T, AccountChangeError>,
-) -> Result<(), WebError> {
-    let confirmed = match outcome {
-        Err(AccountChangeError::WrongPassword) => false,
-        Ok(_) | Err(AccountChangeError::Invalid(_)) => true,
-        Err(_) => return Ok(()),
-    };
-    Ok(state
-        .budgets
-        .sign_in_outcome(address, username, confirmed)
-        .await?)
+        .unwrap_or_default())
 }
 
 async fn settings_page(
