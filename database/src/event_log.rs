@@ -614,7 +614,8 @@ pub async fn events_of_stream(
 /// Where a reading of the log as it stood at some point stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Until {
-    /// Through the event at this global position, in log order.
+    /// Through the event at this global position, in log order; where no event has it (a
+    /// gap a failed insert left, or past the head), through the last one before it.
     Position(i64),
     /// Through the events recorded at or before this time.
     Time(DateTime<Utc>),
@@ -647,7 +648,7 @@ static EVENTS_UNTIL: LazyLock<String> = LazyLock::new(|| {
          WHERE aggregate_type = ANY($1) \
            AND ($2::bigint IS NULL OR (events.transaction_id, global_position) <= \
                 (SELECT e.transaction_id, e.global_position FROM events e \
-                 WHERE e.global_position = $2)) \
+                 WHERE e.global_position <= $2 ORDER BY e.global_position DESC LIMIT 1)) \
            AND ($3::timestamptz IS NULL OR recorded_at <= $3) \
          ORDER BY events.transaction_id, global_position"
     )

@@ -139,7 +139,9 @@ pub async fn timeline(
             }
         }
     }
+    // The texts are read on other connections: this one goes back to the pool first.
     drop(events);
+    drop(conn);
     let shown = |kept: &Kept| match timeline {
         Timeline::Public => true,
         Timeline::User(name) => kept.author == *name,

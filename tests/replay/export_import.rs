@@ -16,7 +16,7 @@ use sqlx::PgPool;
 use test_support::app::{spawn_app, spawn_app_on};
 use test_support::database::TestDatabase;
 use test_support::sim_client::{assert_no_content, authored};
-use test_support::views::append_message_event;
+use test_support::views::{append_message_event, schema_rows};
 
 use crate::tool::{command, run, run_ok, scratch_path};
 
@@ -59,20 +59,7 @@ async fn view_rows(pool: &PgPool) -> BTreeMap<String, Vec<String>> {
     let mut views = BTreeMap::new();
     for (projection, version) in active {
         let schema = projections::projection::schema_name(&projection, version);
-        let tables: Vec<String> = sqlx::query_scalar(
-            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1",
-        )
-        .bind(&schema)
-        .fetch_all(pool)
-        .await
-        .expect("listing view tables");
-        for table in tables {
-            let rows: Vec<String> = sqlx::query_scalar(&format!(
-                "SELECT row_to_json(t)::text FROM {schema}.{table} AS t ORDER BY 1"
-            ))
-            .fetch_all(pool)
-            .await
-            .expect("reading a view");
+        for (table, rows) in schema_rows(pool, &schema).await {
             views.insert(format!("{projection}.{table}"), rows);
         }
     }

@@ -8,5 +8,6 @@ mod forget;
 mod legacy;
 mod migrate;
 mod moderation;
+mod people;
 mod rebuild;
 mod tool;

@@ -81,6 +81,28 @@ pub async fn await_projections_at_head(pool: &PgPool, timeout: Duration) {
     }
 }
 
+/// Every row of every table of the view schema `schema`, as sorted JSON texts, by table.
+pub async fn schema_rows(pool: &PgPool, schema: &str) -> Vec<(String, Vec<String>)> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1",
+    )
+    .bind(schema)
+    .fetch_all(pool)
+    .await
+    .expect("listing view tables");
+    let mut rows = Vec::with_capacity(tables.len());
+    for table in tables {
+        let table_rows: Vec<String> = sqlx::query_scalar(&format!(
+            "SELECT row_to_json(t)::text FROM {schema}.{table} AS t ORDER BY 1"
+        ))
+        .fetch_all(pool)
+        .await
+        .expect("reading a view");
+        rows.push((table, table_rows));
+    }
+    rows
+}
+
 /// Rebuilds every projection from position zero into a scratch version and asserts that it
 /// equals the active version at the same log position, row for row — the admin tool's
 /// `verify`, whose own tests show it catches a differing view.
