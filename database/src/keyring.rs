@@ -1,9 +1,10 @@
 //! The data keys: their table, the master key check, and the unwrapped keys this process
 //! keeps (see [`crate::sealing`] for the cryptography, and the `data_keys` migration).
 //!
-//! **Making keys.** A person's key is made the first time one of their events is sealed,
-//! in one statement that inserts a new key or returns the one another writer made first. A
-//! key is never replaced: two writers cannot seal one person's data with different keys.
+//! **Making keys.** A person's key is made the first time one of their events is sealed:
+//! one statement inserts a new key unless there is one, and only if another writer made it
+//! first does a second read it. A key is never replaced: two writers cannot seal one
+//! person's data with different keys.
 //!
 //! **Forgetting.** [`Keyring::forget`] deletes the key and leaves a tombstone. Readers then
 //! open the person's fields as empty strings, knowingly; a subject with no row at all is an
@@ -92,17 +93,12 @@ impl Keyring {
     /// A keyring on `pool` with `master`, once the database confirms it is the master key
     /// its keys are wrapped with (the first process to start records it).
     pub async fn open(pool: PgPool, master: MasterKey) -> Result<Self, KeyringError> {
-        let check: Vec<u8> = sqlx::query_scalar(
-            "WITH recorded AS ( \
-                 INSERT INTO master_key_check (sealed) VALUES ($1) \
-                 ON CONFLICT (singleton) DO NOTHING RETURNING sealed) \
-             SELECT sealed FROM recorded \
-             UNION ALL SELECT sealed FROM master_key_check \
-             WHERE NOT EXISTS (SELECT 1 FROM recorded)",
-        )
-        .bind(master.check_value())
-        .fetch_one(&pool)
-        .await?;
+        // The first to start records its key's check; a second statement reads whichever
+        // was recorded (the insert's snapshot may predate a check committed meanwhile).
+        record_master_key_check(&pool, &master.check_value()).await?;
+        let check = master_key_check(&pool)
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)?;
         if !master.checks(&check) {
             return Err(KeyringError::WrongMasterKey);
         }
@@ -145,22 +141,26 @@ impl Keyring {
             return Ok(key);
         }
         let (candidate, wrapped) = master.new_data_key(subject);
-        let row = sqlx::query(
-            "WITH made AS ( \
-                 INSERT INTO data_keys (subject, wrapped_key) VALUES ($1, $2) \
-                 ON CONFLICT (subject) DO NOTHING RETURNING wrapped_key) \
-             SELECT wrapped_key, true AS made FROM made \
-             UNION ALL SELECT wrapped_key, false FROM data_keys \
-             WHERE subject = $1 AND NOT EXISTS (SELECT 1 FROM made)",
+        let made = sqlx::query(
+            "INSERT INTO data_keys (subject, wrapped_key) VALUES ($1, $2) \
+             ON CONFLICT (subject) DO NOTHING",
         )
         .bind(subject)
         .bind(wrapped)
-        .fetch_one(&inner.pool)
-        .await?;
-        let key = if row.try_get("made")? {
+        .execute(&inner.pool)
+        .await?
+        .rows_affected()
+            == 1;
+        let key = if made {
             candidate
         } else {
-            let stored: Option<Vec<u8>> = row.try_get("wrapped_key")?;
+            // Another writer made it first (or they were forgotten). Read in a statement of
+            // its own: the insert's snapshot predates a key committed while it waited.
+            let stored: Option<Vec<u8>> =
+                sqlx::query_scalar("SELECT wrapped_key FROM data_keys WHERE subject = $1")
+                    .bind(subject)
+                    .fetch_one(&inner.pool)
+                    .await?;
             let stored = stored.ok_or_else(|| KeyError::Forgotten(subject.to_owned()))?;
             master.unwrap_data_key(subject, &stored)?
         };
@@ -362,8 +362,9 @@ pub async fn master_key_check(
         .await
 }
 
-/// Records `check` as the master key check value, unless the database has one.
-pub async fn restore_master_key_check(
+/// Records `check` as the master key check value, unless the database has one: at the
+/// first start, or restoring a keys backup.
+pub async fn record_master_key_check(
     executor: impl PgExecutor<'_>,
     check: &[u8],
 ) -> Result<(), sqlx::Error> {

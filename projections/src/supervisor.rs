@@ -90,6 +90,8 @@ impl Supervisor {
         let mut states = self.progress.watch_states();
         loop {
             tokio::select! {
+                // At shutdown the projector ends because of the cancellation: not by itself.
+                biased;
                 () = cancel.cancelled() => break,
                 ended = &mut running.handle => {
                     if let Err(err) = ended {

@@ -107,7 +107,7 @@ pub async fn import_keys(pool: &PgPool, file: &Path) -> anyhow::Result<KeysSumma
             );
         }
     } else {
-        keyring::restore_master_key_check(&mut *tx, &check).await?;
+        keyring::record_master_key_check(&mut *tx, &check).await?;
     }
     let mut summary = KeysSummary::default();
     for line in lines {

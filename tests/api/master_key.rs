@@ -1,11 +1,12 @@
 //! Key separation: the master key wraps every person's data key, and a server refuses to
 //! start with a wrong, missing or malformed one — with a message that says which — rather
 //! than fail on every personal field, or show anything it could not open. A server given the
-//! key in a file (the secret's `*_FILE` form) reads everyone's data as before.
+//! key in a file (the secret's `*_FILE` form) reads everyone's data as before. Replicas making
+//! one person's first key at once agree on it.
 
 use std::time::Duration;
 
-use database::sealing::MasterKey;
+use database::sealing::{self, EventIdentity, MasterKey};
 use test_support::app::{refusal_to_start_with, spawn_app, spawn_app_on_configured, TestApp};
 use test_support::database::{TestDatabase, TEST_MASTER_KEY};
 use test_support::sim_client::{assert_no_content, authored};
@@ -121,4 +122,33 @@ async fn a_field_that_cannot_be_opened_stops_the_projector_instead_of_being_show
     assert!(error.contains("no data key for \"ghost\""), "{error}");
     let public = app.client().public_msgs(Some(-1), None).await.unwrap();
     assert!(authored(&public.body).is_empty(), "{:?}", public.body);
+}
+
+/// Writers on several replicas sealing a person's first events at once all end up with the
+/// one key that was stored (each keyring here is a replica's: nothing kept in common but the
+/// database), so whatever any of them sealed opens with it.
+#[tokio::test]
+async fn writers_making_a_persons_first_key_at_once_all_use_the_stored_one() {
+    let db = TestDatabase::create().await;
+    let mut replicas = Vec::new();
+    for _ in 0..16 {
+        replicas.push(db.keys().await);
+    }
+    let made = futures_util::future::join_all(
+        replicas.iter().map(|keys| keys.key_for_sealing("newcomer")),
+    )
+    .await;
+    let identity = EventIdentity {
+        aggregate_type: "user",
+        aggregate_id: "newcomer",
+        sequence: 1,
+    };
+    let reader = db.keys().await;
+    for key in made {
+        let key = key.expect("every writer gets the key");
+        let mut payload = serde_json::json!({"EmailChanged": {"email": "n@example.org"}});
+        sealing::seal_fields(&mut payload, identity, &["email"], "newcomer", &key);
+        reader.open_payload(identity, &mut payload).await.unwrap();
+        assert_eq!(payload["EmailChanged"]["email"], "n@example.org");
+    }
 }
