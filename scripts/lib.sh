@@ -71,3 +71,25 @@ ensure_tarpaulin() { # ensure_tarpaulin WHO VERSION ROOT
   echo "$who: installing cargo-tarpaulin $version into $root (a few minutes, once)"
   cargo install --quiet --locked --version "$version" --root "$root" cargo-tarpaulin
 }
+
+# ensure_axe_core WHO VERSION PREFIX: installs the npm package axe-core VERSION (the
+# accessibility rules the browser suite runs in Chromium) under PREFIX/node_modules, unless
+# that version is there already. A prefix of its own, so no global npm state is touched, and
+# an exact version, so every machine audits with the same rules.
+ensure_axe_core() {
+  local who=$1 version=$2 prefix=$3
+  if grep -q "\"version\": \"$version\"" "$prefix/node_modules/axe-core/package.json" 2>/dev/null; then
+    return 0
+  fi
+  if ! command -v npm >/dev/null; then
+    if can_apt; then
+      echo "$who: installing npm (for axe-core)"
+      apt_install npm
+    else
+      echo "$who: install npm (Debian: npm), which installs axe-core for the browser suite" >&2
+      return 1
+    fi
+  fi
+  echo "$who: installing axe-core $version into $prefix"
+  npm install --prefix "$prefix" --save-exact --no-audit --no-fund --silent "axe-core@$version"
+}

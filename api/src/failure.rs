@@ -111,10 +111,11 @@ impl From<ConversationError> for Failure {
     fn from(refusal: ConversationError) -> Self {
         match refusal {
             ConversationError::UnknownRecipient(name) => Self::Missing(Missing::User(Some(name))),
-            // Told alike, so that nobody learns from an error that they were blocked.
-            refusal @ (ConversationError::NotConnected | ConversationError::Blocked) => {
-                Self::Forbidden(refusal.to_string())
-            }
+            // Told alike, so that nobody learns from an error that they were blocked; whoever
+            // blocked is told of their own block, which they can lift.
+            refusal @ (ConversationError::NotConnected
+            | ConversationError::Blocked
+            | ConversationError::SenderBlocksRecipient) => Self::Forbidden(refusal.to_string()),
             refusal @ (ConversationError::CannotMessageSelf
             | ConversationError::EmptyMessage
             | ConversationError::UnstorableContent
@@ -215,6 +216,12 @@ mod tests {
             (Failure::Forbidden(a), Failure::Forbidden(b)) => assert_eq!(a, b),
             other => panic!("a block must read as not being connected: {other:?}"),
         }
+        let blocking: Failure =
+            CommandError::Rejected(ConversationError::SenderBlocksRecipient).into();
+        assert!(
+            matches!(&blocking, Failure::Forbidden(text) if text.contains("You have blocked")),
+            "whoever blocked is told so: {blocking:?}"
+        );
     }
 
     #[test]

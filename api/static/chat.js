@@ -3,9 +3,11 @@
 //
 // One server-sent event stream (/chat/live) carries this user's chat updates: `message` (to
 // or from them) and `read` (their own read marks). On every page it keeps the unread count in
-// the navigation current. On a conversation page it also appends new messages of that
-// conversation, marks them read while the page is visible, and sends from the box without a
-// reload. Texts are only ever put into the page as text, never as markup.
+// the navigation current. On a conversation's newest page (older pages are left as they are)
+// it also opens at the newest message, appends new messages of that conversation, marks them
+// read while the page is visible, and sends from the box without a reload, telling the box's
+// keys and, near the limit, how many characters are left. Texts are only ever put into the
+// page as text, never as markup.
 (function () {
   "use strict";
 
@@ -29,7 +31,8 @@
       .then(function (response) { return response.ok ? response.json() : null; })
       .then(function (answer) {
         if (!answer || !badge) return;
-        badge.textContent = String(answer.unread);
+        // The count only: the words beside it ("unread", for screen readers) stay.
+        badge.querySelector("[data-unread-count]").textContent = String(answer.unread);
         badge.hidden = answer.unread === 0;
       })
       .catch(function () {});
@@ -146,21 +149,47 @@
 
   if (!chat) return;
   document.addEventListener("visibilitychange", markRead);
+  // A conversation reads down to its newest message and the box: it opens there, with the
+  // older messages above.
+  window.scrollTo(0, document.documentElement.scrollHeight);
 
   var form = document.querySelector("form.chatbox");
-  // A conversation with someone who deleted their account has nowhere to write.
+  // Nowhere to write: the partner deleted their account, or may not be written to.
   if (!form) return;
   var box = form.querySelector("textarea");
   var error = form.querySelector(".chat-error");
+  // Without this script Enter starts a new line: the keys are told only where they work.
+  var keys = form.querySelector(".chat-keys");
+  keys.hidden = false;
+  box.setAttribute("aria-describedby", keys.id);
+
+  // What is left is shown in the last hundred characters; the box takes no more than its
+  // maxlength. Screen readers hear it once typing pauses, not at every key.
+  var limit = Number(box.getAttribute("maxlength"));
+  var count = form.querySelector(".chat-count");
+  var countStatus = form.querySelector(".chat-count-status");
+  var announcing = null;
+  function showCount() {
+    var left = limit - box.value.length;
+    var near = left <= 100;
+    var text = left === 1 ? "1 character left" : left + " characters left";
+    count.hidden = !near;
+    count.textContent = near ? text : "";
+    clearTimeout(announcing);
+    announcing = setTimeout(function () { countStatus.textContent = near ? text : ""; }, 1000);
+  }
+  box.addEventListener("input", showCount);
+
   form.addEventListener("submit", function (event) {
     event.preventDefault();
+    // Even a blank message goes to the server, whose refusal says what is wrong.
     var content = box.value;
-    if (!content.trim()) return;
     box.disabled = true;
     json(conversationUrl, { content: content })
       .then(function (response) {
         if (response.ok) {
           box.value = "";
+          showCount();
           error.hidden = true;
           return null;
         }

@@ -10,20 +10,21 @@
 
   // Gravatar may be unreachable (no outside access, a blocker): an avatar that fails to load
   // is replaced by the server's own identicon of the same hash, so no image shows broken.
-  function watchAvatar(img) {
+  // One listener on the document (`error` does not bubble, but is captured) serves every
+  // image, those that scripts put in later too: a live message, an inbox the chat refreshed.
+  function useFallback(img) {
     var fallback = img.getAttribute("data-fallback");
     if (!fallback) return;
-    var useFallback = function () {
-      img.removeAttribute("data-fallback");
-      img.src = fallback;
-    };
-    if (img.complete && img.naturalWidth === 0) {
-      useFallback();
-    } else {
-      img.addEventListener("error", useFallback, { once: true });
-    }
+    img.removeAttribute("data-fallback");
+    img.src = fallback;
   }
-  document.querySelectorAll("img[data-fallback]").forEach(watchAvatar);
+  document.addEventListener("error", function (event) {
+    if (event.target instanceof HTMLImageElement) useFallback(event.target);
+  }, true);
+  // Those that failed before this script ran.
+  document.querySelectorAll("img[data-fallback]").forEach(function (img) {
+    if (img.complete && img.naturalWidth === 0) useFallback(img);
+  });
 
   var list = document.querySelector("ul.messages[data-live]");
   if (!list || !window.EventSource) return;
@@ -50,7 +51,6 @@
     if (placeholder) placeholder.remove();
     item.classList.add("arrived");
     list.prepend(item);
-    item.querySelectorAll("img[data-fallback]").forEach(watchAvatar);
   });
 
   source.addEventListener("hidden", function (event) {

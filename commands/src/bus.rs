@@ -115,6 +115,11 @@ impl CommandBus {
         &self.directory
     }
 
+    /// Whom users may send private messages to: the pages offer a message box by it.
+    pub fn chat_policy(&self) -> ChatPolicy {
+        self.settings.chat_policy
+    }
+
     /// The data keys the commands seal personal data with.
     pub fn keys(&self) -> &Keyring {
         &self.keys

@@ -101,7 +101,7 @@ impl ContactBook for EventStoreDirectory {
         let (sender_state, recipient_state) = tokio::try_join!(
             self.user(sender, |state| state
                 .is_active()
-                .then(|| state.follows(recipient))),
+                .then(|| (state.follows(recipient), state.blocks(recipient)))),
             self.user(recipient, |state| state
                 .is_active()
                 .then(|| (state.follows(sender), state.blocks(sender)))),
@@ -110,9 +110,10 @@ impl ContactBook for EventStoreDirectory {
         Ok(Standing {
             sender_registered: sender_state.is_some(),
             recipient_registered: recipient_state.is_some(),
-            sender_follows_recipient: sender_state.unwrap_or(false),
+            sender_follows_recipient: sender_state.is_some_and(|(follows, _)| follows),
             recipient_follows_sender: recipient_state.is_some_and(|(follows, _)| follows),
             recipient_blocks_sender: recipient_state.is_some_and(|(_, blocks)| blocks),
+            sender_blocks_recipient: sender_state.is_some_and(|(_, blocks)| blocks),
         })
     }
 }

@@ -3,8 +3,8 @@
 //!
 //! Like [`crate::directory`], whose reasons it shares: a private message is decided in its
 //! conversation's aggregate, but whether the sender may send it depends on other aggregates
-//! (both users' follows, the recipient's blocks), so it is a read through this trait, which
-//! the server answers from the event store, always current.
+//! (both users' follows, and both users' blocks: a block cuts both ways), so it is a read
+//! through this trait, which the server answers from the event store, always current.
 
 use std::sync::Arc;
 
@@ -20,6 +20,9 @@ pub struct Standing {
     pub sender_follows_recipient: bool,
     pub recipient_follows_sender: bool,
     pub recipient_blocks_sender: bool,
+    /// The sender has blocked the recipient: they may not write to them either, until they
+    /// lift the block.
+    pub sender_blocks_recipient: bool,
 }
 
 /// Answers how two users stand to each other.

@@ -5,7 +5,8 @@
 //! both parties see, and each message gets its number in it (1, 2, …): the read marks and the
 //! views' paging count on it. The stream's id is [`conversation_id`] of the two names. Who
 //! may send is decided with the [`ContactBook`](crate::contacts::ContactBook) port and the
-//! configured [`ChatPolicy`](crate::contacts::ChatPolicy).
+//! configured [`ChatPolicy`] ([`may_write`]). A block cuts both ways: neither the blocked user
+//! nor the one who blocked them may write in their conversation until the block is lifted.
 //!
 //! All chat input is new (there is no history to import), so the length limit is a rule of
 //! the aggregate itself, unlike the public messages' (see [`crate::limits`]).
@@ -17,7 +18,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
-use crate::contacts::ChatServices;
+use crate::contacts::{ChatPolicy, ChatServices, Standing};
 use crate::directory::DirectoryError;
 use crate::limits::{self, MAX_MESSAGE_CHARS};
 use crate::registration;
@@ -126,7 +127,8 @@ impl DomainEvent for ConversationEvent {
 /// Why a conversation command was refused.
 ///
 /// `Blocked` and `NotConnected` are told apart here, for tests and logs; a front door should
-/// answer both alike, so that nobody learns from an error that they were blocked.
+/// answer both alike, so that nobody learns from an error that they were blocked. Whoever
+/// blocked is told so (`SenderBlocksRecipient`): it is their own doing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConversationError {
     /// The sender has not registered.
@@ -143,6 +145,9 @@ pub enum ConversationError {
     /// The recipient has blocked the sender.
     #[error("You cannot send messages to this user")]
     Blocked,
+    /// The sender has blocked the recipient, who cannot answer: a block cuts both ways.
+    #[error("You have blocked this user; unblock them to write to them")]
+    SenderBlocksRecipient,
     #[error("You have to write a message")]
     EmptyMessage,
     /// PostgreSQL cannot store the NUL character in text.
@@ -188,6 +193,22 @@ impl Conversation {
     /// stream's own.
     fn belongs_here(&self, a: &str, b: &str) -> bool {
         self.participants.is_none() || (self.is_participant(a) && self.is_participant(b))
+    }
+}
+
+/// Whether a sender who stands as `standing` to a recipient may write to them under
+/// `policy`, registration aside: not if either blocks the other (the sender's own block named
+/// first: it is the one they can lift), else as the policy says. The pages ask it too, to
+/// offer a message box only where a message would be taken.
+pub fn may_write(standing: &Standing, policy: ChatPolicy) -> Result<(), ConversationError> {
+    if standing.sender_blocks_recipient {
+        Err(ConversationError::SenderBlocksRecipient)
+    } else if standing.recipient_blocks_sender {
+        Err(ConversationError::Blocked)
+    } else if !policy.allows(standing) {
+        Err(ConversationError::NotConnected)
+    } else {
+        Ok(())
     }
 }
 
@@ -238,12 +259,7 @@ impl Aggregate for Conversation {
                 if !standing.recipient_registered {
                     return Err(ConversationError::UnknownRecipient(recipient));
                 }
-                if standing.recipient_blocks_sender {
-                    return Err(ConversationError::Blocked);
-                }
-                if !services.policy.allows(&standing) {
-                    return Err(ConversationError::NotConnected);
-                }
+                may_write(&standing, services.policy)?;
                 ConversationEvent::PrivateMessageSent {
                     sender,
                     recipient,
@@ -326,7 +342,7 @@ mod tests {
     use cqrs_es::test::TestFramework;
 
     use super::*;
-    use crate::contacts::{ChatPolicy, ContactBook, Standing};
+    use crate::contacts::ContactBook;
 
     /// A contact book that gives every pair the same standing.
     struct FixedStanding(Mutex<Result<Standing, DirectoryError>>);
@@ -345,6 +361,7 @@ mod tests {
             sender_follows_recipient: false,
             recipient_follows_sender: true,
             recipient_blocks_sender: false,
+            sender_blocks_recipient: false,
         }
     }
 
@@ -504,6 +521,42 @@ mod tests {
             ConversationError::NotConnected.to_string(),
             "a blocked sender is told nothing more than a stranger"
         );
+    }
+
+    #[test]
+    fn a_block_cuts_both_ways_and_the_blocker_is_told_their_own_block() {
+        let blocking = Standing {
+            sender_blocks_recipient: true,
+            ..connected()
+        };
+        for policy in [ChatPolicy::Connected, ChatPolicy::Anyone] {
+            // Given a conversation, when the one who blocked writes, then it is refused,
+            // saying why.
+            framework_with(Ok(blocking), policy)
+                .given(vec![sent("bob", "alice", 1, "hi")])
+                .when(send("alice", "bob", "one more thing"))
+                .then_expect_error(ConversationError::SenderBlocksRecipient);
+        }
+        // Blocked both ways, the sender hears of their own block, which reveals nothing of
+        // the other's.
+        let mutual = Standing {
+            recipient_blocks_sender: true,
+            ..blocking
+        };
+        framework_with(Ok(mutual), ChatPolicy::Anyone)
+            .given_no_previous_events()
+            .when(send("alice", "bob", "hi"))
+            .then_expect_error(ConversationError::SenderBlocksRecipient);
+        // A block is named before the policy: unblocking is what the sender can do about it.
+        let blocking_a_stranger = Standing {
+            recipient_follows_sender: false,
+            ..blocking
+        };
+        assert_eq!(
+            may_write(&blocking_a_stranger, ChatPolicy::Connected),
+            Err(ConversationError::SenderBlocksRecipient)
+        );
+        assert_eq!(may_write(&connected(), ChatPolicy::Connected), Ok(()));
     }
 
     #[test]

@@ -24,6 +24,18 @@ pub struct ConversationPage {
     pub messages: Vec<PrivateMessage>,
     /// Where the next (older) page starts, as its `before`; none on the first messages.
     pub older: Option<i64>,
+    /// The page of the messages after these, for a page asked for with `before`; none when
+    /// this page holds the newest message.
+    pub later: Option<LaterPage>,
+}
+
+/// The page after an older page of a conversation, down towards the newest message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LaterPage {
+    /// The page asked for with this `before`: the next full page down.
+    Before(i64),
+    /// The newest page, which holds every message after this page's.
+    Newest,
 }
 
 /// One conversation as the inbox lists it.
@@ -112,6 +124,7 @@ impl ReadModels {
             return Ok(ConversationPage {
                 messages: Vec::new(),
                 older: None,
+                later: None,
             });
         }
         let messages = sqlx::query(&format!(
@@ -138,7 +151,46 @@ impl ReadModels {
             }
             _ => None,
         };
-        Ok(ConversationPage { messages, older })
+        let later = match before {
+            Some(before) => self.later_page(owner, partner, before).await?,
+            None => None,
+        };
+        Ok(ConversationPage {
+            messages,
+            older,
+            later,
+        })
+    }
+
+    /// The page after the one of the messages between `owner` and `partner` numbered below
+    /// `before`.
+    async fn later_page(
+        &self,
+        owner: &str,
+        partner: &str,
+        before: i64,
+    ) -> Result<Option<LaterPage>, sqlx::Error> {
+        let newest: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT max(number) FROM {}.private_messages WHERE conversation_id = $1",
+            self.schema_of(&Conversations)
+        ))
+        .bind(domain::conversation_id(owner, partner))
+        .fetch_one(self.pool())
+        .await?;
+        Ok(newest.and_then(|newest| later_page(before, newest)))
+    }
+}
+
+/// The page after the one of the messages numbered below `before`, in a conversation whose
+/// newest message is numbered `newest`: the next full page, or the newest page once that
+/// holds every message from `before` on.
+fn later_page(before: i64, newest: i64) -> Option<LaterPage> {
+    if newest < before {
+        None
+    } else if newest < before.saturating_add(CONVERSATION_PAGE_SIZE) {
+        Some(LaterPage::Newest)
+    } else {
+        Some(LaterPage::Before(before + CONVERSATION_PAGE_SIZE))
     }
 }
 
@@ -151,4 +203,20 @@ fn message_from_row(row: &PgRow) -> Result<PrivateMessage, sqlx::Error> {
         sent_at: row.try_get("sent_at")?,
         removed: row.try_get("removed")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_older_page_leads_down_a_page_at_a_time_then_to_the_newest() {
+        // 120 messages: the newest page holds 71..=120, the older ones 21..=70 and 1..=20.
+        assert_eq!(later_page(21, 120), Some(LaterPage::Before(71)));
+        assert_eq!(later_page(71, 120), Some(LaterPage::Newest));
+        // Paged from elsewhere: 20..=69 leads to 70..=119, which leads to the newest.
+        assert_eq!(later_page(70, 120), Some(LaterPage::Before(120)));
+        assert_eq!(later_page(121, 120), None, "this page holds the newest");
+        assert_eq!(later_page(i64::MAX, 120), None);
+    }
 }

@@ -56,7 +56,7 @@ pub mod view_marks;
 use std::sync::Arc;
 
 pub use chat_live::{ChatFeed, ChatUpdate};
-pub use chat_queries::{ConversationPage, InboxEntry, PrivateMessage};
+pub use chat_queries::{ConversationPage, InboxEntry, LaterPage, PrivateMessage};
 pub use database::event_log::{LogPosition, StoredEvent};
 pub use live::{LiveFeed, LiveUpdate};
 pub use progress::{Progress, ProgressListener};

@@ -1,7 +1,7 @@
 //! Private messages over the chat's JSON routes: two users talk, their inboxes and unread
-//! counts follow, a third user can neither read nor write their conversation, blocks and the
-//! policy hold, nothing private reaches a timeline or the simulator API, and a rebuild of the
-//! views reproduces every conversation.
+//! counts follow, a third user can neither read nor write their conversation, blocks (both
+//! ways, confirmed first) and the policy hold, nothing private reaches a timeline or the
+//! simulator API, and a rebuild of the views reproduces every conversation.
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -10,13 +10,13 @@ use test_support::views::assert_views_equal_a_rebuild;
 use test_support::web_client::{Page, WebClient};
 
 /// A signed-in browser of `app`, as `name`.
-async fn signed_in(app: &TestApp, name: &str) -> WebClient {
+pub(crate) async fn signed_in(app: &TestApp, name: &str) -> WebClient {
     let client = WebClient::new(&app.web_url);
     client.register_and_login(name, "secret").await;
     client
 }
 
-async fn send(from: &WebClient, to: &str, content: &str) -> Page {
+pub(crate) async fn send(from: &WebClient, to: &str, content: &str) -> Page {
     from.post_json(&format!("/chat/with/{to}"), &json!({ "content": content }))
         .await
 }
@@ -120,7 +120,7 @@ async fn two_users_talk_and_nobody_else_can_read_or_write_their_conversation() {
 }
 
 #[tokio::test]
-async fn a_block_stops_messages_without_saying_so_until_it_is_lifted() {
+async fn a_block_is_confirmed_then_cuts_both_ways_without_telling_the_blocked_until_lifted() {
     let app = spawn_app().await;
     let alice = signed_in(&app, "alice").await;
     let bob = signed_in(&app, "bob").await;
@@ -132,10 +132,35 @@ async fn a_block_stops_messages_without_saying_so_until_it_is_lifted() {
         StatusCode::NO_CONTENT
     );
 
+    // "Block user" leads to a page that says what a block does; that page blocks nobody.
+    let bobs_page = alice.get("/bob").await;
+    bobs_page.assert_contains(r#"<a class="block" href="/bob/block">Block user</a>"#);
+    let confirmation = alice.get("/bob/block").await;
+    confirmation.assert_status(StatusCode::OK);
+    confirmation.assert_contains(
+        "Block bob? They will not be able to message you, and you will not be able to message \
+         them.",
+    );
+    confirmation
+        .assert_contains(r#"<form class="confirm-block" method="post" action="/bob/block">"#);
+    assert_eq!(
+        send(&bob, "alice", "still open").await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        alice.get("/alice/block").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        alice.get("/nobody/block").await.status,
+        StatusCode::NOT_FOUND
+    );
+
     alice
         .post("/bob/block", &[])
         .await
-        .assert_contains("&#34;bob&#34; can no longer send you messages");
+        .assert_contains("You have blocked &#34;bob&#34;: neither of you can message the other");
+    alice.get("/bob/block").await.assert_redirected_to("/bob");
     let blocked = send(&bob, "alice", "second").await;
     assert_eq!(blocked.status, StatusCode::FORBIDDEN);
     let refusal = blocked.json();
@@ -146,11 +171,32 @@ async fn a_block_stops_messages_without_saying_so_until_it_is_lifted() {
     // The blocked user is told exactly what a stranger is.
     let carol = signed_in(&app, "carol").await;
     assert_eq!(send(&carol, "alice", "hello").await.json(), refusal);
-    // Alice can still write to bob.
+    // Nor does any page tell bob: he is offered what he was before the block.
+    let alices_page = bob.get("/alice").await;
+    alices_page.assert_contains(">Send a message</a>");
+    alices_page.assert_lacks("blocked");
+    bob.get("/messages/alice")
+        .await
+        .assert_contains("<textarea id=\"chat-box\"");
+    // The block cuts both ways: alice cannot write to bob either, and is told why.
+    let blocking = send(&alice, "bob", "from alice").await;
+    assert_eq!(blocking.status, StatusCode::FORBIDDEN);
     assert_eq!(
-        send(&alice, "bob", "from alice").await.status,
-        StatusCode::NO_CONTENT
+        blocking.json()["error_msg"],
+        "You have blocked this user; unblock them to write to them"
     );
+    // Her pages say so instead of offering to write.
+    let bobs_page = alice.get("/bob").await;
+    bobs_page.assert_contains("You have blocked this user: neither of you can message the other.");
+    bobs_page.assert_lacks("Send a message");
+    bobs_page.assert_lacks("Block user");
+    let conversation = alice.get("/messages/bob").await;
+    conversation.assert_contains("You have blocked bob: neither of you can message the other.");
+    conversation.assert_lacks("<textarea");
+    let refused_form = alice
+        .post("/messages/bob", &[("content", "by the form")])
+        .await;
+    assert_eq!(refused_form.status, StatusCode::FORBIDDEN);
 
     alice
         .post("/bob/unblock", &[])
@@ -161,8 +207,12 @@ async fn a_block_stops_messages_without_saying_so_until_it_is_lifted() {
         StatusCode::NO_CONTENT
     );
     assert_eq!(
+        send(&alice, "bob", "from alice").await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
         contents(&alice.get("/chat/with/bob").await.json()),
-        ["third", "from alice", "first"]
+        ["from alice", "third", "still open", "first"]
     );
     assert_eq!(
         alice.post("/alice/block", &[]).await.status,
@@ -251,6 +301,27 @@ async fn a_long_conversation_pages_by_message_number_without_gaps() {
     }
     let expected: Vec<String> = (1..=120).rev().map(|n| format!("message {n}")).collect();
     assert_eq!(seen, expected);
+
+    // The pages: the newest (71 to 120) has the box and leads up; each older one leads up
+    // and back down, and has no box.
+    let earlier = |before: u32| format!(r#"<a rel="next" href="/messages/bob?before={before}">"#);
+    let newest = alice.get("/messages/bob").await;
+    newest.assert_contains(&earlier(71));
+    newest.assert_contains("<textarea");
+    newest.assert_lacks("later messages");
+    let middle = alice.get("/messages/bob?before=71").await;
+    middle.assert_contains("message 21<");
+    middle.assert_contains("message 70<");
+    middle.assert_contains(&earlier(21));
+    middle.assert_contains(r#"<a rel="prev" href="/messages/bob">later messages &darr;</a>"#);
+    middle.assert_lacks("<textarea");
+    middle.assert_lacks("data-chat=");
+    let first = alice.get("/messages/bob?before=21").await;
+    first.assert_contains("message 1<");
+    first.assert_lacks("earlier messages");
+    first.assert_contains(
+        r#"<a rel="prev" href="/messages/bob?before=71">later messages &darr;</a>"#,
+    );
 }
 
 /// Every chat route, and the document describing them: (method, path template).

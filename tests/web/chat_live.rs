@@ -16,11 +16,11 @@ use test_support::web_client::WebClient;
 use crate::MINITWIT;
 
 /// How long a browser may take to show what the server already did.
-const SHOWN_WITHIN: Duration = Duration::from_secs(10);
+pub(crate) const SHOWN_WITHIN: Duration = Duration::from_secs(10);
 
 /// Registers `names` (password `pw`) and makes the first follow the rest: under the default
 /// policy, one follow lets two people talk.
-async fn people(sim: &SimClient, names: &[&str]) {
+pub(crate) async fn people(sim: &SimClient, names: &[&str]) {
     for name in names {
         assert_no_content(
             sim.register(name, &format!("{name}@example.org"), "pw", None)
@@ -33,7 +33,7 @@ async fn people(sim: &SimClient, names: &[&str]) {
 }
 
 /// A browser signed in as `name` on the site at `site`.
-async fn browser_of(site: &str, name: &str) -> Browser {
+pub(crate) async fn browser_of(site: &str, name: &str) -> Browser {
     let browser = Browser::start().await;
     browser.goto(&format!("{site}/login")).await;
     browser.fill_inputs_in_order(&[name, "pw"]).await;
@@ -61,7 +61,7 @@ async fn assert_not_reloaded(browser: &Browser) {
 }
 
 /// Types `text` into the conversation's box and presses Enter, as a person would.
-async fn type_and_send(browser: &Browser, text: &str) {
+pub(crate) async fn type_and_send(browser: &Browser, text: &str) {
     let box_ = browser
         .wait_for("form.chatbox textarea", SHOWN_WITHIN)
         .await;

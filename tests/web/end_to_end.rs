@@ -14,23 +14,14 @@ use test_support::sim_client::assert_no_content;
 /// How long the browser may take to show what the server already did.
 const SHOWN_WITHIN: Duration = Duration::from_secs(10);
 
-/// Runs `script` in the page and returns its value.
-async fn evaluate(browser: &Browser, script: &str) -> Value {
-    browser
-        .client()
-        .execute(script, Vec::new())
-        .await
-        .unwrap_or_else(|err| panic!("running {script:?}: {err}"))
-}
-
 /// Whether every avatar on the page has loaded an image (none shows broken).
 async fn all_avatars_loaded(browser: &Browser) -> bool {
-    let loaded = evaluate(
-        browser,
-        "return [...document.querySelectorAll('ul.messages img')]
-             .every(img => img.complete && img.naturalWidth > 0);",
-    )
-    .await;
+    let loaded = browser
+        .evaluate(
+            "return [...document.querySelectorAll('ul.messages img')]
+                 .every(img => img.complete && img.naturalWidth > 0);",
+        )
+        .await;
     loaded == Value::Bool(true)
 }
 
@@ -144,7 +135,9 @@ async fn a_new_user_signs_up_shares_follows_and_sees_a_message_arrive_live() {
             SHOWN_WITHIN,
         )
         .await;
-    evaluate(&browser, "window.stillTheSamePage = true; return null;").await;
+    browser
+        .evaluate("window.stillTheSamePage = true; return null;")
+        .await;
     assert_no_content(
         sim.tweet("Ada Lovelace", "A message posted elsewhere", None)
             .await,
@@ -154,7 +147,9 @@ async fn a_new_user_signs_up_shares_follows_and_sees_a_message_arrive_live() {
         .await;
     assert!(arrived.contains("Ada Lovelace"), "{arrived}");
     assert_eq!(
-        evaluate(&browser, "return window.stillTheSamePage === true;").await,
+        browser
+            .evaluate("return window.stillTheSamePage === true;")
+            .await,
         Value::Bool(true),
         "the message arrived without a reload"
     );
@@ -176,11 +171,9 @@ async fn a_new_user_signs_up_shares_follows_and_sees_a_message_arrive_live() {
     let phone = Browser::start_phone().await;
     phone.goto(&format!("{site}/public")).await;
     phone.wait_for("ul.messages li", SHOWN_WITHIN).await;
-    let fits = evaluate(
-        &phone,
-        "return document.documentElement.scrollWidth <= window.innerWidth;",
-    )
-    .await;
+    let fits = phone
+        .evaluate("return document.documentElement.scrollWidth <= window.innerWidth;")
+        .await;
     assert_eq!(fits, Value::Bool(true), "no sideways scrolling on a phone");
     phone.screenshot("public-timeline-phone").await;
     phone.close().await;

@@ -3,18 +3,22 @@
 //!
 //! Each is a command through the same bus as the simulator's API, so the browser and the API
 //! produce the same events, and each answers only once the views include it: the page the
-//! redirect lands on already shows the change.
+//! redirect lands on already shows the change. A block is asked for on a page of its own
+//! first (`GET /{username}/block`), which says what it does: a form and a page, since the
+//! pages run no inline script to ask with.
 
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 use commands::{CommandContext, CommandError};
-use domain::UserCommand;
+use domain::{UserCommand, UserError};
 use serde::Deserialize;
 
 use super::error::WebError;
 use super::form::FormData;
-use super::pages::{redirect, user_href};
+use super::pages::{redirect, render, user_href, BlockPage, Title};
 use super::session::BrowserSession;
+use super::timelines::chrome;
 use super::WebState;
 use crate::request_context::RequestContext;
 
@@ -73,7 +77,34 @@ pub async fn unfollow(
     change_relation(&state, &session, &context, &followee, command, flash).await
 }
 
-/// `POST /{username}/block`: they can no longer send the signed-in user private messages.
+/// `GET /{username}/block`: what blocking them does, and the button that does it; their page
+/// if the signed-in user blocks them already.
+pub async fn confirm_block(
+    State(state): State<WebState>,
+    session: BrowserSession,
+    Path(other): Path<String>,
+) -> Result<Response, WebError> {
+    let me = session.require_user()?;
+    if me == other {
+        return Err(UserError::CannotBlockSelf.into());
+    }
+    let profile_href = user_href(&other);
+    match state.reads.profile_seen_by(&other, Some(me)).await? {
+        Some(relation) if relation.blocked => Ok(redirect(&profile_href)),
+        Some(relation) if !relation.forgotten => {
+            let page = BlockPage {
+                chrome: chrome(&state, &session).await?,
+                title: Title::block(&other),
+                username: other,
+                profile_href,
+            };
+            Ok(render(StatusCode::OK, &page))
+        }
+        _ => Err(WebError::unknown_user()),
+    }
+}
+
+/// `POST /{username}/block`: neither they nor the signed-in user can message the other.
 pub async fn block(
     State(state): State<WebState>,
     session: BrowserSession,
@@ -84,7 +115,7 @@ pub async fn block(
         blocked: other.clone(),
         blocked_at: context.received_at,
     };
-    let flash = format!("\"{other}\" can no longer send you messages");
+    let flash = format!("You have blocked \"{other}\": neither of you can message the other");
     change_relation(&state, &session, &context, &other, command, flash).await
 }
 
@@ -99,7 +130,7 @@ pub async fn unblock(
         unblocked: other.clone(),
         unblocked_at: context.received_at,
     };
-    let flash = format!("\"{other}\" can send you messages again");
+    let flash = format!("You have unblocked \"{other}\"");
     change_relation(&state, &session, &context, &other, command, flash).await
 }
 

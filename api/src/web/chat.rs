@@ -203,7 +203,7 @@ struct Outgoing {
         (status = 204, description = "Sent; a read from now on includes it, and both parties' live streams carry it"),
         (status = 400, description = "Not `{\"content\": string}`, or the content is empty, holds a NUL character or is over 1000 characters, or `partner` is the sender", body = ErrorBody),
         NotSignedIn,
-        (status = 403, description = "The policy does not let these two talk, or `partner` blocks the sender (told alike)", body = ErrorBody),
+        (status = 403, description = "The policy does not let these two talk, or `partner` blocks the sender (told alike), or the sender blocks `partner` (told so: a block cuts both ways)", body = ErrorBody),
         (status = 404, description = "No user has this name", body = ErrorBody),
         WriteConflict,
         DatabaseFailures,

@@ -3,19 +3,23 @@
 //!
 //! The pages render what the views hold; `static/chat.js` then keeps them live through the
 //! chat's JSON routes ([`super::chat`]). Opening a conversation's newest page marks it read.
+//! Only the newest page has the box, and only when its user may write to the other
+//! ([`ChatOffer`]); older pages lead down to it. Nobody has a conversation with themselves:
+//! that address leads to the inbox.
 
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use domain::ConversationCommand;
+use domain::{ConversationCommand, ConversationError};
+use projections::LaterPage;
 use serde::Deserialize;
 
 use super::error::WebError;
 use super::form::FormData;
 use super::pages::{
-    conversation_href, redirect, render, user_href, ChatMessageView, ConversationPage,
+    conversation_href, redirect, render, user_href, ChatMessageView, ChatOffer, ConversationPage,
     InboxItemView, InboxPage, Title,
 };
 use super::session::BrowserSession;
@@ -53,9 +57,15 @@ pub(super) async fn conversation(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, WebError> {
     let me = session.require_user()?.to_owned();
+    if me == partner {
+        session
+            .flash(ConversationError::CannotMessageSelf.to_string())
+            .await?;
+        return Ok(redirect("/messages"));
+    }
     // A forgotten partner's conversation stays readable to the other side, with their
     // messages removed and nowhere to write.
-    let Some(standing) = state.reads.profile_seen_by(&partner, Some(&me)).await? else {
+    let Some(relation) = state.reads.profile_seen_by(&partner, Some(&me)).await? else {
         return Err(WebError::unknown_user());
     };
     let before = match query.get("before") {
@@ -65,9 +75,12 @@ pub(super) async fn conversation(
         None => None,
     };
     let page = state.reads.conversation_page(&me, &partner, before).await?;
-    let older_href = page
-        .older
-        .map(|before| format!("{}?before={before}", conversation_href(&partner)));
+    let href = conversation_href(&partner);
+    let older_href = page.older.map(|before| format!("{href}?before={before}"));
+    let later_href = page.later.map(|later| match later {
+        LaterPage::Before(before) => format!("{href}?before={before}"),
+        LaterPage::Newest => href.clone(),
+    });
     let mut messages = page.messages;
     if before.is_none() {
         if let Some(newest) = messages.first() {
@@ -93,10 +106,12 @@ pub(super) async fn conversation(
             .collect(),
         me,
         partner_href: user_href(&partner),
-        send_href: conversation_href(&partner),
-        partner_deleted: standing.forgotten,
+        send_href: href,
+        partner_deleted: relation.forgotten,
+        offer: ChatOffer::of(&relation, state.commands.chat_policy()),
         partner,
         older_href,
+        later_href,
     };
     Ok(render(StatusCode::OK, &page))
 }

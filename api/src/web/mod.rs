@@ -116,7 +116,10 @@ pub fn router(state: WebState, store: PostgresStore, key: Key, gate: &DatabaseGa
         )
         .route_layer(middleware::from_fn(cross_origin::protect_every_method));
     let user_pages = Router::new()
-        .route("/{username}/block", post(actions::block))
+        .route(
+            "/{username}/block",
+            get(actions::confirm_block).post(actions::block),
+        )
         .route("/{username}/unblock", post(actions::unblock))
         .route("/{username}", get(timelines::user))
         .merge(user_actions_on_get);

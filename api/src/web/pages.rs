@@ -9,8 +9,9 @@ use askama::Template;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use chrono::{DateTime, Datelike as _, Timelike as _, Utc};
+use domain::{ChatPolicy, ConversationError, Standing};
 use md5::{Digest as _, Md5};
-use projections::{InboxEntry, PrivateMessage, TimelineEntry};
+use projections::{InboxEntry, PrivateMessage, ProfileRelation, TimelineEntry};
 
 use super::assets::AssetUrls;
 use crate::config::AvatarSource;
@@ -98,14 +99,61 @@ impl Title {
             text: " &middot; Messages",
         }
     }
+
+    pub fn block(username: &str) -> Self {
+        Self {
+            subject: Some(username.to_owned()),
+            text: " &middot; Block",
+        }
+    }
 }
 
-/// On someone else's timeline, for a signed-in visitor: where to message them, and whether
-/// the visitor blocks them.
+/// On someone else's timeline, for a signed-in visitor: whether and where they may message
+/// them, and blocking.
 pub struct ChatStatus {
     pub conversation_href: String,
-    pub blocked: bool,
+    pub offer: ChatOffer,
 }
+
+/// What the pages offer a signed-in user about writing to another, so that the rules are
+/// told before a message is typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChatOffer {
+    /// A message box, or the way to it.
+    Write,
+    /// None: the policy lets them write only to people they follow or who follow them.
+    NotConnected,
+    /// None until they lift their block of the other.
+    Blocking,
+}
+
+impl ChatOffer {
+    /// What a viewer standing as `relation` to another user is offered under `policy`: the
+    /// rule a send is decided by ([`domain::conversation::may_write`]), asked with what the
+    /// viewer may know. The other's block of the viewer is left out, so a page no more
+    /// reveals a block than a refused message does: the blocked person is offered what they
+    /// would be without it, and told what a stranger is when they send.
+    pub fn of(relation: &ProfileRelation, policy: ChatPolicy) -> Self {
+        let standing = Standing {
+            sender_registered: true,
+            recipient_registered: !relation.forgotten,
+            sender_follows_recipient: relation.following,
+            recipient_follows_sender: relation.followed_by,
+            recipient_blocks_sender: false,
+            sender_blocks_recipient: relation.blocked,
+        };
+        match domain::conversation::may_write(&standing, policy) {
+            Ok(()) => Self::Write,
+            Err(ConversationError::SenderBlocksRecipient) => Self::Blocking,
+            // The policy's refusal: the standing above gives no other.
+            Err(_) => Self::NotConnected,
+        }
+    }
+}
+
+/// What a page says in place of a message box when the policy does not let its viewer
+/// write to the other user.
+pub const CHAT_POLICY_RULE: &str = "You can message people you follow or who follow you.";
 
 /// The signed-in visitor's relation to the user whose timeline is shown.
 pub enum FollowStatus {
@@ -241,8 +289,23 @@ pub struct ConversationPage {
     pub send_href: String,
     /// The partner deleted their account: no box to write in.
     pub partner_deleted: bool,
+    /// Whether the box is offered, and if not why.
+    pub offer: ChatOffer,
     pub messages: Vec<ChatMessageView>,
     pub older_href: Option<String>,
+    /// On an older page, the next page down towards the newest; the newest page has the box
+    /// and live updates instead.
+    pub later_href: Option<String>,
+}
+
+/// `/{username}/block`: what a block does, and the button that does it.
+#[derive(Template)]
+#[template(path = "block.html")]
+pub struct BlockPage {
+    pub chrome: Chrome,
+    pub title: Title,
+    pub username: String,
+    pub profile_href: String,
 }
 
 /// What a private message whose sender was forgotten shows instead of its text.

@@ -14,8 +14,8 @@ use super::assets::ASSET_URLS;
 use super::error::WebError;
 use super::live;
 use super::pages::{
-    conversation_href, redirect, render, user_href, ChatStatus, Chrome, FollowStatus, MessageView,
-    TimelinePage, Title, Visitor,
+    conversation_href, redirect, render, user_href, ChatOffer, ChatStatus, Chrome, FollowStatus,
+    MessageView, TimelinePage, Title, Visitor,
 };
 use super::paging::{PageQuery, Paged};
 use super::session::BrowserSession;
@@ -106,7 +106,7 @@ pub async fn user(
     });
     let chat = me.filter(|me| *me != profile).map(|_| ChatStatus {
         conversation_href: conversation_href(&profile),
-        blocked: relation.blocked,
+        offer: ChatOffer::of(&relation, state.commands.chat_policy()),
     });
     let frame = PageFrame {
         path: user_href(&profile),

@@ -39,6 +39,7 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
 use fantoccini::elements::Element;
 use fantoccini::error::CmdError;
 use fantoccini::key::Key;
@@ -100,6 +101,26 @@ impl Viewport {
         height: 844,
         phone: true,
     };
+}
+
+/// The element with the keyboard focus ([`Browser::focused`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Focused {
+    /// Its tag, in lower case: `a`, `input`, `button`, `textarea`, …
+    pub tag: String,
+    /// What it says: a link's text, a button's, or a field's label.
+    pub text: String,
+    /// What marks it as focused, as computed: its outline and box-shadow, if any.
+    pub ring: Option<String>,
+    /// Whether any of it is within the page area (scrolled into view).
+    pub in_view: bool,
+}
+
+impl Focused {
+    /// Whether a person can see where the focus is: it is in view and has a focus ring.
+    pub fn is_visible(&self) -> bool {
+        self.in_view && self.ring.is_some()
+    }
 }
 
 /// A headless Chromium with its own chromedriver and profile. See the module doc.
@@ -239,7 +260,97 @@ impl Browser {
         .await;
     }
 
+    /// Presses `key` (Tab, Enter, …) where the keyboard focus is, as a person at a keyboard
+    /// does: key down, key up. Unlike typing into an element, this never moves the focus
+    /// first, so what happens is what the page does with a key alone.
+    pub async fn press(&self, key: Key) {
+        let key = char::from(key);
+        self.keys(
+            &format!("pressing {key:?}"),
+            [KeyAction::Down { value: key }, KeyAction::Up { value: key }],
+        )
+        .await;
+    }
+
+    /// Presses `key` while holding Shift (Shift+Tab moves the focus back).
+    pub async fn press_with_shift(&self, key: Key) {
+        let (shift, key) = (char::from(Key::Shift), char::from(key));
+        self.keys(
+            &format!("pressing Shift+{key:?}"),
+            [
+                KeyAction::Down { value: shift },
+                KeyAction::Down { value: key },
+                KeyAction::Up { value: key },
+                KeyAction::Up { value: shift },
+            ],
+        )
+        .await;
+    }
+
+    /// Types `text` where the keyboard focus is, one key at a time (see [`Self::press`]).
+    pub async fn type_text(&self, text: &str) {
+        let strokes = text.chars().flat_map(|character| {
+            [
+                KeyAction::Down { value: character },
+                KeyAction::Up { value: character },
+            ]
+        });
+        self.keys(&format!("typing {text:?}"), strokes).await;
+    }
+
+    /// The element that has the keyboard focus, as a person sees it; `None` when nothing
+    /// does (the page itself has it).
+    pub async fn focused(&self) -> Option<Focused> {
+        let script = r"
+            const element = document.activeElement;
+            if (!element || element === document.body || element === document.documentElement) {
+                return null;
+            }
+            const style = getComputedStyle(element);
+            const rings = [];
+            if (style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) > 0) {
+                rings.push(`outline ${style.outlineWidth} ${style.outlineStyle} ${style.outlineColor}`);
+            }
+            if (style.boxShadow !== 'none') rings.push(`box-shadow ${style.boxShadow}`);
+            const box = element.getBoundingClientRect();
+            const label = element.labels && element.labels.length ? element.labels[0].innerText : '';
+            const isButton = element instanceof HTMLInputElement
+                && ['submit', 'button', 'reset'].includes(element.type);
+            const shown = isButton ? element.value : element.innerText || label;
+            return {
+                tag: element.tagName.toLowerCase(),
+                text: (shown || '').trim(),
+                ring: rings.join('; ') || null,
+                in_view: box.bottom > 0 && box.right > 0 && box.top < innerHeight
+                    && box.left < innerWidth,
+            };";
+        let found = self
+            .command(
+                "reading the focused element",
+                self.client.execute(script, Vec::new()),
+            )
+            .await;
+        if found.is_null() {
+            return None;
+        }
+        let text = |key: &str| found[key].as_str().map(str::to_owned);
+        Some(Focused {
+            tag: text("tag").unwrap_or_default(),
+            text: text("text").unwrap_or_default(),
+            ring: text("ring"),
+            in_view: found["in_view"] == json!(true),
+        })
+    }
+
     /// Clicks the first element matching `css`, waiting up to [`DEFAULT_TIMEOUT`] for one.
+    /// Runs `script` in the page and returns its value.
+    pub async fn evaluate(&self, script: &str) -> serde_json::Value {
+        self.client
+            .execute(script, Vec::new())
+            .await
+            .unwrap_or_else(|err| panic!("running {script:?}: {err}"))
+    }
+
     pub async fn click(&self, css: &str) {
         let element = self.wait_for(css, DEFAULT_TIMEOUT).await;
         self.command(&format!("clicking {css:?}"), element.click())
@@ -367,6 +478,15 @@ impl Browser {
             "processes {survivors:?} of the browser with profile {} survived SIGKILL",
             self.profile.display()
         );
+    }
+
+    /// Performs `strokes`, one after another, on the keyboard.
+    async fn keys(&self, what: &str, strokes: impl IntoIterator<Item = KeyAction>) {
+        let keyboard = strokes
+            .into_iter()
+            .fold(KeyActions::new("keyboard".to_owned()), InputSource::then);
+        self.command(what, self.client.perform_actions(keyboard))
+            .await;
     }
 
     /// The page's typable inputs, once there are at least `count`.

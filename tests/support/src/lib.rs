@@ -16,7 +16,9 @@
 //! - [`sim_client`]: a client of the simulator API that talks to it as the simulator does,
 //!   and readers of the API's listings.
 //! - [`web_client`]: a cookie-keeping client of the browser pages.
-//! - [`browser`]: a headless Chromium driven over WebDriver, for the end-to-end tests.
+//! - [`browser`]: a headless Chromium driven over WebDriver, for the end-to-end tests;
+//!   [`accessibility`]: what such a page gives assistive technology (an axe-core audit, the
+//!   accessibility tree).
 //! - [`write_load`]: simulator-shaped write load for fault tests, and the checks that what the
 //!   server acknowledged survived the fault.
 //! - [`views`]: the event log and the views beneath the API: appending events directly,
@@ -28,6 +30,7 @@
 
 use std::path::PathBuf;
 
+pub mod accessibility;
 pub mod app;
 pub mod browser;
 pub mod database;
