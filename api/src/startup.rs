@@ -69,7 +69,7 @@ pub struct Application {
     sessions_ended: broadcast::Sender<Arc<str>>,
     /// Fires when shutdown begins; live streams end on it, so the listeners can drain.
     stopping: CancellationToken,
-    forgetting: Forgetting,
+    forgotten_users: ForgottenUsers,
     embedded: Option<EmbeddedPostgres>,
 }
 
@@ -80,12 +80,12 @@ const FORGOTTEN_BUFFER: usize = 256;
 /// "registered" answers and the unwrapped keys. Each forgetting is announced on
 /// [`keyring::FORGOTTEN_CHANNEL`], and both are dropped here.
 #[derive(Clone)]
-struct Forgetting {
+struct ForgottenUsers {
     directory: EventStoreDirectory,
     announced: broadcast::Sender<Arc<str>>,
 }
 
-impl Forgetting {
+impl ForgottenUsers {
     /// Drops what this process remembers of each user announced forgotten, until `cancel`.
     async fn evict(self, keys: Keyring, cancel: CancellationToken) {
         let mut announced = self.announced.subscribe();
@@ -163,7 +163,7 @@ impl Application {
         let stopping = CancellationToken::new();
         let sessions = web::session::store(pool.clone());
         let (sessions_ended, _) = broadcast::channel(web::session::SESSIONS_ENDED_BUFFER);
-        let forgetting = Forgetting {
+        let forgotten_users = ForgottenUsers {
             directory: command_side.directory.clone(),
             announced: broadcast::channel(FORGOTTEN_BUFFER).0,
         };
@@ -201,7 +201,7 @@ impl Application {
             budgets,
             sessions_ended,
             stopping,
-            forgetting,
+            forgotten_users,
             embedded,
         })
     }
@@ -283,7 +283,7 @@ impl Application {
         tasks.spawn("progress listener", {
             let progress = progress.clone();
             let sessions_ended = self.sessions_ended.clone();
-            let forgotten = self.forgetting.announced.clone();
+            let forgotten = self.forgotten_users.announced.clone();
             move |cancel| {
                 ProgressListener::new(progress.clone())
                     .forwarding(web::session::SESSIONS_ENDED_CHANNEL, sessions_ended.clone())
@@ -292,8 +292,8 @@ impl Application {
             }
         });
         tasks.spawn("forgotten users", {
-            let (forgetting, keys) = (self.forgetting.clone(), self.views.keys.clone());
-            move |cancel| forgetting.clone().evict(keys.clone(), cancel)
+            let (forgotten, keys) = (self.forgotten_users.clone(), self.views.keys.clone());
+            move |cancel| forgotten.clone().evict(keys.clone(), cancel)
         });
         tasks.spawn("live timeline feed", {
             let (live, pool, progress) = (live.clone(), pool.clone(), progress.clone());

@@ -155,22 +155,26 @@ pub async fn seal_plaintext(
                 aggregate_id: &event.aggregate_id,
                 sequence: event.sequence,
             };
-            match admin.keys.key_for_sealing(&subject).await {
-                Ok(key) => {
-                    sealing::seal_fields(&mut event.payload, identity, fields, &subject, &key);
-                    done.sealed += 1;
-                }
-                Err(KeyError::Forgotten(_)) => {
-                    sealing::erase_fields(&mut event.payload, fields, &subject);
-                    done.erased += fields.len() as u64;
-                }
+            // `None`: the person was forgotten, and their fields are erased instead.
+            let key = match admin.keys.key_for_sealing(&subject).await {
+                Ok(key) => Some(key),
+                Err(KeyError::Forgotten(_)) => None,
                 Err(KeyError::NoMasterKey)
                     if keyring::is_forgotten(&admin.pool, &subject).await? =>
                 {
+                    None
+                }
+                Err(err) => return Err(err.into()),
+            };
+            match key {
+                Some(key) => {
+                    sealing::seal_fields(&mut event.payload, identity, fields, &subject, &key);
+                    done.sealed += 1;
+                }
+                None => {
                     sealing::erase_fields(&mut event.payload, fields, &subject);
                     done.erased += fields.len() as u64;
                 }
-                Err(err) => return Err(err.into()),
             }
             event_log::reseal_payload(&mut *tx, event.position.global_position, &event.payload)
                 .await?;
