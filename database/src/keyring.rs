@@ -29,6 +29,11 @@ use crate::sealing::{self, DataKey, EventIdentity, MasterKey, Opening, SealError
 /// How many unwrapped keys a process keeps.
 const KEPT_KEYS: usize = 100_000;
 
+/// The metadata entry [`Keyring::open_events`] adds to an event whose personal fields
+/// belonged to a forgotten person (they read empty): the views keep nothing of such an event,
+/// whenever it reaches them.
+pub const FORGOTTEN_MARK: &str = "personal_data_forgotten";
+
 /// The channel on which a forgetting is announced to every replica (by the table's trigger).
 pub const FORGOTTEN_CHANNEL: &str = "data_keys_forgotten";
 
@@ -169,7 +174,8 @@ impl Keyring {
     }
 
     /// Opens the sealed fields of `events` in place. A forgotten person's fields read as
-    /// empty strings; a person without any key row fails the whole call.
+    /// empty strings, and their event is marked so ([`FORGOTTEN_MARK`]); a person without any
+    /// key row fails the whole call.
     pub async fn open_events(&self, events: &mut [StoredEvent]) -> Result<(), KeyError> {
         let mut subjects: Vec<&str> = events
             .iter()
@@ -187,7 +193,11 @@ impl Keyring {
                 aggregate_id: &event.aggregate_id,
                 sequence: event.sequence,
             };
-            open_with(&keys, identity, &mut event.payload)?;
+            if open_with(&keys, identity, &mut event.payload)? {
+                if let Some(metadata) = event.metadata.as_object_mut() {
+                    metadata.insert(FORGOTTEN_MARK.to_owned(), "true".into());
+                }
+            }
         }
         Ok(())
     }
@@ -204,7 +214,8 @@ impl Keyring {
             return Ok(());
         }
         let keys = self.keys_of(&subjects).await?;
-        Ok(open_with(&keys, identity, payload)?)
+        open_with(&keys, identity, payload)?;
+        Ok(())
     }
 
     /// The keys of `subjects` (`None`: forgotten), from memory or in one statement.
@@ -267,12 +278,13 @@ impl Keyring {
     }
 }
 
-/// Opens `payload`'s sealed fields with `keys`, which hold every subject they name.
+/// Opens `payload`'s sealed fields with `keys`, which hold every subject they name; whether
+/// any was a forgotten person's.
 fn open_with(
     keys: &HashMap<String, Option<DataKey>>,
     identity: EventIdentity<'_>,
     payload: &mut serde_json::Value,
-) -> Result<(), SealError> {
+) -> Result<bool, SealError> {
     sealing::open_fields(payload, identity, |subject| match keys.get(subject) {
         Some(Some(key)) => Ok(Opening::Key(key)),
         Some(None) => Ok(Opening::Forgotten),

@@ -226,14 +226,16 @@ pub enum Opening<'a> {
 }
 
 /// Opens every sealed field of `payload` (an event of `identity`) in place, with the keys
-/// `key_of` gives for their subjects.
+/// `key_of` gives for their subjects; whether any of them was a forgotten person's (and so
+/// reads empty).
 pub fn open_fields<'k>(
     payload: &mut Value,
     identity: EventIdentity<'_>,
     mut key_of: impl FnMut(&str) -> Result<Opening<'k>, SealError>,
-) -> Result<(), SealError> {
+) -> Result<bool, SealError> {
+    let mut forgotten = false;
     let Some(body) = body_mut(payload) else {
-        return Ok(());
+        return Ok(forgotten);
     };
     for (field, value) in body.iter_mut() {
         let Some(subject) = sealed_subject(value) else {
@@ -246,7 +248,10 @@ pub fn open_fields<'k>(
             )
         };
         let opened = match key_of(subject)? {
-            Opening::Forgotten => Value::String(String::new()),
+            Opening::Forgotten => {
+                forgotten = true;
+                Value::String(String::new())
+            }
             Opening::Key(key) => {
                 let sealed = value["sealed"].as_str().unwrap_or_default();
                 let bytes = STANDARD
@@ -259,7 +264,7 @@ pub fn open_fields<'k>(
         };
         *value = opened;
     }
-    Ok(())
+    Ok(forgotten)
 }
 
 /// Replaces every sealed field of `payload` with an empty string, unopened: for readers that
@@ -379,7 +384,7 @@ mod tests {
         let mut payload = registered();
         seal_fields(&mut payload, identity(1), &["email"], "alice", &key);
         let mut blanked = payload.clone();
-        open_fields(&mut payload, identity(1), |_| Ok(Opening::Forgotten)).unwrap();
+        assert!(open_fields(&mut payload, identity(1), |_| Ok(Opening::Forgotten)).unwrap());
         assert_eq!(payload["UserRegistered"]["email"], "");
         blank_fields(&mut blanked);
         assert_eq!(blanked, payload);

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use database::event_log::LogPosition;
-use database::keyring::Keyring;
+use database::keyring::{Keyring, FORGOTTEN_MARK};
 use domain::{Conversation, ConversationEvent};
 use sqlx::PgPool;
 use tokio::sync::broadcast;
@@ -100,6 +100,7 @@ impl ChatFeed {
         keys.open_events(&mut events).await?;
         for event in events {
             let envelope = event.decode::<Conversation>(upcasters)?;
+            let removed = envelope.metadata.contains_key(FORGOTTEN_MARK);
             let update = match envelope.payload {
                 ConversationEvent::PrivateMessageSent {
                     sender,
@@ -113,7 +114,7 @@ impl ChatFeed {
                     recipient,
                     content,
                     sent_at,
-                    removed: false,
+                    removed,
                 }),
                 ConversationEvent::ConversationRead { reader, up_to, .. } => ChatUpdate::Read {
                     partner: domain::partner_in(&envelope.aggregate_id, &reader).ok_or_else(

@@ -23,6 +23,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use chrono::{DateTime, Utc};
 use cqrs_es::persist::EventUpcaster;
 use database::event_log::StoredEvent;
+use database::keyring::FORGOTTEN_MARK;
 use domain::{Conversation, ConversationEvent};
 
 use crate::log::Decode as _;
@@ -107,9 +108,11 @@ impl Projection for Conversations {
             plan.push(
                 ViewChange::new(format!(
                     "INSERT INTO {schema}.private_messages \
-                         (conversation_id, number, sender, recipient, content, sent_at, position) \
+                         (conversation_id, number, sender, recipient, content, sent_at, position, \
+                          removed) \
                      SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], \
-                                          $5::text[], $6::timestamptz[], $7::bigint[]) \
+                                          $5::text[], $6::timestamptz[], $7::bigint[], \
+                                          $8::boolean[]) \
                      WHERE {CLAIM_HELD} \
                      ON CONFLICT (conversation_id, number) DO NOTHING"
                 ))
@@ -119,7 +122,8 @@ impl Projection for Conversations {
                 .bind(&sent.recipients)
                 .bind(&sent.contents)
                 .bind(&sent.sent_at)
-                .bind(&sent.positions),
+                .bind(&sent.positions)
+                .bind(&sent.removed),
             );
         }
         if !changes.read_marks.is_empty() {
@@ -257,6 +261,8 @@ struct SentColumns {
     contents: Vec<String>,
     sent_at: Vec<DateTime<Utc>>,
     positions: Vec<i64>,
+    /// The sender was forgotten (the text read empty): kept as a removed message.
+    removed: Vec<bool>,
 }
 
 impl ConversationChanges {
@@ -265,6 +271,7 @@ impl ConversationChanges {
         let mut seen = HashSet::new();
         for event in events {
             let envelope = event.decode::<Conversation>(upcasters)?;
+            let forgotten = envelope.metadata.contains_key(FORGOTTEN_MARK);
             let conversation_id = envelope.aggregate_id;
             match envelope.payload {
                 ConversationEvent::PrivateMessageSent {
@@ -284,6 +291,7 @@ impl ConversationChanges {
                         sent.contents.push(content);
                         sent.sent_at.push(sent_at);
                         sent.positions.push(event.position.global_position);
+                        sent.removed.push(forgotten);
                     }
                 }
                 ConversationEvent::ConversationRead { reader, up_to, .. } => {

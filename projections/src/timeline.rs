@@ -6,7 +6,8 @@
 //! timeline reads, so unflagging brings them back without a rebuild.
 //!
 //! A message whose author was forgotten is removed (`MessageRemoved`): its row is deleted,
-//! and with it the view's copy of the text.
+//! and with it the view's copy of the text. A post read after its author's key was deleted
+//! (in a rebuild, or one that raced the forgetting) is not inserted at all.
 //!
 //! A batch is reduced in memory to its new messages, each moderated message's final flag
 //! and the removed messages, then written with one insert, one update and one delete (each
@@ -17,6 +18,7 @@ use std::collections::{BTreeMap, HashSet};
 use chrono::{DateTime, Utc};
 use cqrs_es::persist::EventUpcaster;
 use database::event_log::StoredEvent;
+use database::keyring::FORGOTTEN_MARK;
 use domain::{Message, MessageEvent};
 
 use crate::log::Decode as _;
@@ -151,6 +153,9 @@ impl MessageChanges {
         let mut seen = HashSet::new();
         for event in events {
             let envelope = event.decode::<Message>(upcasters)?;
+            // A forgotten author's post (read in a rebuild, or one that raced the forgetting)
+            // leaves nothing in the view: it would be an empty message.
+            let forgotten = envelope.metadata.contains_key(FORGOTTEN_MARK);
             let message_id = envelope.aggregate_id;
             match envelope.payload {
                 MessageEvent::MessagePosted {
@@ -158,7 +163,7 @@ impl MessageChanges {
                     content,
                     posted_at,
                 } => {
-                    if seen.insert(message_id.clone()) {
+                    if !forgotten && seen.insert(message_id.clone()) {
                         let posted = &mut changes.posted;
                         posted.message_ids.push(message_id);
                         posted.authors.push(author);
