@@ -7,9 +7,9 @@
 
 use reqwest::StatusCode;
 use serde_json::json;
-use test_support::app::spawn_app;
+use test_support::app::{spawn_app, TestApp};
 use test_support::sim_client::{assert_no_content, authored};
-use test_support::views::assert_views_equal_a_rebuild;
+use test_support::views::{assert_views_equal_a_rebuild, await_projections_at_head};
 use test_support::web_client::WebClient;
 
 use crate::tool::{run_ok, scratch_path};
@@ -23,6 +23,17 @@ async fn event_count(pool: &sqlx::PgPool) -> i64 {
         .await
         .unwrap()
 }
+
+/// The database as `pg_dump` writes it, once the views hold everything in the log: the
+/// servers' projectors apply a forgetting's events in moments, and the admin tool does not
+/// wait for them.
+async fn dump_once_projected(app: &TestApp) -> String {
+    await_projections_at_head(&app.db.pool, PROJECTED_WITHIN).await;
+    app.db.dump().await
+}
+
+/// How long the views may take to reach the log's head.
+const PROJECTED_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 async fn head(pool: &sqlx::PgPool) -> i64 {
     sqlx::query_scalar("SELECT max(global_position) FROM events")
@@ -91,14 +102,7 @@ async fn after_forgetting_nothing_of_the_person_is_readable_and_everyone_else_is
     assert!(forgot.contains("forgotten"), "{forgot}");
     assert!(forgot.contains("2 messages removed"), "{forgot}");
 
-    // The servers' projectors apply the forgetting's events to the views in moments; the
-    // admin tool does not wait for them.
-    test_support::views::await_projections_at_head(
-        &app.db.pool,
-        std::time::Duration::from_secs(30),
-    )
-    .await;
-    let dump = app.db.dump().await;
+    let dump = dump_once_projected(&app).await;
     for secret in secrets {
         assert!(!dump.contains(secret), "{secret:?} in the database's dump");
     }
@@ -161,11 +165,7 @@ async fn after_forgetting_nothing_of_the_person_is_readable_and_everyone_else_is
     .execute(&app.db.pool)
     .await
     .unwrap();
-    test_support::views::await_projections_at_head(
-        &app.db.pool,
-        std::time::Duration::from_secs(30),
-    )
-    .await;
+    await_projections_at_head(&app.db.pool, PROJECTED_WITHIN).await;
     let public = sim.public_msgs(Some(-1), None).await.unwrap();
     assert_eq!(authored(&public.body).len(), 1, "{:?}", public.body);
     assert_views_equal_a_rebuild(&app.db.pool).await;
@@ -222,11 +222,7 @@ async fn personal_fields_left_in_plain_text_are_sealed_by_migrate_and_erased_by_
         .await
         .unwrap();
     }
-    test_support::views::await_projections_at_head(
-        &app.db.pool,
-        std::time::Duration::from_secs(30),
-    )
-    .await;
+    await_projections_at_head(&app.db.pool, PROJECTED_WITHIN).await;
     assert!(app
         .db
         .dump()
@@ -264,14 +260,7 @@ async fn personal_fields_left_in_plain_text_are_sealed_by_migrate_and_erased_by_
     .unwrap();
     let forgot = run_ok(&app.db.url, &["forget", "dave", "--yes"]).await;
     assert!(forgot.contains("1 fields in plain text erased"), "{forgot}");
-    // The servers' projectors apply the forgetting's events to the views in moments; the
-    // admin tool does not wait for them.
-    test_support::views::await_projections_at_head(
-        &app.db.pool,
-        std::time::Duration::from_secs(30),
-    )
-    .await;
-    let dump = app.db.dump().await;
+    let dump = dump_once_projected(&app).await;
     assert!(!dump.contains(&format!("dave.{marker}")), "dave's email");
     assert!(!dump.contains(&format!("late post {marker}")));
     assert!(!dump.contains(&format!("dave's post {marker}")));
